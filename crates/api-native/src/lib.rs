@@ -1,0 +1,1 @@
+//! Lifeboat native REST API (axum) with its OpenAPI document.

@@ -1,0 +1,715 @@
+//! The action table: for every server action, the vm_states and task_states
+//! it is allowed in, the transient task_state it sets, the vm_state it
+//! results in, whether a lock blocks it and who may call it. Follows the
+//! `check_instance_state` / `check_instance_lock` decorators of Nova's
+//! `nova/compute/api.py` (see `docs/nova-rules.md`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+use crate::model::{LockedBy, Server};
+use crate::states::{PowerState, TaskState, VmState};
+
+/// A role on a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read-only.
+    Reader,
+    /// Read and write own project's resources.
+    Member,
+    /// Everything, every project.
+    Admin,
+}
+
+impl Role {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+    /// Parses a role name (`_member_` is an alias of member).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "member" | "_member_" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// User id.
+    pub user_id: String,
+    /// User name.
+    pub user_name: String,
+    /// Project the call is scoped to.
+    pub project_id: String,
+    /// Highest role held on that project.
+    pub role: Role,
+}
+
+impl Actor {
+    /// Whether the actor is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+    /// Whether the actor may see resources of `project_id`.
+    pub fn can_see(&self, project_id: &str) -> bool {
+        self.is_admin() || self.project_id == project_id
+    }
+}
+
+macro_rules! actions {
+    ($($var:ident = $s:literal),+ $(,)?) => {
+        /// Every server action.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum Action { $(#[allow(missing_docs)] #[serde(rename = $s)] $var),+ }
+        impl Action {
+            /// Every action.
+            pub const ALL: &'static [Action] = &[$(Action::$var),+];
+            /// Stable snake_case name (native API, CLI, workflows).
+            pub fn as_str(self) -> &'static str { match self { $(Action::$var => $s),+ } }
+            /// Parses the snake_case name.
+            pub fn parse(s: &str) -> Option<Action> { match s { $($s => Some(Action::$var),)+ _ => None } }
+        }
+        impl fmt::Display for Action {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+actions!(
+    Create = "create",
+    Update = "update",
+    Delete = "delete",
+    ForceDelete = "force_delete",
+    Restore = "restore",
+    RebootSoft = "reboot_soft",
+    RebootHard = "reboot_hard",
+    Rebuild = "rebuild",
+    Resize = "resize",
+    ConfirmResize = "confirm_resize",
+    RevertResize = "revert_resize",
+    CreateImage = "create_image",
+    CreateBackup = "create_backup",
+    ChangePassword = "change_password",
+    ResetState = "reset_state",
+    Pause = "pause",
+    Unpause = "unpause",
+    Suspend = "suspend",
+    Resume = "resume",
+    Lock = "lock",
+    Unlock = "unlock",
+    Rescue = "rescue",
+    Unrescue = "unrescue",
+    Evacuate = "evacuate",
+    Start = "start",
+    Stop = "stop",
+    Shelve = "shelve",
+    ShelveOffload = "shelve_offload",
+    Unshelve = "unshelve",
+    Migrate = "migrate",
+    LiveMigrate = "live_migrate",
+    TriggerCrashDump = "trigger_crash_dump",
+    ConsoleOutput = "console_output",
+    RemoteConsole = "remote_console",
+    AddSecurityGroup = "add_security_group",
+    RemoveSecurityGroup = "remove_security_group",
+    AddFixedIp = "add_fixed_ip",
+    RemoveFixedIp = "remove_fixed_ip",
+    AddFloatingIp = "add_floating_ip",
+    RemoveFloatingIp = "remove_floating_ip",
+);
+
+/// Which states an action accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed<T: 'static> {
+    /// Any value.
+    Any,
+    /// Only these values.
+    Only(&'static [T]),
+}
+
+impl<T: PartialEq> Allowed<T> {
+    /// Whether `v` is accepted.
+    pub fn contains(&self, v: &T) -> bool {
+        match self {
+            Allowed::Any => true,
+            Allowed::Only(s) => s.contains(v),
+        }
+    }
+}
+
+/// What happens to vm_state when an action's workflow finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// vm_state is not changed.
+    Unchanged,
+    /// vm_state becomes this.
+    To(VmState),
+    /// vm_state returns to `old_vm_state` (or ACTIVE when unknown).
+    Previous,
+    /// The server is gone (deleted).
+    Gone,
+}
+
+/// What happens when an action's workflow fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Completed steps are undone, task_state cleared, vm_state kept.
+    Revert,
+    /// The server goes to ERROR with a fault.
+    Error,
+}
+
+/// Minimum role needed, before ownership and lock checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Readers of the project.
+    Reader,
+    /// Members of the project (the owner).
+    Member,
+    /// Administrators only.
+    Admin,
+}
+
+/// One row of the action table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActionRule {
+    /// The action.
+    pub action: Action,
+    /// Name used in Nova's conflict messages (`Cannot '<name>' instance ...`).
+    pub nova_name: &'static str,
+    /// Allowed vm_states.
+    pub vm_states: Allowed<VmState>,
+    /// Allowed task_states (`None` = idle).
+    pub task_states: Allowed<Option<TaskState>>,
+    /// task_state set when the action is accepted (None: no long task).
+    pub task_state: Option<TaskState>,
+    /// Resulting vm_state on success.
+    pub outcome: Outcome,
+    /// What a failure does.
+    pub on_failure: OnFailure,
+    /// Whether a lock blocks non-admins.
+    pub checks_lock: bool,
+    /// Whether the server must have been launched at least once.
+    pub must_have_launched: bool,
+    /// Whether the server must be running (power_state RUNNING).
+    pub must_be_running: bool,
+    /// Whether the server must have a host.
+    pub needs_host: bool,
+    /// Minimum role.
+    pub policy: Policy,
+    /// Whether it runs as a durable workflow (long) or is a record update.
+    pub long: bool,
+}
+
+use Allowed::{Any, Only};
+use TaskState as T;
+use VmState as V;
+
+const IDLE: Allowed<Option<TaskState>> = Only(&[None]);
+
+const fn rule(action: Action, nova_name: &'static str) -> ActionRule {
+    ActionRule {
+        action,
+        nova_name,
+        vm_states: Any,
+        task_states: IDLE,
+        task_state: None,
+        outcome: Outcome::Unchanged,
+        on_failure: OnFailure::Revert,
+        checks_lock: true,
+        must_have_launched: false,
+        must_be_running: false,
+        needs_host: false,
+        policy: Policy::Member,
+        long: true,
+    }
+}
+
+const REBOOT_TASKS: &[Option<TaskState>] = &[
+    None,
+    Some(T::Rebooting),
+    Some(T::RebootPending),
+    Some(T::RebootStarted),
+    Some(T::RebootingHard),
+    Some(T::RebootPendingHard),
+    Some(T::RebootStartedHard),
+    Some(T::Resuming),
+    Some(T::Unpausing),
+    Some(T::Pausing),
+    Some(T::Suspending),
+];
+
+/// The action table.
+pub static TABLE: &[ActionRule] = &[
+    ActionRule {
+        vm_states: Any,
+        task_states: Any,
+        task_state: Some(T::Scheduling),
+        outcome: Outcome::To(V::Active),
+        on_failure: OnFailure::Error,
+        checks_lock: false,
+        ..rule(Action::Create, "create")
+    },
+    ActionRule {
+        task_states: Any,
+        long: false,
+        ..rule(Action::Update, "update")
+    },
+    ActionRule {
+        task_states: Any,
+        task_state: Some(T::Deleting),
+        outcome: Outcome::Gone,
+        on_failure: OnFailure::Error,
+        ..rule(Action::Delete, "delete")
+    },
+    ActionRule {
+        task_states: Any,
+        task_state: Some(T::Deleting),
+        outcome: Outcome::Gone,
+        on_failure: OnFailure::Error,
+        ..rule(Action::ForceDelete, "forceDelete")
+    },
+    ActionRule {
+        vm_states: Only(&[V::SoftDeleted]),
+        task_state: Some(T::Restoring),
+        outcome: Outcome::To(V::Active),
+        ..rule(Action::Restore, "restore")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active]),
+        task_states: Only(&[None]),
+        task_state: Some(T::RebootPending),
+        outcome: Outcome::To(V::Active),
+        on_failure: OnFailure::Error,
+        ..rule(Action::RebootSoft, "reboot")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
+        task_states: Only(REBOOT_TASKS),
+        task_state: Some(T::RebootPendingHard),
+        outcome: Outcome::To(V::Active),
+        on_failure: OnFailure::Error,
+        ..rule(Action::RebootHard, "reboot")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+        task_state: Some(T::Rebuilding),
+        outcome: Outcome::Previous,
+        on_failure: OnFailure::Error,
+        ..rule(Action::Rebuild, "rebuild")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped]),
+        task_state: Some(T::ResizePrep),
+        outcome: Outcome::To(V::Resized),
+        needs_host: true,
+        ..rule(Action::Resize, "resize")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Resized]),
+        task_state: Some(T::ResizeConfirming),
+        outcome: Outcome::Previous,
+        ..rule(Action::ConfirmResize, "confirmResize")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Resized]),
+        task_state: Some(T::ResizeReverting),
+        outcome: Outcome::Previous,
+        ..rule(Action::RevertResize, "revertResize")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+        task_state: Some(T::ImageSnapshotPending),
+        ..rule(Action::CreateImage, "createImage")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+        task_state: Some(T::ImageBackup),
+        ..rule(Action::CreateBackup, "createBackup")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active]),
+        task_state: Some(T::UpdatingPassword),
+        needs_host: true,
+        ..rule(Action::ChangePassword, "changePassword")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        policy: Policy::Admin,
+        long: false,
+        ..rule(Action::ResetState, "os-resetState")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active]),
+        task_state: Some(T::Pausing),
+        outcome: Outcome::To(V::Paused),
+        needs_host: true,
+        ..rule(Action::Pause, "pause")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Paused]),
+        task_state: Some(T::Unpausing),
+        outcome: Outcome::To(V::Active),
+        needs_host: true,
+        ..rule(Action::Unpause, "unpause")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active]),
+        task_state: Some(T::Suspending),
+        outcome: Outcome::To(V::Suspended),
+        needs_host: true,
+        ..rule(Action::Suspend, "suspend")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Suspended]),
+        task_state: Some(T::Resuming),
+        outcome: Outcome::To(V::Active),
+        needs_host: true,
+        ..rule(Action::Resume, "resume")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::Lock, "lock")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::Unlock, "unlock")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+        task_state: Some(T::Rescuing),
+        outcome: Outcome::To(V::Rescued),
+        needs_host: true,
+        ..rule(Action::Rescue, "rescue")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Rescued]),
+        task_state: Some(T::Unrescuing),
+        outcome: Outcome::To(V::Active),
+        needs_host: true,
+        ..rule(Action::Unrescue, "unrescue")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+        task_state: Some(T::Rebuilding),
+        outcome: Outcome::Previous,
+        on_failure: OnFailure::Error,
+        policy: Policy::Admin,
+        ..rule(Action::Evacuate, "evacuate")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Stopped]),
+        task_state: Some(T::PoweringOn),
+        outcome: Outcome::To(V::Active),
+        needs_host: true,
+        ..rule(Action::Start, "start")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Rescued, V::Error]),
+        task_state: Some(T::PoweringOff),
+        outcome: Outcome::To(V::Stopped),
+        needs_host: true,
+        ..rule(Action::Stop, "stop")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+        task_state: Some(T::Shelving),
+        outcome: Outcome::To(V::Shelved),
+        ..rule(Action::Shelve, "shelve")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Shelved]),
+        task_state: Some(T::ShelvingOffloading),
+        outcome: Outcome::To(V::ShelvedOffloaded),
+        ..rule(Action::ShelveOffload, "shelveOffload")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Shelved, V::ShelvedOffloaded]),
+        task_state: Some(T::Unshelving),
+        outcome: Outcome::To(V::Active),
+        ..rule(Action::Unshelve, "unshelve")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Stopped]),
+        task_state: Some(T::ResizePrep),
+        outcome: Outcome::To(V::Resized),
+        needs_host: true,
+        policy: Policy::Admin,
+        ..rule(Action::Migrate, "migrate")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Paused]),
+        task_state: Some(T::Migrating),
+        outcome: Outcome::Unchanged,
+        needs_host: true,
+        policy: Policy::Admin,
+        ..rule(Action::LiveMigrate, "os-migrateLive")
+    },
+    ActionRule {
+        vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
+        must_be_running: true,
+        needs_host: true,
+        long: false,
+        ..rule(Action::TriggerCrashDump, "trigger_crash_dump")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        needs_host: true,
+        policy: Policy::Reader,
+        long: false,
+        ..rule(Action::ConsoleOutput, "os-getConsoleOutput")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        needs_host: true,
+        long: false,
+        ..rule(Action::RemoteConsole, "remote_consoles")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::AddSecurityGroup, "addSecurityGroup")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::RemoveSecurityGroup, "removeSecurityGroup")
+    },
+    ActionRule {
+        task_states: Any,
+        long: false,
+        ..rule(Action::AddFixedIp, "addFixedIp")
+    },
+    ActionRule {
+        task_states: Any,
+        long: false,
+        ..rule(Action::RemoveFixedIp, "removeFixedIp")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::AddFloatingIp, "addFloatingIp")
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        ..rule(Action::RemoveFloatingIp, "removeFloatingIp")
+    },
+];
+
+impl Action {
+    /// This action's rule.
+    pub fn rule(self) -> &'static ActionRule {
+        TABLE
+            .iter()
+            .find(|r| r.action == self)
+            .expect("every action has a rule (checked by tests)")
+    }
+}
+
+/// Why an action was refused. Each maps to one vendor error per front.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionDenied {
+    /// Wrong vm_state or task_state (Nova 409 conflictingRequest).
+    #[error("Cannot '{action}' instance {server_id} while it is in {attr} {state}")]
+    InvalidState {
+        /// Nova action name.
+        action: &'static str,
+        /// Server id.
+        server_id: String,
+        /// `vm_state` or `task_state`.
+        attr: &'static str,
+        /// The offending value (`None` for a null task_state).
+        state: String,
+    },
+    /// Locked (Nova 409).
+    #[error("Instance {server_id} is locked")]
+    Locked {
+        /// Server id.
+        server_id: String,
+    },
+    /// Not running (Nova 409).
+    #[error("Instance {server_id} is not running.")]
+    NotRunning {
+        /// Server id.
+        server_id: String,
+    },
+    /// Never launched (Nova 409 InstanceInvalidState without attr).
+    #[error("Instance {server_id} is in an invalid state for '{action}'")]
+    NotLaunched {
+        /// Nova action name.
+        action: &'static str,
+        /// Server id.
+        server_id: String,
+    },
+    /// No host yet (Nova 409).
+    #[error("Instance {server_id} has no host assigned")]
+    NoHost {
+        /// Server id.
+        server_id: String,
+    },
+    /// Role too low (Nova 403).
+    #[error("Policy doesn't allow {policy} to be performed.")]
+    Forbidden {
+        /// Policy name, e.g. `os_compute_api:servers:reboot`.
+        policy: String,
+    },
+}
+
+impl ActionDenied {
+    /// HTTP status a REST front uses.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ActionDenied::Forbidden { .. } => 403,
+            _ => 409,
+        }
+    }
+}
+
+/// Checks whether `actor` may run `action` on `server` now. This is the one
+/// place that decides; fronts only translate the error.
+pub fn check(action: Action, server: &Server, actor: &Actor) -> Result<&'static ActionRule, ActionDenied> {
+    let r = action.rule();
+    let allowed_role = match r.policy {
+        Policy::Reader => true,
+        Policy::Member => actor.role >= Role::Member,
+        Policy::Admin => actor.is_admin(),
+    };
+    if !allowed_role {
+        return Err(ActionDenied::Forbidden {
+            policy: format!("os_compute_api:servers:{}", action.as_str()),
+        });
+    }
+    if r.checks_lock && server.locked && !actor.is_admin() {
+        return Err(ActionDenied::Locked {
+            server_id: server.id.clone(),
+        });
+    }
+    if action == Action::Unlock
+        && server.locked
+        && server.locked_by == Some(LockedBy::Admin)
+        && !actor.is_admin()
+    {
+        return Err(ActionDenied::Forbidden {
+            policy: "os_compute_api:os-lock-server:unlock:unlock_override".into(),
+        });
+    }
+    if !r.vm_states.contains(&server.vm_state) {
+        return Err(ActionDenied::InvalidState {
+            action: r.nova_name,
+            server_id: server.id.clone(),
+            attr: "vm_state",
+            state: server.vm_state.as_str().into(),
+        });
+    }
+    if !r.task_states.contains(&server.task_state) {
+        return Err(ActionDenied::InvalidState {
+            action: r.nova_name,
+            server_id: server.id.clone(),
+            attr: "task_state",
+            state: server
+                .task_state
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_else(|| "None".into()),
+        });
+    }
+    if r.must_have_launched && server.launched_at.is_none() {
+        return Err(ActionDenied::NotLaunched {
+            action: r.nova_name,
+            server_id: server.id.clone(),
+        });
+    }
+    if r.needs_host && server.host.is_none() {
+        return Err(ActionDenied::NoHost {
+            server_id: server.id.clone(),
+        });
+    }
+    if r.must_be_running && server.power_state != PowerState::Running {
+        return Err(ActionDenied::NotRunning {
+            server_id: server.id.clone(),
+        });
+    }
+    Ok(r)
+}
+
+/// Applies the accepted action to the server record: sets the transient
+/// task_state and remembers the vm_state to return to. Call after [`check`].
+pub fn begin(rule: &ActionRule, server: &mut Server) {
+    if let Some(t) = rule.task_state {
+        server.task_state = Some(t);
+    }
+    match rule.action {
+        // A rebuild or evacuation of an errored server brings it back active.
+        Action::Rebuild | Action::Evacuate => {
+            server.old_vm_state = Some(if server.vm_state == VmState::Error {
+                VmState::Active
+            } else {
+                server.vm_state
+            })
+        }
+        Action::Resize | Action::Migrate | Action::Restore => {
+            server.old_vm_state = Some(server.vm_state)
+        }
+        _ => {}
+    }
+}
+
+/// Applies the successful end of an action: the resulting vm_state, task
+/// cleared. Returns false when the server is gone.
+pub fn finish(rule: &ActionRule, server: &mut Server) -> bool {
+    let Some(vm) = resulting_vm_state(rule, server) else {
+        return false;
+    };
+    server.vm_state = vm;
+    server.task_state = None;
+    if matches!(
+        rule.action,
+        Action::ConfirmResize | Action::RevertResize | Action::Rebuild | Action::Evacuate
+    ) {
+        server.old_vm_state = None;
+    }
+    true
+}
+
+/// Applies a failed action: ERROR or back to the previous state, task cleared.
+pub fn fail(rule: &ActionRule, server: &mut Server) {
+    server.task_state = None;
+    if rule.on_failure == OnFailure::Error {
+        server.vm_state = VmState::Error;
+    }
+}
+
+/// The vm_state a finished action leaves the server in.
+pub fn resulting_vm_state(rule: &ActionRule, server: &Server) -> Option<VmState> {
+    match rule.outcome {
+        Outcome::Unchanged => Some(server.vm_state),
+        Outcome::To(v) => Some(v),
+        Outcome::Previous => Some(server.old_vm_state.unwrap_or(VmState::Active)),
+        Outcome::Gone => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! Exhaustive action × state tests. The expected table below is written out
+//! independently of `TABLE` (from Nova's decorators) so a wrong table row
+//! fails here.
+
+use super::*;
+use crate::model::*;
+use std::collections::BTreeMap;
+
+fn server(vm: VmState, task: Option<TaskState>) -> Server {
+    let now = now();
+    Server {
+        id: "11111111-2222-3333-4444-555555555555".into(),
+        name: "s".into(),
+        description: None,
+        project_id: "p1".into(),
+        user_id: "u1".into(),
+        flavor: (&Flavor::defaults()[0]).into(),
+        old_flavor: None,
+        image_id: None,
+        vm_state: vm,
+        task_state: task,
+        power_state: if vm == VmState::Active { PowerState::Running } else { PowerState::Shutdown },
+        old_vm_state: None,
+        progress: 0,
+        host: Some("h1".into()),
+        node: Some("h1".into()),
+        source_host: None,
+        instance_name: "instance-00000001".into(),
+        hostname: "s".into(),
+        availability_zone: Some("nova".into()),
+        pinned_availability_zone: None,
+        config_drive: false,
+        key_name: None,
+        key_data: None,
+        launch_index: 0,
+        reservation_id: "r-00000000".into(),
+        locked: false,
+        locked_by: None,
+        locked_reason: None,
+        metadata: BTreeMap::new(),
+        tags: vec![],
+        fault: None,
+        user_data: None,
+        access_ipv4: String::new(),
+        access_ipv6: String::new(),
+        disk_config: "MANUAL".into(),
+        security_groups: vec!["default".into()],
+        attachments: vec![],
+        server_groups: vec![],
+        scheduler_hints: BTreeMap::new(),
+        root_device_name: "/dev/vda".into(),
+        kernel_id: None,
+        ramdisk_id: None,
+        trusted_image_certificates: None,
+        admin_password_set: false,
+        created_at: now,
+        updated_at: now,
+        launched_at: Some(now),
+        terminated_at: None,
+        deleted_at: None,
+        version: 1,
+    }
+}
+
+fn actor(role: Role) -> Actor {
+    Actor {
+        user_id: "u1".into(),
+        user_name: "user".into(),
+        project_id: "p1".into(),
+        role,
+    }
+}
+
+/// (action, allowed vm_states by wire name; "*" = any).
+const EXPECTED: &[(&str, &[&str])] = &[
+    ("create", &["*"]),
+    ("update", &["*"]),
+    ("delete", &["*"]),
+    ("force_delete", &["*"]),
+    ("restore", &["soft-delete"]),
+    ("reboot_soft", &["active"]),
+    ("reboot_hard", &["active", "stopped", "paused", "suspended", "error"]),
+    ("rebuild", &["active", "stopped", "error"]),
+    ("resize", &["active", "stopped"]),
+    ("confirm_resize", &["resized"]),
+    ("revert_resize", &["resized"]),
+    ("create_image", &["active", "stopped", "paused", "suspended"]),
+    ("create_backup", &["active", "stopped", "paused", "suspended"]),
+    ("change_password", &["active"]),
+    ("reset_state", &["*"]),
+    ("pause", &["active"]),
+    ("unpause", &["paused"]),
+    ("suspend", &["active"]),
+    ("resume", &["suspended"]),
+    ("lock", &["*"]),
+    ("unlock", &["*"]),
+    ("rescue", &["active", "stopped", "error"]),
+    ("unrescue", &["rescued"]),
+    ("evacuate", &["active", "stopped", "error"]),
+    ("start", &["stopped"]),
+    ("stop", &["active", "rescued", "error"]),
+    ("shelve", &["active", "stopped", "paused", "suspended"]),
+    ("shelve_offload", &["shelved"]),
+    ("unshelve", &["shelved", "shelved_offloaded"]),
+    ("migrate", &["active", "stopped"]),
+    ("live_migrate", &["active", "paused"]),
+    ("trigger_crash_dump", &["active", "paused", "rescued", "resized", "error"]),
+    ("console_output", &["*"]),
+    ("remote_console", &["*"]),
+    ("add_security_group", &["*"]),
+    ("remove_security_group", &["*"]),
+    ("add_fixed_ip", &["*"]),
+    ("remove_fixed_ip", &["*"]),
+    ("add_floating_ip", &["*"]),
+    ("remove_floating_ip", &["*"]),
+];
+
+#[test]
+fn table_has_one_rule_per_action() {
+    for a in Action::ALL {
+        assert_eq!(TABLE.iter().filter(|r| r.action == *a).count(), 1, "{a}");
+    }
+    assert_eq!(EXPECTED.len(), Action::ALL.len());
+}
+
+#[test]
+fn every_action_in_every_vm_state() {
+    let admin = actor(Role::Admin);
+    for (name, allowed) in EXPECTED {
+        let action = Action::parse(name).unwrap();
+        for vm in VmState::ALL {
+            let mut s = server(*vm, None);
+            // crash dump needs a running guest; test the state rule alone.
+            s.power_state = PowerState::Running;
+            let expect_ok = allowed.contains(&"*") || allowed.contains(&vm.as_str());
+            let got = check(action, &s, &admin);
+            if expect_ok {
+                assert!(got.is_ok(), "{name} in {vm} should be allowed: {got:?}");
+            } else {
+                let err = got.expect_err(&format!("{name} in {vm} should be refused"));
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "Cannot '{}' instance {} while it is in vm_state {}",
+                        action.rule().nova_name,
+                        s.id,
+                        vm.as_str()
+                    )
+                );
+                assert_eq!(err.http_status(), 409);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_action_with_every_task_state() {
+    let admin = actor(Role::Admin);
+    for a in Action::ALL {
+        let rule = a.rule();
+        let vm = match rule.vm_states {
+            Allowed::Any => VmState::Active,
+            Allowed::Only(v) => v[0],
+        };
+        for t in TaskState::ALL {
+            let mut s = server(vm, Some(*t));
+            s.power_state = PowerState::Running;
+            let got = check(*a, &s, &admin);
+            let expect_ok = rule.task_states.contains(&Some(*t));
+            assert_eq!(got.is_ok(), expect_ok, "{a} with task {t}: {got:?}");
+            if let Err(e) = got {
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "Cannot '{}' instance {} while it is in task_state {}",
+                        rule.nova_name,
+                        s.id,
+                        t.as_str()
+                    )
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn long_actions_declare_a_task_state() {
+    for r in TABLE {
+        if r.long && r.action != Action::Update {
+            assert!(r.task_state.is_some(), "{} is long but sets no task_state", r.action);
+        }
+        if !r.long {
+            assert!(r.task_state.is_none(), "{} is short but sets a task_state", r.action);
+        }
+    }
+}
+
+#[test]
+fn hard_reboot_allowed_while_soft_rebooting_but_soft_is_not() {
+    let m = actor(Role::Member);
+    let s = server(VmState::Active, Some(TaskState::RebootPending));
+    assert!(check(Action::RebootHard, &s, &m).is_ok());
+    assert!(check(Action::RebootSoft, &s, &m).is_err());
+}
+
+#[test]
+fn locks_block_members_not_admins() {
+    for a in Action::ALL {
+        let rule = a.rule();
+        let vm = match rule.vm_states {
+            Allowed::Any => VmState::Active,
+            Allowed::Only(v) => v[0],
+        };
+        let mut s = server(vm, None);
+        s.power_state = PowerState::Running;
+        s.locked = true;
+        s.locked_by = Some(LockedBy::Owner);
+        let member = check(*a, &s, &actor(Role::Member));
+        if rule.policy == Policy::Admin {
+            assert!(matches!(member, Err(ActionDenied::Forbidden { .. })), "{a}");
+        } else if rule.checks_lock {
+            assert_eq!(
+                member.unwrap_err().to_string(),
+                format!("Instance {} is locked", s.id),
+                "{a}"
+            );
+        } else {
+            assert!(member.is_ok(), "{a}: {member:?}");
+        }
+        assert!(check(*a, &s, &actor(Role::Admin)).is_ok(), "{a}");
+    }
+}
+
+#[test]
+fn readers_cannot_mutate() {
+    let r = actor(Role::Reader);
+    for a in Action::ALL {
+        let rule = a.rule();
+        let vm = match rule.vm_states {
+            Allowed::Any => VmState::Active,
+            Allowed::Only(v) => v[0],
+        };
+        let mut s = server(vm, None);
+        s.power_state = PowerState::Running;
+        let got = check(*a, &s, &r);
+        assert_eq!(got.is_ok(), rule.policy == Policy::Reader, "{a}");
+    }
+}
+
+#[test]
+fn admin_lock_cannot_be_removed_by_owner() {
+    let mut s = server(VmState::Active, None);
+    s.locked = true;
+    s.locked_by = Some(LockedBy::Admin);
+    assert!(matches!(
+        check(Action::Unlock, &s, &actor(Role::Member)),
+        Err(ActionDenied::Forbidden { .. })
+    ));
+    s.locked_by = Some(LockedBy::Owner);
+    assert!(check(Action::Unlock, &s, &actor(Role::Member)).is_ok());
+}
+
+#[test]
+fn crash_dump_needs_running_guest() {
+    let mut s = server(VmState::Paused, None);
+    s.power_state = PowerState::Paused;
+    let e = check(Action::TriggerCrashDump, &s, &actor(Role::Member)).unwrap_err();
+    assert_eq!(e.to_string(), format!("Instance {} is not running.", s.id));
+}
+
+#[test]
+fn transitions_begin_finish_fail() {
+    let mut s = server(VmState::Stopped, None);
+    let r = check(Action::Resize, &s, &actor(Role::Member)).unwrap();
+    begin(r, &mut s);
+    assert_eq!(s.task_state, Some(TaskState::ResizePrep));
+    assert_eq!(s.status(), crate::Status::Resize);
+    assert!(finish(r, &mut s));
+    assert_eq!(s.vm_state, VmState::Resized);
+    let r = check(Action::RevertResize, &s, &actor(Role::Member)).unwrap();
+    begin(r, &mut s);
+    assert_eq!(s.status(), crate::Status::RevertResize);
+    finish(r, &mut s);
+    assert_eq!(s.vm_state, VmState::Stopped);
+    assert_eq!(s.task_state, None);
+
+    let mut e = server(VmState::Error, None);
+    let r = check(Action::Rebuild, &e, &actor(Role::Member)).unwrap();
+    begin(r, &mut e);
+    assert_eq!(e.status(), crate::Status::Rebuild);
+    finish(r, &mut e);
+    assert_eq!(e.vm_state, VmState::Active);
+
+    let mut a = server(VmState::Active, None);
+    let r = check(Action::RebootSoft, &a, &actor(Role::Member)).unwrap();
+    begin(r, &mut a);
+    fail(r, &mut a);
+    assert_eq!(a.vm_state, VmState::Error);
+    let mut p = server(VmState::Active, None);
+    let r = check(Action::Pause, &p, &actor(Role::Member)).unwrap();
+    begin(r, &mut p);
+    fail(r, &mut p);
+    assert_eq!((p.vm_state, p.task_state), (VmState::Active, None));
+    let mut d = server(VmState::Active, None);
+    let r = check(Action::Delete, &d, &actor(Role::Member)).unwrap();
+    begin(r, &mut d);
+    assert!(!finish(r, &mut d));
+}

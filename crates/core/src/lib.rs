@@ -1,0 +1,16 @@
+//! Lifeboat domain core.
+//!
+//! Pure data and rules, no I/O: resource models, the server state machine
+//! ([`states`]), the action table ([`actions`]) and host placement
+//! ([`placement`]). Every front (native, OpenStack, AWS) and the workflow
+//! engine call into this crate; no front re-implements a rule.
+
+pub mod actions;
+pub mod ids;
+pub mod model;
+pub mod placement;
+pub mod states;
+
+pub use actions::{Action, ActionDenied, ActionRule, Actor, Role};
+pub use model::*;
+pub use states::{PowerState, Status, TaskState, VmState};

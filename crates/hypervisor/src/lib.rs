@@ -1,0 +1,1 @@
+//! Lifeboat hypervisor drivers behind one trait: fake (test double) and qemu.

@@ -1,0 +1,1 @@
+//! Lifeboat store: SQLite (embedded default) and PostgreSQL through sqlx.
