@@ -1,1 +1,15 @@
-//! Lifeboat host agent: serves one host's hypervisor driver to the manager over HTTP/JSON, or in-process.
+//! The host agent: the only component that drives a hypervisor.
+//!
+//! The manager holds one [`Hypervisor`] per host. For the host of a
+//! single-node install that is the driver itself (in-process agent); for
+//! other hosts it is a [`RemoteAgent`], which sends each call as one
+//! [`AgentRequest`] over HTTP/JSON to `lifeboat agent` on that host, where
+//! [`router`] hands it to the local driver. Calls carry a shared bearer token.
+
+mod client;
+mod protocol;
+mod server;
+
+pub use client::RemoteAgent;
+pub use protocol::{AgentRequest, AgentResponse};
+pub use server::{dispatch, router};

@@ -1,0 +1,589 @@
+//! The fake driver: a documented in-process **test double** for the
+//! hypervisor. It keeps VMs as records in memory, applies the same state
+//! rules a real driver enforces, sleeps a configurable delay per operation
+//! and fails on demand. It never touches a real VM; the QEMU driver has its
+//! own tests on real VMs.
+//!
+//! Configuration ([`FakeConfig`]), also from the environment in `lifeboat
+//! serve --driver fake`:
+//! - `LIFEBOAT_FAKE_DELAY_MS`: delay of every operation (default 0).
+//! - `LIFEBOAT_FAKE_FAIL`: `op:count,...` — the next `count` calls of `op`
+//!   fail with [`HvError::Injected`] (ops are the trait method names).
+//!
+//! With a `state_file`, every change is written to that JSON file and read
+//! back at start, the way a real host keeps its VMs running while the
+//! manager restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lifeboat_core::PowerState;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    HostInfo, HvError, HvResult, Hypervisor, ImageRef, MigrationTarget, SnapshotInfo, VmSize,
+    VmSpec, VmStatus,
+};
+
+/// Fake driver settings.
+#[derive(Debug, Clone, Default)]
+pub struct FakeConfig {
+    /// Host name reported.
+    pub hostname: String,
+    /// Delay of every operation.
+    pub delay: Duration,
+    /// Pending injected failures: op → remaining count.
+    pub failures: HashMap<String, u32>,
+    /// Persist VMs to this file.
+    pub state_file: Option<PathBuf>,
+    /// Capacity offered (vcpus, ram MiB, disk GiB).
+    pub capacity: (u32, u64, u64),
+}
+
+impl FakeConfig {
+    /// Reads `LIFEBOAT_FAKE_DELAY_MS` and `LIFEBOAT_FAKE_FAIL`.
+    pub fn from_env(hostname: &str) -> FakeConfig {
+        let delay = std::env::var("LIFEBOAT_FAKE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or_default();
+        let failures = std::env::var("LIFEBOAT_FAKE_FAIL")
+            .map(|v| parse_failures(&v))
+            .unwrap_or_default();
+        FakeConfig {
+            hostname: hostname.to_string(),
+            delay,
+            failures,
+            state_file: None,
+            capacity: (1024, 4 * 1024 * 1024, 100_000),
+        }
+    }
+}
+
+/// Parses `op:count,op:count`.
+pub fn parse_failures(s: &str) -> HashMap<String, u32> {
+    s.split(',')
+        .filter_map(|p| {
+            let (op, n) = p.split_once(':').unwrap_or((p, "1"));
+            let op = op.trim();
+            (!op.is_empty()).then(|| (op.to_string(), n.trim().parse().unwrap_or(1)))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FakeVm {
+    spec: VmSpec,
+    power: PowerState,
+    rescued: bool,
+    pre_resize: Option<VmSize>,
+    offloaded: bool,
+    incoming: bool,
+    console: Vec<String>,
+    boots: u32,
+}
+
+impl FakeVm {
+    fn log(&mut self, line: String) {
+        self.console.push(line);
+        let n = self.console.len();
+        if n > 1000 {
+            self.console.drain(..n - 1000);
+        }
+    }
+    fn boot(&mut self) {
+        self.boots += 1;
+        self.power = PowerState::Running;
+        let line = format!("[fake] {} booted (boot {})", self.spec.hostname, self.boots);
+        self.log(line);
+        self.log("LIFEBOAT-READY".into());
+    }
+}
+
+/// The fake hypervisor. See the module documentation.
+pub struct FakeDriver {
+    cfg: Mutex<FakeConfig>,
+    vms: Mutex<BTreeMap<String, FakeVm>>,
+}
+
+impl FakeDriver {
+    /// A fake host; loads `state_file` if it exists.
+    pub fn new(cfg: FakeConfig) -> FakeDriver {
+        let vms = cfg
+            .state_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        FakeDriver {
+            cfg: Mutex::new(cfg),
+            vms: Mutex::new(vms),
+        }
+    }
+
+    /// Makes the next `count` calls of `op` fail.
+    pub fn inject_failure(&self, op: &str, count: u32) {
+        self.cfg
+            .lock()
+            .unwrap()
+            .failures
+            .insert(op.to_string(), count);
+    }
+
+    /// Sets the per-operation delay.
+    pub fn set_delay(&self, d: Duration) {
+        self.cfg.lock().unwrap().delay = d;
+    }
+
+    /// Simulates a VM dying outside Lifeboat (for reconciliation tests).
+    pub fn kill_outside(&self, name: &str) -> bool {
+        let mut vms = self.vms.lock().unwrap();
+        let found = vms.get_mut(name).map(|v| v.power = PowerState::Shutdown).is_some();
+        drop(vms);
+        self.persist();
+        found
+    }
+
+    async fn enter(&self, op: &str) -> HvResult<()> {
+        let delay = {
+            let mut cfg = self.cfg.lock().unwrap();
+            if let Some(n) = cfg.failures.get_mut(op) {
+                if *n > 0 {
+                    *n -= 1;
+                    return Err(HvError::Injected(op.to_string()));
+                }
+            }
+            cfg.delay
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    fn persist(&self) {
+        let path = self.cfg.lock().unwrap().state_file.clone();
+        if let Some(p) = path {
+            let data = serde_json::to_vec(&*self.vms.lock().unwrap()).expect("serialisable");
+            let tmp = p.with_extension("tmp");
+            if std::fs::write(&tmp, data).is_ok() {
+                let _ = std::fs::rename(tmp, p);
+            }
+        }
+    }
+
+    /// Runs `f` on the named VM and persists.
+    fn with_vm<T>(&self, name: &str, f: impl FnOnce(&mut FakeVm) -> HvResult<T>) -> HvResult<T> {
+        let r = {
+            let mut vms = self.vms.lock().unwrap();
+            let vm = vms
+                .get_mut(name)
+                .ok_or_else(|| HvError::NotFound(name.to_string()))?;
+            f(vm)
+        };
+        self.persist();
+        r
+    }
+}
+
+fn need(vm: &FakeVm, ok: &[PowerState], what: &str) -> HvResult<()> {
+    if ok.contains(&vm.power) {
+        Ok(())
+    } else {
+        Err(HvError::InvalidState(format!(
+            "{} is {} and cannot {what}",
+            vm.spec.name,
+            vm.power.name()
+        )))
+    }
+}
+
+fn not_offloaded(vm: &FakeVm) -> HvResult<()> {
+    if vm.offloaded {
+        Err(HvError::InvalidState(format!("{} is offloaded", vm.spec.name)))
+    } else {
+        Ok(())
+    }
+}
+
+use PowerState::{Paused, Running, Shutdown, Suspended};
+
+#[async_trait]
+impl Hypervisor for FakeDriver {
+    fn driver(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn host_info(&self) -> HvResult<HostInfo> {
+        let cfg = self.cfg.lock().unwrap();
+        Ok(HostInfo {
+            hostname: cfg.hostname.clone(),
+            driver: "fake".into(),
+            accelerator: "none".into(),
+            vcpus: cfg.capacity.0,
+            ram_mb: cfg.capacity.1,
+            disk_gb: cfg.capacity.2,
+        })
+    }
+
+    async fn define(&self, spec: &VmSpec) -> HvResult<()> {
+        self.enter("define").await?;
+        let mut vms = self.vms.lock().unwrap();
+        match vms.get_mut(&spec.name) {
+            Some(vm) if vm.offloaded => {
+                vm.offloaded = false;
+                vm.spec = spec.clone();
+            }
+            Some(_) => {}
+            None => {
+                vms.insert(
+                    spec.name.clone(),
+                    FakeVm {
+                        spec: spec.clone(),
+                        power: Shutdown,
+                        rescued: false,
+                        pre_resize: None,
+                        offloaded: false,
+                        incoming: false,
+                        console: vec![],
+                        boots: 0,
+                    },
+                );
+            }
+        }
+        drop(vms);
+        self.persist();
+        Ok(())
+    }
+
+    async fn destroy(&self, name: &str) -> HvResult<()> {
+        self.enter("destroy").await?;
+        self.vms.lock().unwrap().remove(name);
+        self.persist();
+        Ok(())
+    }
+
+    async fn start(&self, name: &str) -> HvResult<()> {
+        self.enter("start").await?;
+        self.with_vm(name, |vm| {
+            not_offloaded(vm)?;
+            if vm.power != Running {
+                need(vm, &[Shutdown, PowerState::Crashed], "start")?;
+                vm.boot();
+            }
+            Ok(())
+        })
+    }
+
+    async fn stop(&self, name: &str, _timeout_secs: u64) -> HvResult<()> {
+        self.enter("stop").await?;
+        self.with_vm(name, |vm| {
+            vm.power = Shutdown;
+            vm.log("[fake] powered off".into());
+            Ok(())
+        })
+    }
+
+    async fn reboot(&self, name: &str, hard: bool) -> HvResult<()> {
+        self.enter(if hard { "reboot_hard" } else { "reboot" }).await?;
+        self.with_vm(name, |vm| {
+            not_offloaded(vm)?;
+            if !hard {
+                need(vm, &[Running], "reboot softly")?;
+            }
+            vm.boot();
+            Ok(())
+        })
+    }
+
+    async fn pause(&self, name: &str) -> HvResult<()> {
+        self.enter("pause").await?;
+        self.with_vm(name, |vm| {
+            if vm.power != Paused {
+                need(vm, &[Running], "pause")?;
+                vm.power = Paused;
+            }
+            Ok(())
+        })
+    }
+
+    async fn unpause(&self, name: &str) -> HvResult<()> {
+        self.enter("unpause").await?;
+        self.with_vm(name, |vm| {
+            if vm.power != Running {
+                need(vm, &[Paused], "unpause")?;
+                vm.power = Running;
+            }
+            Ok(())
+        })
+    }
+
+    async fn suspend(&self, name: &str) -> HvResult<()> {
+        self.enter("suspend").await?;
+        self.with_vm(name, |vm| {
+            if vm.power != Suspended {
+                need(vm, &[Running], "suspend")?;
+                vm.power = Suspended;
+            }
+            Ok(())
+        })
+    }
+
+    async fn resume(&self, name: &str) -> HvResult<()> {
+        self.enter("resume").await?;
+        self.with_vm(name, |vm| {
+            if vm.power != Running {
+                need(vm, &[Suspended], "resume")?;
+                vm.power = Running;
+            }
+            Ok(())
+        })
+    }
+
+    async fn rescue(&self, name: &str, _rescue_image: &ImageRef) -> HvResult<()> {
+        self.enter("rescue").await?;
+        self.with_vm(name, |vm| {
+            not_offloaded(vm)?;
+            vm.rescued = true;
+            vm.log("[fake] rescue boot".into());
+            vm.boot();
+            Ok(())
+        })
+    }
+
+    async fn unrescue(&self, name: &str) -> HvResult<()> {
+        self.enter("unrescue").await?;
+        self.with_vm(name, |vm| {
+            vm.rescued = false;
+            vm.boot();
+            Ok(())
+        })
+    }
+
+    async fn rebuild(&self, name: &str, image: &ImageRef) -> HvResult<()> {
+        self.enter("rebuild").await?;
+        self.with_vm(name, |vm| {
+            not_offloaded(vm)?;
+            vm.spec.image = image.clone();
+            vm.log(format!("[fake] rebuilt from {}", image.id));
+            Ok(())
+        })
+    }
+
+    async fn resize(&self, name: &str, size: &VmSize) -> HvResult<()> {
+        self.enter("resize").await?;
+        self.with_vm(name, |vm| {
+            if size.disk_gb < vm.spec.size.disk_gb {
+                return Err(HvError::InvalidState("disks cannot shrink".into()));
+            }
+            if vm.pre_resize.is_none() {
+                vm.pre_resize = Some(vm.spec.size);
+            }
+            vm.spec.size = *size;
+            Ok(())
+        })
+    }
+
+    async fn confirm_resize(&self, name: &str) -> HvResult<()> {
+        self.enter("confirm_resize").await?;
+        self.with_vm(name, |vm| {
+            vm.pre_resize = None;
+            Ok(())
+        })
+    }
+
+    async fn revert_resize(&self, name: &str) -> HvResult<()> {
+        self.enter("revert_resize").await?;
+        self.with_vm(name, |vm| {
+            if let Some(old) = vm.pre_resize.take() {
+                vm.spec.size = old;
+            }
+            Ok(())
+        })
+    }
+
+    async fn snapshot_disk(&self, name: &str, dest: &str) -> HvResult<SnapshotInfo> {
+        self.enter("snapshot_disk").await?;
+        let spec = self.with_vm(name, |vm| Ok(vm.spec.clone()))?;
+        let body = serde_json::to_vec(&spec).expect("serialisable");
+        std::fs::write(dest, &body).map_err(|e| HvError::Other(format!("{dest}: {e}")))?;
+        Ok(SnapshotInfo {
+            path: dest.to_string(),
+            size: body.len() as u64,
+            format: "fake".into(),
+        })
+    }
+
+    async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
+        self.enter("console_output").await?;
+        self.with_vm(name, |vm| {
+            let n = lines.unwrap_or(vm.console.len()).min(vm.console.len());
+            let mut s = vm.console[vm.console.len() - n..].join("\n");
+            if n > 0 {
+                s.push('\n');
+            }
+            Ok(s)
+        })
+    }
+
+    async fn crash_dump(&self, name: &str) -> HvResult<()> {
+        self.enter("crash_dump").await?;
+        self.with_vm(name, |vm| {
+            need(vm, &[Running], "take an NMI")?;
+            vm.log("[fake] NMI received".into());
+            Ok(())
+        })
+    }
+
+    async fn set_password(&self, name: &str, user: &str, _password: &str) -> HvResult<()> {
+        self.enter("set_password").await?;
+        self.with_vm(name, |vm| {
+            need(vm, &[Running], "set a password")?;
+            vm.log(format!("[fake] password of {user} changed"));
+            Ok(())
+        })
+    }
+
+    async fn run_maintenance(&self, name: &str, procedure: &str) -> HvResult<String> {
+        self.enter("run_maintenance").await?;
+        self.with_vm(name, |vm| {
+            need(vm, &[Running], "run maintenance")?;
+            let out = format!("[fake] maintenance {procedure} ok");
+            vm.log(out.clone());
+            Ok(out)
+        })
+    }
+
+    async fn offload(&self, name: &str) -> HvResult<()> {
+        self.enter("offload").await?;
+        self.with_vm(name, |vm| {
+            need(vm, &[Shutdown, PowerState::Crashed], "be offloaded")?;
+            vm.offloaded = true;
+            Ok(())
+        })
+    }
+
+    async fn prepare_incoming(&self, spec: &VmSpec) -> HvResult<MigrationTarget> {
+        self.enter("prepare_incoming").await?;
+        let host = self.cfg.lock().unwrap().hostname.clone();
+        let mut vms = self.vms.lock().unwrap();
+        vms.entry(spec.name.clone()).or_insert_with(|| FakeVm {
+            spec: spec.clone(),
+            power: Shutdown,
+            rescued: false,
+            pre_resize: None,
+            offloaded: false,
+            incoming: true,
+            console: vec![],
+            boots: 0,
+        });
+        drop(vms);
+        self.persist();
+        Ok(MigrationTarget {
+            host,
+            uri: format!("fake:{}", spec.name),
+            disk: format!("fake:{}", spec.name),
+        })
+    }
+
+    async fn migrate_to(&self, name: &str, target: &MigrationTarget) -> HvResult<()> {
+        self.enter("migrate_to").await?;
+        // The fake cannot reach another process's memory: the destination
+        // learns the power state in finish_incoming from the manager.
+        let _ = target;
+        self.vms.lock().unwrap().remove(name);
+        self.persist();
+        Ok(())
+    }
+
+    async fn finish_incoming(&self, name: &str) -> HvResult<()> {
+        self.enter("finish_incoming").await?;
+        self.with_vm(name, |vm| {
+            vm.incoming = false;
+            vm.boot();
+            Ok(())
+        })
+    }
+
+    async fn status(&self, name: &str) -> HvResult<VmStatus> {
+        self.with_vm(name, |vm| Ok(status_of(vm)))
+    }
+
+    async fn list(&self) -> HvResult<Vec<VmStatus>> {
+        Ok(self.vms.lock().unwrap().values().map(status_of).collect())
+    }
+}
+
+fn status_of(vm: &FakeVm) -> VmStatus {
+    VmStatus {
+        name: vm.spec.name.clone(),
+        power_state: if vm.offloaded { Shutdown } else { vm.power },
+        guest_ready: vm.power == Running,
+        pid: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            server_id: "id".into(),
+            hostname: "h".into(),
+            size: VmSize { vcpus: 1, ram_mb: 128, disk_gb: 1, ephemeral_gb: 0, swap_mb: 0 },
+            image: ImageRef::default(),
+            nics: vec![],
+            user_data: None,
+            root_disk: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_and_rules() {
+        let d = FakeDriver::new(FakeConfig::from_env("h1"));
+        d.define(&spec("vm1")).await.unwrap();
+        d.define(&spec("vm1")).await.unwrap();
+        assert!(matches!(d.pause("vm1").await, Err(HvError::InvalidState(_))));
+        d.start("vm1").await.unwrap();
+        d.start("vm1").await.unwrap();
+        d.pause("vm1").await.unwrap();
+        assert_eq!(d.status("vm1").await.unwrap().power_state, Paused);
+        assert!(d.reboot("vm1", false).await.is_err());
+        d.reboot("vm1", true).await.unwrap();
+        d.suspend("vm1").await.unwrap();
+        d.resume("vm1").await.unwrap();
+        let out = d.console_output("vm1", Some(1)).await.unwrap();
+        assert_eq!(out, "LIFEBOAT-READY\n");
+        d.resize("vm1", &VmSize { disk_gb: 2, ..spec("x").size }).await.unwrap();
+        d.revert_resize("vm1").await.unwrap();
+        assert!(d.offload("vm1").await.is_err());
+        d.stop("vm1", 0).await.unwrap();
+        d.offload("vm1").await.unwrap();
+        assert!(d.start("vm1").await.is_err());
+        d.destroy("vm1").await.unwrap();
+        d.destroy("vm1").await.unwrap();
+        assert!(matches!(d.status("vm1").await, Err(HvError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn failure_injection_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FakeConfig::from_env("h1");
+        cfg.state_file = Some(dir.path().join("fake.json"));
+        cfg.failures = parse_failures("start:2");
+        let d = FakeDriver::new(cfg.clone());
+        d.define(&spec("vm1")).await.unwrap();
+        assert_eq!(d.start("vm1").await, Err(HvError::Injected("start".into())));
+        assert!(d.start("vm1").await.is_err());
+        d.start("vm1").await.unwrap();
+        cfg.failures.clear();
+        let again = FakeDriver::new(cfg);
+        assert_eq!(again.status("vm1").await.unwrap().power_state, Running);
+    }
+}

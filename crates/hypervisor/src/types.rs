@@ -1,0 +1,147 @@
+use lifeboat_core::PowerState;
+use serde::{Deserialize, Serialize};
+
+/// A driver error. Serialisable: it crosses the agent protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum HvError {
+    /// No such VM on this host.
+    #[error("no such vm: {0}")]
+    NotFound(String),
+    /// The VM is not in a state that allows the operation.
+    #[error("invalid vm state: {0}")]
+    InvalidState(String),
+    /// A failure injected by the fake driver.
+    #[error("injected failure: {0}")]
+    Injected(String),
+    /// An operation timed out.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// The host is unreachable (agent down).
+    #[error("host unreachable: {0}")]
+    Unreachable(String),
+    /// Not supported by this driver or host.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Anything else (I/O, QMP, qemu-img).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An image the driver can boot or copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageRef {
+    /// Image id.
+    pub id: String,
+    /// Disk file (qcow2/raw), if the image has one.
+    pub disk: Option<String>,
+    /// Kernel for direct boot.
+    pub kernel: Option<String>,
+    /// Initramfs for direct boot.
+    pub initrd: Option<String>,
+    /// Extra kernel command line.
+    pub cmdline: Option<String>,
+}
+
+/// Sizes of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmSize {
+    /// vCPUs.
+    pub vcpus: u32,
+    /// RAM MiB.
+    pub ram_mb: u64,
+    /// Root disk GiB.
+    pub disk_gb: u64,
+    /// Ephemeral disk GiB.
+    pub ephemeral_gb: u64,
+    /// Swap MiB.
+    pub swap_mb: u64,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    /// Port id.
+    pub port_id: String,
+    /// MAC.
+    pub mac: String,
+    /// IPv4 address.
+    pub ip: String,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Gateway.
+    pub gateway: String,
+}
+
+/// Everything a driver needs to define a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSpec {
+    /// Hypervisor name (`instance-0000002a`): the key on the host.
+    pub name: String,
+    /// Server UUID.
+    pub server_id: String,
+    /// Guest hostname.
+    pub hostname: String,
+    /// Sizes.
+    pub size: VmSize,
+    /// Boot image.
+    pub image: ImageRef,
+    /// Network interfaces.
+    pub nics: Vec<Nic>,
+    /// Base64 user data.
+    pub user_data: Option<String>,
+    /// Existing root disk to use instead of a copy of the image (restore, recovery).
+    pub root_disk: Option<String>,
+}
+
+/// Running status of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStatus {
+    /// Hypervisor name.
+    pub name: String,
+    /// Power state.
+    pub power_state: PowerState,
+    /// Whether the guest agent said ready since the last (re)boot.
+    pub guest_ready: bool,
+    /// Process id, if a process runs it.
+    pub pid: Option<u32>,
+}
+
+/// Host facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Driver.
+    pub driver: String,
+    /// Accelerator in use (`kvm`, `tcg`, `none`).
+    pub accelerator: String,
+    /// vCPUs offered.
+    pub vcpus: u32,
+    /// RAM MiB offered.
+    pub ram_mb: u64,
+    /// Disk GiB offered.
+    pub disk_gb: u64,
+}
+
+/// A snapshot's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Where it was written.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Disk format.
+    pub format: String,
+}
+
+/// Where an incoming migration is received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationTarget {
+    /// Receiving host.
+    pub host: String,
+    /// Migration URI (e.g. `tcp:127.0.0.2:49152`), driver-specific.
+    pub uri: String,
+    /// Disk destination (path or NBD URI).
+    pub disk: String,
+}
