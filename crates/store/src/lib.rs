@@ -1,1 +1,61 @@
-//! Lifeboat store: SQLite (embedded default) and PostgreSQL through sqlx.
+//! Lifeboat store: one API over SQLite (embedded default, WAL) and
+//! PostgreSQL (multi-node/HA), through sqlx's `Any` driver with portable SQL.
+//!
+//! Resources are rows with a few indexed columns plus the full record as
+//! JSON (`data`). Servers carry a `version` used for compare-and-set: the
+//! task_state guard that allows one active task per server.
+
+mod db;
+mod events;
+mod identity;
+mod records;
+mod servers;
+mod workflows;
+
+pub use db::{Backend, Store};
+pub use records::{Record, Setting};
+pub use events::EventQuery;
+pub use servers::ServerQuery;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Row not found.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Compare-and-set lost: the row changed since it was read.
+    #[error("conflict: {0} changed concurrently")]
+    Conflict(String),
+    /// Unique constraint violated.
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    /// Database error.
+    #[error("database: {0}")]
+    Db(String),
+    /// Stored JSON did not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(d) = &e {
+            if d.is_unique_violation() {
+                return StoreError::Duplicate(d.message().to_string());
+            }
+        }
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests;

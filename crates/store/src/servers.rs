@@ -1,0 +1,202 @@
+//! Servers, with compare-and-set on `version`.
+
+use lifeboat_core::{Server, VmState};
+use sqlx::Row;
+
+use crate::db::ts;
+use crate::{Store, StoreError, StoreResult};
+
+/// Filters for listing servers. Sorted newest first (Nova's default:
+/// created_at desc, id desc).
+#[derive(Debug, Clone, Default)]
+pub struct ServerQuery {
+    /// Only this project.
+    pub project_id: Option<String>,
+    /// Only these vm_states.
+    pub vm_states: Option<Vec<VmState>>,
+    /// Include vm_state `deleted`.
+    pub include_deleted: bool,
+    /// Substring of the name.
+    pub name_contains: Option<String>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Updated at or after (RFC 3339).
+    pub changes_since: Option<lifeboat_core::Time>,
+    /// Start after this server id.
+    pub marker: Option<String>,
+    /// At most this many.
+    pub limit: Option<i64>,
+}
+
+fn decode(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<Server>> {
+    rows.into_iter()
+        .map(|r| {
+            let data: String = r.try_get("data")?;
+            let version: i64 = r.try_get("version")?;
+            let mut s: Server = serde_json::from_str(&data)?;
+            s.version = version;
+            Ok(s)
+        })
+        .collect()
+}
+
+impl Store {
+    /// Inserts a new server (its `version` becomes 1).
+    pub async fn insert_server(&self, s: &Server) -> StoreResult<Server> {
+        let mut s = s.clone();
+        s.version = 1;
+        sqlx::query(
+            "INSERT INTO servers (id, project_id, name, vm_state, task_state, host, created_at,
+             updated_at, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&s.id)
+        .bind(&s.project_id)
+        .bind(&s.name)
+        .bind(s.vm_state.as_str())
+        .bind(s.task_state.map(|t| t.as_str()))
+        .bind(s.host.clone())
+        .bind(ts(&s.created_at))
+        .bind(ts(&s.updated_at))
+        .bind(s.version)
+        .bind(serde_json::to_string(&s)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(s)
+    }
+
+    /// A server by id.
+    pub async fn get_server(&self, id: &str) -> StoreResult<Option<Server>> {
+        let rows = sqlx::query("SELECT data, version FROM servers WHERE id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(decode(rows)?.pop())
+    }
+
+    /// Writes `s` if the stored version is still `s.version`; returns the
+    /// server with its new version, or [`StoreError::Conflict`].
+    pub async fn cas_server(&self, s: &Server) -> StoreResult<Server> {
+        let mut next = s.clone();
+        next.version = s.version + 1;
+        next.updated_at = lifeboat_core::now();
+        let r = sqlx::query(
+            "UPDATE servers SET project_id = $1, name = $2, vm_state = $3, task_state = $4,
+             host = $5, updated_at = $6, version = $7, data = $8 WHERE id = $9 AND version = $10",
+        )
+        .bind(&next.project_id)
+        .bind(&next.name)
+        .bind(next.vm_state.as_str())
+        .bind(next.task_state.map(|t| t.as_str()))
+        .bind(next.host.clone())
+        .bind(ts(&next.updated_at))
+        .bind(next.version)
+        .bind(serde_json::to_string(&next)?)
+        .bind(&s.id)
+        .bind(s.version)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            Ok(next)
+        } else if self.get_server(&s.id).await?.is_none() {
+            Err(StoreError::NotFound(format!("server {}", s.id)))
+        } else {
+            Err(StoreError::Conflict(format!("server {}", s.id)))
+        }
+    }
+
+    /// Removes a server row for good.
+    pub async fn purge_server(&self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Lists servers matching `q`, newest first.
+    pub async fn list_servers(&self, q: &ServerQuery) -> StoreResult<Vec<Server>> {
+        let mut sql = String::from("SELECT data, version FROM servers WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut arg = |v: String, sql: &mut String, frag: &str| {
+            args.push(v);
+            sql.push_str(&frag.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(p) = &q.project_id {
+            arg(p.clone(), &mut sql, " AND project_id = ?");
+        }
+        if !q.include_deleted {
+            sql.push_str(" AND vm_state <> 'deleted'");
+        }
+        if let Some(states) = &q.vm_states {
+            if states.is_empty() {
+                return Ok(vec![]);
+            }
+            sql.push_str(" AND vm_state IN (");
+            for (i, st) in states.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                arg(st.as_str().to_string(), &mut sql, "?");
+            }
+            sql.push(')');
+        }
+        if let Some(n) = &q.name_contains {
+            let escaped = n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            arg(format!("%{escaped}%"), &mut sql, " AND name LIKE ? ESCAPE '\\'");
+        }
+        if let Some(h) = &q.host {
+            arg(h.clone(), &mut sql, " AND host = ?");
+        }
+        if let Some(t) = &q.changes_since {
+            arg(ts(t), &mut sql, " AND updated_at >= ?");
+        }
+        if let Some(m) = &q.marker {
+            let row = sqlx::query("SELECT created_at FROM servers WHERE id = $1")
+                .bind(m)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("marker {m}")))?;
+            let created: String = row.try_get("created_at")?;
+            arg(created.clone(), &mut sql, " AND (created_at < ?");
+            arg(created, &mut sql, " OR (created_at = ?");
+            arg(m.clone(), &mut sql, " AND id < ?))");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC");
+        if let Some(l) = q.limit {
+            sql.push_str(&format!(" LIMIT {}", l.max(0)));
+        }
+        let mut query = sqlx::query(&sql);
+        for a in &args {
+            query = query.bind(a);
+        }
+        decode(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Servers with a task in progress (crash recovery).
+    pub async fn servers_with_tasks(&self) -> StoreResult<Vec<Server>> {
+        let rows = sqlx::query("SELECT data, version FROM servers WHERE task_state IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        decode(rows)
+    }
+
+    /// Number of servers not deleted.
+    pub async fn count_servers(&self, project_id: Option<&str>) -> StoreResult<i64> {
+        let n: i64 = match project_id {
+            Some(p) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted' AND project_id = $1",
+                )
+                .bind(p)
+                .fetch_one(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted'")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(n)
+    }
+}

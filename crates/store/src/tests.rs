@@ -1,0 +1,312 @@
+//! The same suite against SQLite and PostgreSQL.
+//!
+//! PostgreSQL: set `LIFEBOAT_TEST_PG_URL` (e.g.
+//! `postgres://lifeboat:...@127.0.0.1/lifeboat_test`); each run creates and
+//! drops its own database. Without it the PostgreSQL test fails under CI
+//! (`CI` set) and is skipped with a message otherwise.
+
+use super::*;
+use lifeboat_core::*;
+use std::collections::BTreeMap;
+
+pub(crate) fn server(id: &str, project: &str, name: &str) -> Server {
+    let now = now();
+    Server {
+        id: id.into(),
+        name: name.into(),
+        description: None,
+        project_id: project.into(),
+        user_id: "u".into(),
+        flavor: (&Flavor::defaults()[0]).into(),
+        old_flavor: None,
+        image_id: None,
+        vm_state: VmState::Building,
+        task_state: Some(TaskState::Scheduling),
+        power_state: PowerState::NoState,
+        old_vm_state: None,
+        progress: 0,
+        host: None,
+        node: None,
+        source_host: None,
+        instance_name: "instance-00000001".into(),
+        hostname: name.into(),
+        availability_zone: None,
+        pinned_availability_zone: None,
+        config_drive: false,
+        key_name: None,
+        key_data: None,
+        launch_index: 0,
+        reservation_id: "r-1".into(),
+        locked: false,
+        locked_by: None,
+        locked_reason: None,
+        metadata: BTreeMap::new(),
+        tags: vec![],
+        fault: None,
+        user_data: None,
+        access_ipv4: String::new(),
+        access_ipv6: String::new(),
+        disk_config: "MANUAL".into(),
+        security_groups: vec![],
+        attachments: vec![],
+        server_groups: vec![],
+        scheduler_hints: BTreeMap::new(),
+        root_device_name: "/dev/vda".into(),
+        kernel_id: None,
+        ramdisk_id: None,
+        trusted_image_certificates: None,
+        admin_password_set: false,
+        created_at: now,
+        updated_at: now,
+        launched_at: None,
+        terminated_at: None,
+        deleted_at: None,
+        version: 0,
+    }
+}
+
+async fn suite(store: &Store) {
+    // servers: insert, CAS, conflict, list, filters, pagination
+    let mut ids = vec![];
+    for i in 0..25 {
+        let id = format!("00000000-0000-0000-0000-{i:012}");
+        let p = if i % 2 == 0 { "pa" } else { "pb" };
+        store.insert_server(&server(&id, p, &format!("web-{i}"))).await.unwrap();
+        ids.push(id);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let s = store.get_server(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(s.version, 1);
+    let mut a = s.clone();
+    a.vm_state = VmState::Active;
+    a.task_state = None;
+    let a2 = store.cas_server(&a).await.unwrap();
+    assert_eq!(a2.version, 2);
+    // a stale writer loses
+    let mut stale = s.clone();
+    stale.task_state = Some(TaskState::Deleting);
+    assert!(matches!(store.cas_server(&stale).await, Err(StoreError::Conflict(_))));
+    let mut ghost = s.clone();
+    ghost.id = "nope".into();
+    assert!(matches!(store.cas_server(&ghost).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.get_server(&ids[0]).await.unwrap().unwrap().vm_state, VmState::Active);
+    assert_eq!(store.servers_with_tasks().await.unwrap().len(), 24);
+
+    let all = store.list_servers(&ServerQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 25);
+    assert_eq!(all[0].id, ids[24], "newest first");
+    let pa = store
+        .list_servers(&ServerQuery { project_id: Some("pa".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(pa.len(), 13);
+    let act = store
+        .list_servers(&ServerQuery { vm_states: Some(vec![VmState::Active]), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(act.len(), 1);
+    let named = store
+        .list_servers(&ServerQuery { name_contains: Some("web-1".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(named.len(), 11); // web-1, web-10..web-19
+    let pct = store
+        .list_servers(&ServerQuery { name_contains: Some("%".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(pct.is_empty(), "LIKE wildcards are escaped");
+    // walk pages of 7
+    let mut seen = vec![];
+    let mut marker = None;
+    loop {
+        let page = store
+            .list_servers(&ServerQuery { limit: Some(7), marker: marker.clone(), ..Default::default() })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        marker = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|s| s.id));
+    }
+    assert_eq!(seen.len(), 25);
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 25);
+    assert!(matches!(
+        store
+            .list_servers(&ServerQuery { marker: Some("bad".into()), ..Default::default() })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.count_servers(Some("pb")).await.unwrap(), 12);
+    assert!(store.purge_server(&ids[1]).await.unwrap());
+    assert_eq!(store.count_servers(None).await.unwrap(), 24);
+
+    // records: insert, duplicate names, owner/ref lookups
+    for f in Flavor::defaults() {
+        store.insert(&f).await.unwrap();
+    }
+    let mut dup = Flavor::defaults()[0].clone();
+    dup.id = "99".into();
+    assert!(matches!(store.insert(&dup).await, Err(StoreError::Duplicate(_))));
+    assert_eq!(store.list::<Flavor>().await.unwrap().len(), 6);
+    let f: Flavor = store.must_get("3").await.unwrap();
+    assert_eq!(f.name, "m1.tiny");
+    assert!(store.find_by_name::<Flavor>("", "m1.small").await.unwrap().is_some());
+    assert!(store.delete::<Flavor>("3").await.unwrap());
+    assert!(!store.delete::<Flavor>("3").await.unwrap());
+    let port = Port {
+        id: "p1".into(),
+        network_id: "n1".into(),
+        server_id: Some(ids[0].clone()),
+        mac_address: "fa:16:3e:00:00:01".into(),
+        fixed_ip: "10.0.0.2".into(),
+        project_id: "pa".into(),
+    };
+    store.insert(&port).await.unwrap();
+    let mut clash = port.clone();
+    clash.id = "p2".into();
+    assert!(matches!(store.insert(&clash).await, Err(StoreError::Duplicate(_))), "one IP per network");
+    assert_eq!(store.list_by_ref::<Port>(&ids[0]).await.unwrap(), vec![port]);
+    store
+        .put(&RoleAssignment { user_id: "u1".into(), project_id: "pa".into(), role: "reader".into() })
+        .await
+        .unwrap();
+    store
+        .put(&RoleAssignment { user_id: "u1".into(), project_id: "pa".into(), role: "member".into() })
+        .await
+        .unwrap();
+    assert_eq!(store.role_of("u1", "pa").await.unwrap(), Some(Role::Member));
+    assert_eq!(store.role_of("u1", "pb").await.unwrap(), None);
+    store.set_setting("k", "v1").await.unwrap();
+    store.set_setting("k", "v2").await.unwrap();
+    assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v2"));
+
+    // counters are atomic under concurrency
+    let mut handles = vec![];
+    for _ in 0..20 {
+        let st = store.clone();
+        handles.push(tokio::spawn(async move { st.next_counter("instance").await.unwrap() }));
+    }
+    let mut got: Vec<i64> = vec![];
+    for h in handles {
+        got.push(h.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+
+    // concurrent CAS: exactly one of N writers wins
+    let base = store.get_server(&ids[2]).await.unwrap().unwrap();
+    let mut handles = vec![];
+    for i in 0..8 {
+        let st = store.clone();
+        let mut s = base.clone();
+        s.name = format!("w{i}");
+        handles.push(tokio::spawn(async move { st.cas_server(&s).await.is_ok() }));
+    }
+    let mut wins = 0;
+    for h in handles {
+        wins += h.await.unwrap() as i32;
+    }
+    assert_eq!(wins, 1);
+
+    // workflows
+    let now = now();
+    let mut w = Workflow {
+        id: "w1".into(),
+        kind: "create".into(),
+        server_id: Some(ids[0].clone()),
+        project_id: Some("pa".into()),
+        user_id: None,
+        request_id: "req-1".into(),
+        state: WorkflowState::Running,
+        steps: vec![],
+        params: serde_json::json!({"a": 1}),
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_workflow(&w).await.unwrap();
+    assert_eq!(store.unfinished_workflows().await.unwrap().len(), 1);
+    w.state = WorkflowState::Completed;
+    store.put_workflow(&w).await.unwrap();
+    assert!(store.unfinished_workflows().await.unwrap().is_empty());
+    assert_eq!(store.get_workflow("w1").await.unwrap().unwrap().state, WorkflowState::Completed);
+    assert_eq!(store.list_workflows(Some(&ids[0]), 10).await.unwrap().len(), 1);
+
+    // events
+    for i in 0..5 {
+        store
+            .append_event(&NewEvent {
+                level: Level::Info,
+                server_id: Some(ids[0].clone()),
+                project_id: Some("pa".into()),
+                workflow_id: Some("w1".into()),
+                step: Some(format!("s{i}")),
+                message: format!("m{i}"),
+            })
+            .await
+            .unwrap();
+    }
+    let ev = store
+        .events(&EventQuery { server_id: Some(ids[0].clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(ev.len(), 5);
+    assert_eq!(ev[0].message, "m0");
+    let last2 = store.events(&EventQuery { limit: Some(2), ..Default::default() }).await.unwrap();
+    assert_eq!(last2.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["m3", "m4"]);
+    let after = store
+        .events(&EventQuery { after_id: Some(ev[2].id), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    suite(&store).await;
+    // reopening runs no migration twice and keeps the data
+    drop(store);
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.count_servers(None).await.unwrap(), 24);
+}
+
+/// Creates a fresh database on the server at `LIFEBOAT_TEST_PG_URL`; returns its URL.
+pub async fn fresh_pg_database() -> Option<String> {
+    let Ok(base) = std::env::var("LIFEBOAT_TEST_PG_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but LIFEBOAT_TEST_PG_URL is not: PostgreSQL tests must run in CI");
+        }
+        eprintln!("skipping PostgreSQL test: set LIFEBOAT_TEST_PG_URL");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("lifeboat_t_{}", uuid_like());
+    let admin = sqlx::AnyPool::connect(&base).await.expect("connect to LIFEBOAT_TEST_PG_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{prefix}/{name}"))
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{}", n, std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_suite() {
+    let Some(url) = fresh_pg_database().await else { return };
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    suite(&store).await;
+    drop(store);
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.count_servers(None).await.unwrap(), 24);
+}
