@@ -1,1 +1,166 @@
-//! Lifeboat engine: the compute service and durable workflows over store and host agents.
+//! The Lifeboat engine: the compute service every front calls.
+//!
+//! It owns the rules' application (via `lifeboat-core`), the store, the host
+//! agents and the durable workflow runner. A front parses and authenticates
+//! a request, calls one [`Engine`] method with an [`Actor`], and renders the
+//! result or the [`ComputeError`] in its vendor's format.
+
+mod catalog;
+mod error;
+mod hosts;
+mod identity;
+mod network;
+mod requests;
+mod servers;
+mod steps;
+mod workflow;
+
+pub use error::ComputeError;
+pub use identity::{AdminCredentials, Authenticated};
+pub use requests::*;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_core::{Actor, Host, NewEvent};
+use lifeboat_hypervisor::Hypervisor;
+use lifeboat_store::Store;
+use tokio::sync::{broadcast, RwLock};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Data directory (images, backups, credentials).
+    pub data_dir: PathBuf,
+    /// Soft delete: seconds a deleted server stays restorable (0 = delete at once).
+    pub reclaim_instance_interval: u64,
+    /// Seconds a shelved server waits before offload (0 = at once, negative = never).
+    pub shelved_offload_time: i64,
+    /// Default availability zone.
+    pub default_az: String,
+    /// Seconds between power-state reconciliations.
+    pub sync_interval: Duration,
+    /// Test hook: `kind:step` at which the workflow runner stops for good
+    /// right after persisting that step as started (for SIGKILL tests).
+    pub hang_at: Option<String>,
+    /// Seconds to wait for a guest to report ready.
+    pub ready_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            data_dir,
+            reclaim_instance_interval: 0,
+            shelved_offload_time: 0,
+            default_az: "nova".into(),
+            sync_interval: Duration::from_secs(5),
+            hang_at: std::env::var("LIFEBOAT_TEST_HANG_AT").ok(),
+            ready_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A registered host and the agent that drives it.
+#[derive(Clone)]
+pub(crate) struct HostHandle {
+    pub host: Host,
+    pub agent: Arc<dyn Hypervisor>,
+    pub up: bool,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub cfg: EngineConfig,
+    pub hosts: RwLock<HashMap<String, HostHandle>>,
+    pub events: broadcast::Sender<lifeboat_core::Event>,
+    pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// The compute service. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine over `store`. Call [`Engine::bootstrap`] and
+    /// [`Engine::add_host`], then [`Engine::start`].
+    pub fn new(store: Store, cfg: EngineConfig) -> Engine {
+        let (tx, _) = broadcast::channel(1024);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                cfg,
+                hosts: RwLock::new(HashMap::new()),
+                events: tx,
+                running: Default::default(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Resumes or rolls back every unfinished workflow and starts the
+    /// periodic tasks (power-state sync, soft-delete reclaim).
+    pub async fn start(&self) -> Result<(), ComputeError> {
+        self.recover().await?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(me.inner.cfg.sync_interval).await;
+                if let Err(e) = me.periodic().await {
+                    tracing::warn!("periodic task: {e}");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Subscribes to new events as they are logged.
+    pub fn subscribe(&self) -> broadcast::Receiver<lifeboat_core::Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Appends an event to the log (and to subscribers).
+    pub(crate) async fn event(&self, e: NewEvent) {
+        match self.inner.store.append_event(&e).await {
+            Ok(id) => {
+                let _ = self.inner.events.send(lifeboat_core::Event {
+                    id,
+                    time: lifeboat_core::now(),
+                    level: e.level,
+                    server_id: e.server_id,
+                    project_id: e.project_id,
+                    workflow_id: e.workflow_id,
+                    step: e.step,
+                    message: e.message,
+                });
+            }
+            Err(err) => tracing::error!("cannot log event: {err}"),
+        }
+    }
+
+    /// Reads the event log: admins see all, others their project's events.
+    pub async fn events(
+        &self,
+        actor: &Actor,
+        mut q: lifeboat_store::EventQuery,
+    ) -> Result<Vec<lifeboat_core::Event>, ComputeError> {
+        if !actor.is_admin() {
+            q.project_id = Some(actor.project_id.clone());
+        }
+        Ok(self.inner.store.events(&q).await?)
+    }
+}

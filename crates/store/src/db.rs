@@ -108,10 +108,9 @@ impl Store {
             Backend::Sqlite
         };
         let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => format!(
-                "{url}{}mode=rwc",
-                if url.contains('?') { "&" } else { "?" }
-            ),
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+            }
             _ => url.to_string(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
@@ -166,7 +165,11 @@ impl Store {
             }
             let ddl = format!(
                 "{SCHEMA_V1_COMMON}{}",
-                if self.backend == Backend::Sqlite { sqlite } else { pg }
+                if self.backend == Backend::Sqlite {
+                    sqlite
+                } else {
+                    pg
+                }
             );
             for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;

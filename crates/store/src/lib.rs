@@ -13,8 +13,8 @@ mod servers;
 mod workflows;
 
 pub use db::{Backend, Store};
-pub use records::{Record, Setting};
 pub use events::EventQuery;
+pub use records::{Record, Setting};
 pub use servers::ServerQuery;
 
 /// A store error.

@@ -303,14 +303,13 @@ impl Store {
 
     /// The record of a kind with this owner and unique name.
     pub async fn find_by_name<R: Record>(&self, owner: &str, name: &str) -> StoreResult<Option<R>> {
-        let rows = sqlx::query(
-            "SELECT data FROM records WHERE kind = $1 AND owner = $2 AND name = $3",
-        )
-        .bind(R::KIND)
-        .bind(owner)
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT data FROM records WHERE kind = $1 AND owner = $2 AND name = $3")
+                .bind(R::KIND)
+                .bind(owner)
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(decode(rows)?.pop())
     }
 

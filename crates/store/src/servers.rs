@@ -1,6 +1,6 @@
 //! Servers, with compare-and-set on `version`.
 
-use lifeboat_core::{Server, VmState};
+use lifeboat_core::{Server, VmState, Workflow};
 use sqlx::Row;
 
 use crate::db::ts;
@@ -40,28 +40,99 @@ fn decode(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<Server>> {
         .collect()
 }
 
+async fn insert(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Server> {
+    let mut s = s.clone();
+    s.version = 1;
+    sqlx::query(
+        "INSERT INTO servers (id, project_id, name, vm_state, task_state, host, created_at,
+         updated_at, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&s.id)
+    .bind(&s.project_id)
+    .bind(&s.name)
+    .bind(s.vm_state.as_str())
+    .bind(s.task_state.map(|t| t.as_str()))
+    .bind(s.host.clone())
+    .bind(ts(&s.created_at))
+    .bind(ts(&s.updated_at))
+    .bind(s.version)
+    .bind(serde_json::to_string(&s)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(s)
+}
+
+/// Writes `s` if the stored version is still `s.version`.
+async fn cas(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Server> {
+    let mut next = s.clone();
+    next.version = s.version + 1;
+    next.updated_at = lifeboat_core::now();
+    let r = sqlx::query(
+        "UPDATE servers SET project_id = $1, name = $2, vm_state = $3, task_state = $4,
+         host = $5, updated_at = $6, version = $7, data = $8 WHERE id = $9 AND version = $10",
+    )
+    .bind(&next.project_id)
+    .bind(&next.name)
+    .bind(next.vm_state.as_str())
+    .bind(next.task_state.map(|t| t.as_str()))
+    .bind(next.host.clone())
+    .bind(ts(&next.updated_at))
+    .bind(next.version)
+    .bind(serde_json::to_string(&next)?)
+    .bind(&s.id)
+    .bind(s.version)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 1 {
+        return Ok(next);
+    }
+    let exists = sqlx::query("SELECT id FROM servers WHERE id = $1")
+        .bind(&s.id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    Err(if exists {
+        StoreError::Conflict(format!("server {}", s.id))
+    } else {
+        StoreError::NotFound(format!("server {}", s.id))
+    })
+}
+
 impl Store {
     /// Inserts a new server (its `version` becomes 1).
     pub async fn insert_server(&self, s: &Server) -> StoreResult<Server> {
-        let mut s = s.clone();
-        s.version = 1;
-        sqlx::query(
-            "INSERT INTO servers (id, project_id, name, vm_state, task_state, host, created_at,
-             updated_at, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&s.id)
-        .bind(&s.project_id)
-        .bind(&s.name)
-        .bind(s.vm_state.as_str())
-        .bind(s.task_state.map(|t| t.as_str()))
-        .bind(s.host.clone())
-        .bind(ts(&s.created_at))
-        .bind(ts(&s.updated_at))
-        .bind(s.version)
-        .bind(serde_json::to_string(&s)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(s)
+        let mut conn = self.pool.acquire().await?;
+        insert(&mut conn, s).await
+    }
+
+    /// Inserts a new server and its first workflow in one transaction.
+    pub async fn insert_server_with_workflow(
+        &self,
+        s: &Server,
+        w: &Workflow,
+    ) -> StoreResult<Server> {
+        let mut tx = self.pool.begin().await?;
+        let out = insert(&mut tx, s).await?;
+        crate::workflows::put(&mut tx, w).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Writes `s` if the stored version is still `s.version`; returns the
+    /// server with its new version, or [`StoreError::Conflict`].
+    pub async fn cas_server(&self, s: &Server) -> StoreResult<Server> {
+        let mut conn = self.pool.acquire().await?;
+        cas(&mut conn, s).await
+    }
+
+    /// Compare-and-sets the server and records the workflow that owns its
+    /// new task, in one transaction: both happen or neither.
+    pub async fn cas_server_with_workflow(&self, s: &Server, w: &Workflow) -> StoreResult<Server> {
+        let mut tx = self.pool.begin().await?;
+        let out = cas(&mut tx, s).await?;
+        crate::workflows::put(&mut tx, w).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// A server by id.
@@ -71,37 +142,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(decode(rows)?.pop())
-    }
-
-    /// Writes `s` if the stored version is still `s.version`; returns the
-    /// server with its new version, or [`StoreError::Conflict`].
-    pub async fn cas_server(&self, s: &Server) -> StoreResult<Server> {
-        let mut next = s.clone();
-        next.version = s.version + 1;
-        next.updated_at = lifeboat_core::now();
-        let r = sqlx::query(
-            "UPDATE servers SET project_id = $1, name = $2, vm_state = $3, task_state = $4,
-             host = $5, updated_at = $6, version = $7, data = $8 WHERE id = $9 AND version = $10",
-        )
-        .bind(&next.project_id)
-        .bind(&next.name)
-        .bind(next.vm_state.as_str())
-        .bind(next.task_state.map(|t| t.as_str()))
-        .bind(next.host.clone())
-        .bind(ts(&next.updated_at))
-        .bind(next.version)
-        .bind(serde_json::to_string(&next)?)
-        .bind(&s.id)
-        .bind(s.version)
-        .execute(&self.pool)
-        .await?;
-        if r.rows_affected() == 1 {
-            Ok(next)
-        } else if self.get_server(&s.id).await?.is_none() {
-            Err(StoreError::NotFound(format!("server {}", s.id)))
-        } else {
-            Err(StoreError::Conflict(format!("server {}", s.id)))
-        }
     }
 
     /// Removes a server row for good.
@@ -141,8 +181,15 @@ impl Store {
             sql.push(')');
         }
         if let Some(n) = &q.name_contains {
-            let escaped = n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            arg(format!("%{escaped}%"), &mut sql, " AND name LIKE ? ESCAPE '\\'");
+            let escaped = n
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            arg(
+                format!("%{escaped}%"),
+                &mut sql,
+                " AND name LIKE ? ESCAPE '\\'",
+            );
         }
         if let Some(h) = &q.host {
             arg(h.clone(), &mut sql, " AND host = ?");
@@ -182,21 +229,20 @@ impl Store {
 
     /// Number of servers not deleted.
     pub async fn count_servers(&self, project_id: Option<&str>) -> StoreResult<i64> {
-        let n: i64 = match project_id {
-            Some(p) => {
-                sqlx::query_scalar(
+        let n: i64 =
+            match project_id {
+                Some(p) => sqlx::query_scalar(
                     "SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted' AND project_id = $1",
                 )
                 .bind(p)
                 .fetch_one(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted'")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
+                .await?,
+                None => {
+                    sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted'")
+                        .fetch_one(&self.pool)
+                        .await?
+                }
+            };
         Ok(n)
     }
 }

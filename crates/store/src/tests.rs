@@ -61,6 +61,7 @@ pub(crate) fn server(id: &str, project: &str, name: &str) -> Server {
         launched_at: None,
         terminated_at: None,
         deleted_at: None,
+        task_workflow: None,
         version: 0,
     }
 }
@@ -71,7 +72,10 @@ async fn suite(store: &Store) {
     for i in 0..25 {
         let id = format!("00000000-0000-0000-0000-{i:012}");
         let p = if i % 2 == 0 { "pa" } else { "pb" };
-        store.insert_server(&server(&id, p, &format!("web-{i}"))).await.unwrap();
+        store
+            .insert_server(&server(&id, p, &format!("web-{i}")))
+            .await
+            .unwrap();
         ids.push(id);
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
@@ -85,33 +89,54 @@ async fn suite(store: &Store) {
     // a stale writer loses
     let mut stale = s.clone();
     stale.task_state = Some(TaskState::Deleting);
-    assert!(matches!(store.cas_server(&stale).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.cas_server(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
     let mut ghost = s.clone();
     ghost.id = "nope".into();
-    assert!(matches!(store.cas_server(&ghost).await, Err(StoreError::NotFound(_))));
-    assert_eq!(store.get_server(&ids[0]).await.unwrap().unwrap().vm_state, VmState::Active);
+    assert!(matches!(
+        store.cas_server(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.get_server(&ids[0]).await.unwrap().unwrap().vm_state,
+        VmState::Active
+    );
     assert_eq!(store.servers_with_tasks().await.unwrap().len(), 24);
 
     let all = store.list_servers(&ServerQuery::default()).await.unwrap();
     assert_eq!(all.len(), 25);
     assert_eq!(all[0].id, ids[24], "newest first");
     let pa = store
-        .list_servers(&ServerQuery { project_id: Some("pa".into()), ..Default::default() })
+        .list_servers(&ServerQuery {
+            project_id: Some("pa".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(pa.len(), 13);
     let act = store
-        .list_servers(&ServerQuery { vm_states: Some(vec![VmState::Active]), ..Default::default() })
+        .list_servers(&ServerQuery {
+            vm_states: Some(vec![VmState::Active]),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(act.len(), 1);
     let named = store
-        .list_servers(&ServerQuery { name_contains: Some("web-1".into()), ..Default::default() })
+        .list_servers(&ServerQuery {
+            name_contains: Some("web-1".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(named.len(), 11); // web-1, web-10..web-19
     let pct = store
-        .list_servers(&ServerQuery { name_contains: Some("%".into()), ..Default::default() })
+        .list_servers(&ServerQuery {
+            name_contains: Some("%".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(pct.is_empty(), "LIKE wildcards are escaped");
@@ -120,7 +145,11 @@ async fn suite(store: &Store) {
     let mut marker = None;
     loop {
         let page = store
-            .list_servers(&ServerQuery { limit: Some(7), marker: marker.clone(), ..Default::default() })
+            .list_servers(&ServerQuery {
+                limit: Some(7),
+                marker: marker.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         if page.is_empty() {
@@ -135,7 +164,10 @@ async fn suite(store: &Store) {
     assert_eq!(sorted.len(), 25);
     assert!(matches!(
         store
-            .list_servers(&ServerQuery { marker: Some("bad".into()), ..Default::default() })
+            .list_servers(&ServerQuery {
+                marker: Some("bad".into()),
+                ..Default::default()
+            })
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -149,11 +181,18 @@ async fn suite(store: &Store) {
     }
     let mut dup = Flavor::defaults()[0].clone();
     dup.id = "99".into();
-    assert!(matches!(store.insert(&dup).await, Err(StoreError::Duplicate(_))));
+    assert!(matches!(
+        store.insert(&dup).await,
+        Err(StoreError::Duplicate(_))
+    ));
     assert_eq!(store.list::<Flavor>().await.unwrap().len(), 6);
     let f: Flavor = store.must_get("3").await.unwrap();
     assert_eq!(f.name, "m1.tiny");
-    assert!(store.find_by_name::<Flavor>("", "m1.small").await.unwrap().is_some());
+    assert!(store
+        .find_by_name::<Flavor>("", "m1.small")
+        .await
+        .unwrap()
+        .is_some());
     assert!(store.delete::<Flavor>("3").await.unwrap());
     assert!(!store.delete::<Flavor>("3").await.unwrap());
     let port = Port {
@@ -167,14 +206,28 @@ async fn suite(store: &Store) {
     store.insert(&port).await.unwrap();
     let mut clash = port.clone();
     clash.id = "p2".into();
-    assert!(matches!(store.insert(&clash).await, Err(StoreError::Duplicate(_))), "one IP per network");
-    assert_eq!(store.list_by_ref::<Port>(&ids[0]).await.unwrap(), vec![port]);
+    assert!(
+        matches!(store.insert(&clash).await, Err(StoreError::Duplicate(_))),
+        "one IP per network"
+    );
+    assert_eq!(
+        store.list_by_ref::<Port>(&ids[0]).await.unwrap(),
+        vec![port]
+    );
     store
-        .put(&RoleAssignment { user_id: "u1".into(), project_id: "pa".into(), role: "reader".into() })
+        .put(&RoleAssignment {
+            user_id: "u1".into(),
+            project_id: "pa".into(),
+            role: "reader".into(),
+        })
         .await
         .unwrap();
     store
-        .put(&RoleAssignment { user_id: "u1".into(), project_id: "pa".into(), role: "member".into() })
+        .put(&RoleAssignment {
+            user_id: "u1".into(),
+            project_id: "pa".into(),
+            role: "member".into(),
+        })
         .await
         .unwrap();
     assert_eq!(store.role_of("u1", "pa").await.unwrap(), Some(Role::Member));
@@ -187,7 +240,9 @@ async fn suite(store: &Store) {
     let mut handles = vec![];
     for _ in 0..20 {
         let st = store.clone();
-        handles.push(tokio::spawn(async move { st.next_counter("instance").await.unwrap() }));
+        handles.push(tokio::spawn(async move {
+            st.next_counter("instance").await.unwrap()
+        }));
     }
     let mut got: Vec<i64> = vec![];
     for h in handles {
@@ -232,8 +287,14 @@ async fn suite(store: &Store) {
     w.state = WorkflowState::Completed;
     store.put_workflow(&w).await.unwrap();
     assert!(store.unfinished_workflows().await.unwrap().is_empty());
-    assert_eq!(store.get_workflow("w1").await.unwrap().unwrap().state, WorkflowState::Completed);
-    assert_eq!(store.list_workflows(Some(&ids[0]), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.get_workflow("w1").await.unwrap().unwrap().state,
+        WorkflowState::Completed
+    );
+    assert_eq!(
+        store.list_workflows(Some(&ids[0]), 10).await.unwrap().len(),
+        1
+    );
 
     // events
     for i in 0..5 {
@@ -250,15 +311,30 @@ async fn suite(store: &Store) {
             .unwrap();
     }
     let ev = store
-        .events(&EventQuery { server_id: Some(ids[0].clone()), ..Default::default() })
+        .events(&EventQuery {
+            server_id: Some(ids[0].clone()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(ev.len(), 5);
     assert_eq!(ev[0].message, "m0");
-    let last2 = store.events(&EventQuery { limit: Some(2), ..Default::default() }).await.unwrap();
-    assert_eq!(last2.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["m3", "m4"]);
+    let last2 = store
+        .events(&EventQuery {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        last2.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["m3", "m4"]
+    );
     let after = store
-        .events(&EventQuery { after_id: Some(ev[2].id), ..Default::default() })
+        .events(&EventQuery {
+            after_id: Some(ev[2].id),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(after.len(), 2);
@@ -288,21 +364,31 @@ pub async fn fresh_pg_database() -> Option<String> {
     };
     sqlx::any::install_default_drivers();
     let name = format!("lifeboat_t_{}", uuid_like());
-    let admin = sqlx::AnyPool::connect(&base).await.expect("connect to LIFEBOAT_TEST_PG_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("connect to LIFEBOAT_TEST_PG_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     Some(format!("{prefix}/{name}"))
 }
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{}", n, std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_suite() {
-    let Some(url) = fresh_pg_database().await else { return };
+    let Some(url) = fresh_pg_database().await else {
+        return;
+    };
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     suite(&store).await;

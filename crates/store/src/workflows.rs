@@ -15,23 +15,28 @@ fn decode(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<Workflow>> {
         .collect()
 }
 
+pub(crate) async fn put(conn: &mut sqlx::AnyConnection, w: &Workflow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO workflows (id, server_id, kind, state, created_at, data)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data",
+    )
+    .bind(&w.id)
+    .bind(w.server_id.clone())
+    .bind(&w.kind)
+    .bind(w.state.as_str())
+    .bind(ts(&w.created_at))
+    .bind(serde_json::to_string(w)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Inserts or replaces a workflow (called before and after every step).
     pub async fn put_workflow(&self, w: &Workflow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO workflows (id, server_id, kind, state, created_at, data)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data",
-        )
-        .bind(&w.id)
-        .bind(w.server_id.clone())
-        .bind(&w.kind)
-        .bind(w.state.as_str())
-        .bind(ts(&w.created_at))
-        .bind(serde_json::to_string(w)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        put(&mut conn, w).await
     }
 
     /// A workflow by id.

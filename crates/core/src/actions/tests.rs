@@ -58,6 +58,7 @@ fn server(vm: VmState, task: Option<TaskState>) -> Server {
         launched_at: Some(now),
         terminated_at: None,
         deleted_at: None,
+        task_workflow: None,
         version: 1,
     }
 }

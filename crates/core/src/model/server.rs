@@ -156,6 +156,9 @@ pub struct Server {
     /// Soft-deleted at (for reclaim).
     #[schema(value_type = Option<String>)]
     pub deleted_at: Option<Time>,
+    /// The workflow that owns the current task, if any.
+    #[serde(default)]
+    pub task_workflow: Option<String>,
     /// Row version for compare-and-set.
     pub version: i64,
 }

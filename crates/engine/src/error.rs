@@ -1,0 +1,59 @@
+use lifeboat_core::ActionDenied;
+use lifeboat_hypervisor::HvError;
+use lifeboat_store::StoreError;
+
+/// Why a compute call failed. Fronts translate each variant into their
+/// vendor's error format.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ComputeError {
+    /// A resource does not exist or is not visible to the caller.
+    #[error("{kind} {id} could not be found.")]
+    NotFound {
+        /// Resource kind (`Instance`, `Flavor`, `Image`, ...).
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The action table refused the action.
+    #[error(transparent)]
+    Denied(#[from] ActionDenied),
+    /// Malformed or invalid input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not allowed for this caller.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not authenticated.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Conflicts with the current state (other than the action table).
+    #[error("{0}")]
+    Conflict(String),
+    /// No host can take the server.
+    #[error("No valid host was found. {0}")]
+    NoValidHost(String),
+    /// A quota or limit would be exceeded.
+    #[error("{0}")]
+    OverLimit(String),
+    /// Internal failure (store, agent).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ComputeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => {
+                ComputeError::Conflict(format!("{what} was changed by another request; retry"))
+            }
+            StoreError::Duplicate(what) => ComputeError::Conflict(format!("duplicate: {what}")),
+            other => ComputeError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HvError> for ComputeError {
+    fn from(e: HvError) -> Self {
+        ComputeError::Internal(e.to_string())
+    }
+}

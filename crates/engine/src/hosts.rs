@@ -1,0 +1,264 @@
+//! Hosts, placement and the periodic tasks (power-state sync, reclaim).
+
+use std::sync::Arc;
+
+use lifeboat_core::placement::{pick_host, HostCandidate, Resources};
+use lifeboat_core::{now, Host, Level, NewEvent, PowerState, Server, VmState};
+use lifeboat_hypervisor::Hypervisor;
+use lifeboat_store::ServerQuery;
+
+use crate::{ComputeError, Engine, HostHandle};
+
+impl Engine {
+    /// Registers a host and its agent (in-process driver or [`lifeboat_agent::RemoteAgent`]).
+    pub async fn add_host(
+        &self,
+        name: &str,
+        endpoint: &str,
+        availability_zone: &str,
+        agent: Arc<dyn Hypervisor>,
+    ) -> Result<Host, ComputeError> {
+        let info = agent.host_info().await?;
+        let host = Host {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            availability_zone: availability_zone.to_string(),
+            driver: info.driver.clone(),
+            enabled: true,
+            capacity: Resources {
+                vcpus: info.vcpus,
+                ram_mb: info.ram_mb,
+                disk_gb: info.disk_gb,
+            },
+            last_seen: Some(now()),
+        };
+        let host = match self.inner.store.get::<Host>(name).await? {
+            Some(old) => Host {
+                enabled: old.enabled,
+                ..host
+            },
+            None => host,
+        };
+        self.inner.store.put(&host).await?;
+        self.inner.hosts.write().await.insert(
+            name.to_string(),
+            HostHandle {
+                host: host.clone(),
+                agent,
+                up: true,
+            },
+        );
+        tracing::info!(host = name, driver = %info.driver, accel = %info.accelerator, "host registered");
+        Ok(host)
+    }
+
+    /// Registered hosts with their up/down state.
+    pub async fn hosts(&self) -> Vec<(Host, bool)> {
+        let mut v: Vec<(Host, bool)> = self
+            .inner
+            .hosts
+            .read()
+            .await
+            .values()
+            .map(|h| (h.host.clone(), h.up))
+            .collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+
+    /// Marks a host up or down (down hosts get no new servers; their
+    /// servers may be evacuated).
+    pub async fn set_host_up(&self, name: &str, up: bool) -> Result<(), ComputeError> {
+        let mut hosts = self.inner.hosts.write().await;
+        let h = hosts.get_mut(name).ok_or_else(|| ComputeError::NotFound {
+            kind: "Host",
+            id: name.into(),
+        })?;
+        h.up = up;
+        Ok(())
+    }
+
+    /// Whether a host is registered and up.
+    pub(crate) async fn host_up(&self, name: &str) -> Option<bool> {
+        self.inner.hosts.read().await.get(name).map(|h| h.up)
+    }
+
+    async fn candidates(&self) -> Result<Vec<HostCandidate>, ComputeError> {
+        let hosts = self.inner.hosts.read().await.clone();
+        let mut used: std::collections::HashMap<String, Resources> = Default::default();
+        for s in self.inner.store.list_servers(&ServerQuery::default()).await? {
+            for h in [&s.host, &s.source_host].into_iter().flatten() {
+                let r = used.entry(h.clone()).or_default();
+                let need = if s.source_host.as_deref() == Some(h.as_str()) {
+                    s.old_flavor.as_ref().unwrap_or(&s.flavor).resources()
+                } else {
+                    s.flavor.resources()
+                };
+                *r = r.plus(&need);
+            }
+        }
+        Ok(hosts
+            .values()
+            .map(|h| HostCandidate {
+                name: h.host.name.clone(),
+                availability_zone: h.host.availability_zone.clone(),
+                up: h.up && h.host.enabled,
+                capacity: h.host.capacity,
+                used: used.get(&h.host.name).copied().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Picks a host for `need`. `prefer` is tried first; with `force` it is
+    /// the only choice.
+    pub(crate) async fn schedule(
+        &self,
+        need: &Resources,
+        az: Option<&str>,
+        prefer: Option<&str>,
+        exclude: Option<&str>,
+        force: bool,
+    ) -> Result<HostCandidate, ComputeError> {
+        let cands = self.candidates().await?;
+        if let Some(p) = prefer {
+            let one: Vec<HostCandidate> = cands.iter().filter(|c| c.name == p).cloned().collect();
+            if let Some(h) = pick_host(&one, need, az, exclude) {
+                return Ok(h.clone());
+            }
+            if force {
+                return Err(ComputeError::NoValidHost(format!(
+                    "Host {p} cannot take the server."
+                )));
+            }
+        }
+        pick_host(&cands, need, az, exclude)
+            .cloned()
+            .ok_or_else(|| {
+                ComputeError::NoValidHost("There are not enough hosts available.".into())
+            })
+    }
+
+    /// Whether `host` has room for `need` when `current` is already counted there.
+    pub(crate) async fn host_fits(&self, host: &str, need: &Resources, current: &Resources) -> bool {
+        let Ok(cands) = self.candidates().await else {
+            return false;
+        };
+        cands.iter().any(|c| {
+            c.name == host && c.up && c.capacity.minus(&c.used.minus(current)).fits(need)
+        })
+    }
+
+    /// One round of periodic work: host heartbeats, power-state sync,
+    /// soft-delete reclaim, shelved offload.
+    pub(crate) async fn periodic(&self) -> Result<(), ComputeError> {
+        let hosts = self.inner.hosts.read().await.clone();
+        for (name, h) in hosts {
+            match h.agent.list().await {
+                Ok(vms) => {
+                    if !h.up {
+                        self.set_host_up(&name, true).await?;
+                        self.event(NewEvent {
+                            level: Level::Info,
+                            server_id: None,
+                            project_id: None,
+                            workflow_id: None,
+                            step: None,
+                            message: format!("host {name} is up"),
+                        })
+                        .await;
+                    }
+                    let servers = self
+                        .inner
+                        .store
+                        .list_servers(&ServerQuery {
+                            host: Some(name.clone()),
+                            ..Default::default()
+                        })
+                        .await?;
+                    for s in servers {
+                        let actual = vms
+                            .iter()
+                            .find(|v| v.name == s.instance_name)
+                            .map(|v| v.power_state)
+                            .unwrap_or(PowerState::NoState);
+                        self.sync_power_state(&s, actual).await?;
+                    }
+                }
+                Err(e) => {
+                    if h.up {
+                        self.set_host_up(&name, false).await?;
+                        self.event(NewEvent {
+                            level: Level::Error,
+                            server_id: None,
+                            project_id: None,
+                            workflow_id: None,
+                            step: None,
+                            message: format!("host {name} is down: {e}"),
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+        self.reclaim().await
+    }
+
+    /// Nova's `_sync_power_states`: a server idle in ACTIVE whose VM is found
+    /// off is recorded as stopped; the power state always follows the host.
+    async fn sync_power_state(&self, s: &Server, actual: PowerState) -> Result<(), ComputeError> {
+        if s.task_state.is_some() || s.power_state == actual {
+            return Ok(());
+        }
+        let stopped_outside = s.vm_state == VmState::Active
+            && matches!(actual, PowerState::Shutdown | PowerState::Crashed | PowerState::NoState);
+        self.mutate_server(&s.id, |x| {
+            if x.task_state.is_none() {
+                x.power_state = actual;
+                if stopped_outside && x.vm_state == VmState::Active {
+                    x.vm_state = VmState::Stopped;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        self.event(NewEvent {
+            level: if stopped_outside { Level::Warn } else { Level::Info },
+            server_id: Some(s.id.clone()),
+            project_id: Some(s.project_id.clone()),
+            workflow_id: None,
+            step: None,
+            message: format!(
+                "power state changed outside Lifeboat: {} -> {}{}",
+                s.power_state.name(),
+                actual.name(),
+                if stopped_outside { "; server marked stopped" } else { "" }
+            ),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn reclaim(&self) -> Result<(), ComputeError> {
+        let interval = self.inner.cfg.reclaim_instance_interval as i64;
+        if interval <= 0 {
+            return Ok(());
+        }
+        let soft = self
+            .inner
+            .store
+            .list_servers(&ServerQuery {
+                vm_states: Some(vec![VmState::SoftDeleted]),
+                ..Default::default()
+            })
+            .await?;
+        for s in soft {
+            let due = s
+                .deleted_at
+                .is_some_and(|t| (now() - t).num_seconds() >= interval);
+            if due && s.task_state.is_none() {
+                let _ = self.reclaim_one(s).await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,361 @@
+//! Identity: the admin bootstrap, users, projects, roles, password
+//! checks, bearer tokens and AWS-style access keys.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Duration as ChronoDuration;
+use lifeboat_core::{ids, now, AccessKey, Actor, Project, Role, RoleAssignment, Time, Token, User};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{ComputeError, Engine};
+
+/// What the first start writes to `<data-dir>/admin-credentials.json` (0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminCredentials {
+    /// User name.
+    pub username: String,
+    /// Generated password.
+    pub password: String,
+    /// Project name.
+    pub project: String,
+    /// Project id.
+    pub project_id: String,
+    /// Access key id for the AWS fronts.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// A successful authentication.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who.
+    pub actor: Actor,
+    /// The bearer token (shown once).
+    pub token: String,
+    /// Issued.
+    pub issued_at: Time,
+    /// Expiry.
+    pub expires_at: Time,
+}
+
+const PBKDF2_ROUNDS: u32 = 60_000;
+
+fn random_string(n: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..n)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// Hashes a password as `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`.
+pub fn hash_password(password: &str) -> String {
+    let salt: [u8; 16] = rand::rngs::OsRng.gen();
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
+    format!("pbkdf2-sha256${PBKDF2_ROUNDS}${}${}", hex::encode(salt), hex::encode(out))
+}
+
+/// Checks a password against [`hash_password`]'s output.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let [alg, rounds, salt, hash] = parts.as_slice() else {
+        return false;
+    };
+    let (Ok(rounds), Ok(salt), Ok(hash)) = (rounds.parse::<u32>(), hex::decode(salt), hex::decode(hash)) else {
+        return false;
+    };
+    if *alg != "pbkdf2-sha256" || hash.len() != 32 {
+        return false;
+    }
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
+    out.iter().zip(&hash).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+impl Engine {
+    /// On first start creates the `admin` project and user with a random
+    /// password and an access key pair, writes them to
+    /// `<data-dir>/admin-credentials.json` (mode 0600) and returns its path.
+    /// Returns None when already bootstrapped.
+    pub async fn bootstrap_identity(&self) -> Result<Option<PathBuf>, ComputeError> {
+        if self.inner.store.setting("bootstrapped").await?.is_some() {
+            return Ok(None);
+        }
+        let password = random_string(24, ids::ALNUM);
+        let project = self.create_project("admin", "Administrators").await?;
+        let user = self.create_user("admin", &password, &project.id, Role::Admin).await?;
+        let key = self.create_access_key(&user.id, &project.id).await?;
+        let creds = AdminCredentials {
+            username: user.name,
+            password,
+            project: project.name,
+            project_id: project.id,
+            access_key_id: key.access_key_id,
+            secret_access_key: key.secret_access_key,
+        };
+        std::fs::create_dir_all(&self.inner.cfg.data_dir)
+            .map_err(|e| ComputeError::Internal(format!("data dir: {e}")))?;
+        let path = self.inner.cfg.data_dir.join("admin-credentials.json");
+        write_private(&path, &serde_json::to_vec_pretty(&creds).expect("serialisable"))
+            .map_err(|e| ComputeError::Internal(format!("{}: {e}", path.display())))?;
+        self.inner.store.set_setting("bootstrapped", "1").await?;
+        Ok(Some(path))
+    }
+
+    /// Creates a project.
+    pub async fn create_project(&self, name: &str, description: &str) -> Result<Project, ComputeError> {
+        let p = Project {
+            id: ids::prefixed("", 32, ids::HEX),
+            name: name.into(),
+            description: description.into(),
+            enabled: true,
+        };
+        self.inner.store.insert(&p).await.map_err(|e| match e {
+            lifeboat_store::StoreError::Duplicate(_) => {
+                ComputeError::Conflict(format!("Conflict occurred attempting to store project - Duplicate entry found with name {name}."))
+            }
+            e => e.into(),
+        })?;
+        Ok(p)
+    }
+
+    /// A project by id or name.
+    pub async fn project(&self, key: &str) -> Result<Project, ComputeError> {
+        if let Some(p) = self.inner.store.get::<Project>(key).await? {
+            return Ok(p);
+        }
+        self.inner
+            .store
+            .find_by_name::<Project>("", key)
+            .await?
+            .ok_or_else(|| ComputeError::NotFound { kind: "Project", id: key.into() })
+    }
+
+    /// Every project.
+    pub async fn projects(&self) -> Result<Vec<Project>, ComputeError> {
+        Ok(self.inner.store.list().await?)
+    }
+
+    /// Creates a user with a role on a project.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        project_id: &str,
+        role: Role,
+    ) -> Result<User, ComputeError> {
+        if password.len() < 8 {
+            return Err(ComputeError::BadRequest("password must have at least 8 characters".into()));
+        }
+        let u = User {
+            id: ids::prefixed("", 32, ids::HEX),
+            name: name.into(),
+            password_hash: hash_password(password),
+            default_project_id: Some(project_id.into()),
+            enabled: true,
+        };
+        self.inner.store.insert(&u).await.map_err(|e| match e {
+            lifeboat_store::StoreError::Duplicate(_) => {
+                ComputeError::Conflict(format!("Conflict occurred attempting to store user - Duplicate entry found with name {name}."))
+            }
+            e => e.into(),
+        })?;
+        self.assign_role(&u.id, project_id, role).await?;
+        Ok(u)
+    }
+
+    /// A user by id or name.
+    pub async fn user(&self, key: &str) -> Result<User, ComputeError> {
+        if let Some(u) = self.inner.store.get::<User>(key).await? {
+            return Ok(u);
+        }
+        self.inner
+            .store
+            .find_by_name::<User>("", key)
+            .await?
+            .ok_or_else(|| ComputeError::NotFound { kind: "User", id: key.into() })
+    }
+
+    /// Every user.
+    pub async fn users(&self) -> Result<Vec<User>, ComputeError> {
+        Ok(self.inner.store.list().await?)
+    }
+
+    /// Grants a role on a project.
+    pub async fn assign_role(&self, user_id: &str, project_id: &str, role: Role) -> Result<(), ComputeError> {
+        self.inner
+            .store
+            .put(&RoleAssignment {
+                user_id: user_id.into(),
+                project_id: project_id.into(),
+                role: role.as_str().into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an access key pair for a user in a project.
+    pub async fn create_access_key(&self, user_id: &str, project_id: &str) -> Result<AccessKey, ComputeError> {
+        let k = AccessKey {
+            access_key_id: format!("AKIA{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")),
+            secret_access_key: random_string(40, ids::ALNUM),
+            user_id: user_id.into(),
+            project_id: project_id.into(),
+            created_at: now(),
+        };
+        self.inner.store.insert(&k).await?;
+        Ok(k)
+    }
+
+    /// The actor behind an access key id, with the secret to verify a signature.
+    pub async fn access_key(&self, access_key_id: &str) -> Result<(AccessKey, Actor), ComputeError> {
+        let k: AccessKey = self
+            .inner
+            .store
+            .get(access_key_id)
+            .await?
+            .ok_or_else(|| ComputeError::Unauthorized("The security token included in the request is invalid.".into()))?;
+        let actor = self.actor_for(&k.user_id, &k.project_id).await?;
+        Ok((k, actor))
+    }
+
+    async fn actor_for(&self, user_id: &str, project_id: &str) -> Result<Actor, ComputeError> {
+        let user: User = self
+            .inner
+            .store
+            .get::<User>(user_id)
+            .await?
+            .filter(|u| u.enabled)
+            .ok_or_else(|| ComputeError::Unauthorized("The request you have made requires authentication.".into()))?;
+        let role = self
+            .inner
+            .store
+            .role_of(user_id, project_id)
+            .await?
+            .ok_or_else(|| ComputeError::Unauthorized(format!(
+                "User {user_id} has no access to project {project_id}"
+            )))?;
+        Ok(Actor {
+            user_id: user.id,
+            user_name: user.name,
+            project_id: project_id.into(),
+            role,
+        })
+    }
+
+    /// Checks a user's password and issues a token scoped to `project`
+    /// (id or name; the user's default project when None).
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        project: Option<&str>,
+    ) -> Result<Authenticated, ComputeError> {
+        let unauthorized = || ComputeError::Unauthorized("The request you have made requires authentication.".into());
+        let u = self.user(user).await.map_err(|_| unauthorized())?;
+        if !u.enabled || !verify_password(password, &u.password_hash) {
+            return Err(unauthorized());
+        }
+        let project_id = match project {
+            Some(p) => self.project(p).await.map_err(|_| unauthorized())?.id,
+            None => u.default_project_id.clone().ok_or_else(unauthorized)?,
+        };
+        let actor = self.actor_for(&u.id, &project_id).await?;
+        self.issue_token(actor).await
+    }
+
+    /// Issues a token for an already authenticated actor (token rescoping).
+    pub async fn issue_token(&self, actor: Actor) -> Result<Authenticated, ComputeError> {
+        let token = format!("lb{}", random_string(46, ids::ALNUM));
+        let issued_at = now();
+        let expires_at = issued_at + ChronoDuration::hours(12);
+        self.inner
+            .store
+            .put(&Token {
+                id_hash: token_hash(&token),
+                user_id: actor.user_id.clone(),
+                project_id: actor.project_id.clone(),
+                issued_at,
+                expires_at,
+                revoked: false,
+            })
+            .await?;
+        Ok(Authenticated { actor, token, issued_at, expires_at })
+    }
+
+    /// The actor of a valid token.
+    pub async fn validate_token(&self, token: &str) -> Result<Authenticated, ComputeError> {
+        let t: Token = self
+            .inner
+            .store
+            .get::<Token>(&token_hash(token))
+            .await?
+            .filter(|t| !t.revoked && t.expires_at > now())
+            .ok_or_else(|| ComputeError::NotFound { kind: "Token", id: "(token)".into() })?;
+        let actor = self.actor_for(&t.user_id, &t.project_id).await?;
+        Ok(Authenticated {
+            actor,
+            token: token.into(),
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+        })
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&self, token: &str) -> Result<(), ComputeError> {
+        let mut t: Token = self
+            .inner
+            .store
+            .get(&token_hash(token))
+            .await?
+            .ok_or_else(|| ComputeError::NotFound { kind: "Token", id: "(token)".into() })?;
+        t.revoked = true;
+        self.inner.store.put(&t).await?;
+        Ok(())
+    }
+
+    /// Roles held by a user on a project.
+    pub async fn roles_of(&self, user_id: &str, project_id: &str) -> Result<Vec<Role>, ComputeError> {
+        let all: Vec<RoleAssignment> = self.inner.store.list_by_owner(user_id).await?;
+        Ok(all
+            .iter()
+            .filter(|a| a.project_id == project_id)
+            .filter_map(|a| Role::parse(&a.role))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn password_hash_round_trip() {
+        let h = super::hash_password("correct horse");
+        assert!(super::verify_password("correct horse", &h));
+        assert!(!super::verify_password("wrong horse", &h));
+        assert!(!super::verify_password("x", "garbage"));
+        assert_ne!(h, super::hash_password("correct horse"), "salted");
+    }
+}

@@ -1,0 +1,369 @@
+//! Networks, ports and floating IPs. A port outlives the VM it is bound
+//! to: restore and recovery bind the same port to the new VM, which is how
+//! a server keeps its fixed IP, MAC and floating IP.
+
+use lifeboat_core::{allocate_ip, ids, Actor, Attachment, FloatingIp, Network, Port, Server, Workflow};
+use lifeboat_store::StoreError;
+
+use crate::requests::NetworkRequest;
+use crate::{ComputeError, Engine};
+
+/// Name of the default tenant network.
+pub const DEFAULT_NETWORK: &str = "private";
+/// Name of the external network floating IPs come from.
+pub const PUBLIC_NETWORK: &str = "public";
+
+impl Engine {
+    /// Creates the default shared networks on first start.
+    pub(crate) async fn bootstrap_networks(&self) -> Result<(), ComputeError> {
+        let nets: Vec<Network> = self.inner.store.list().await?;
+        if nets.is_empty() {
+            for (name, cidr, external) in [
+                (DEFAULT_NETWORK, "10.0.0.0/24", false),
+                (PUBLIC_NETWORK, "172.24.4.0/24", true),
+            ] {
+                self.inner
+                    .store
+                    .put(&Network {
+                        id: ids::uuid(),
+                        name: name.into(),
+                        project_id: None,
+                        cidr: cidr.into(),
+                        gateway: cidr.replace(".0/24", ".1"),
+                        external,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Networks visible to the actor.
+    pub async fn networks(&self, actor: &Actor) -> Result<Vec<Network>, ComputeError> {
+        let all: Vec<Network> = self.inner.store.list().await?;
+        Ok(all
+            .into_iter()
+            .filter(|n| n.project_id.as_ref().is_none_or(|p| actor.can_see(p)))
+            .collect())
+    }
+
+    async fn network_by_id_or_name(&self, key: &str) -> Result<Network, ComputeError> {
+        let all: Vec<Network> = self.inner.store.list().await?;
+        all.into_iter()
+            .find(|n| n.id == key || n.name == key)
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Network",
+                id: key.into(),
+            })
+    }
+
+    /// Checks a create request's networks before the server is accepted.
+    pub(crate) async fn validate_networks(&self, reqs: &[NetworkRequest]) -> Result<(), ComputeError> {
+        for r in reqs {
+            if let Some(n) = &r.network_id {
+                let net = self.network_by_id_or_name(n).await.map_err(|_| {
+                    ComputeError::BadRequest(format!("Network {n} could not be found."))
+                })?;
+                if net.external {
+                    return Err(ComputeError::BadRequest(format!(
+                        "Network {n} is external and cannot be attached directly."
+                    )));
+                }
+            }
+            if let Some(p) = &r.port_id {
+                let port: Option<Port> = self.inner.store.get(p).await?;
+                match port {
+                    None => return Err(ComputeError::BadRequest(format!("Port id {p} could not be found."))),
+                    Some(pt) if pt.server_id.is_some() => {
+                        return Err(ComputeError::Conflict(format!("Port {p} is still in use.")))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn new_port(
+        &self,
+        net: &Network,
+        server: &Server,
+        fixed: Option<&str>,
+    ) -> Result<Port, ComputeError> {
+        for _ in 0..20 {
+            let used: Vec<Port> = self.inner.store.list_by_owner(&net.id).await?;
+            let ip = match fixed {
+                Some(f) => f.to_string(),
+                None => allocate_ip(&net.cidr, used.iter().map(|p| p.fixed_ip.as_str()))
+                    .ok_or_else(|| {
+                        ComputeError::Conflict(format!("No more IP addresses available on network {}.", net.id))
+                    })?,
+            };
+            let port = Port {
+                id: ids::uuid(),
+                network_id: net.id.clone(),
+                server_id: Some(server.id.clone()),
+                mac_address: ids::mac(),
+                fixed_ip: ip.clone(),
+                project_id: server.project_id.clone(),
+            };
+            match self.inner.store.insert(&port).await {
+                Ok(()) => return Ok(port),
+                Err(StoreError::Duplicate(_)) if fixed.is_some() => {
+                    return Err(ComputeError::Conflict(format!(
+                        "Fixed IP address {ip} is already in use on instance."
+                    )))
+                }
+                Err(StoreError::Duplicate(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ComputeError::Conflict("could not allocate an IP address; retry".into()))
+    }
+
+    fn attachment(net: &Network, p: &Port, fips: Vec<String>) -> Attachment {
+        Attachment {
+            port_id: p.id.clone(),
+            network_id: net.id.clone(),
+            network_name: net.name.clone(),
+            mac_address: p.mac_address.clone(),
+            fixed_ip: p.fixed_ip.clone(),
+            floating_ips: fips,
+        }
+    }
+
+    /// Rebuilds `server.attachments` from the ports bound to it.
+    pub(crate) async fn refresh_attachments(&self, server_id: &str) -> Result<Server, ComputeError> {
+        let ports: Vec<Port> = self.inner.store.list_by_ref(server_id).await?;
+        let mut atts = vec![];
+        for p in &ports {
+            let net: Network = self.inner.store.must_get(&p.network_id).await?;
+            let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
+            atts.push(Self::attachment(&net, p, fips.into_iter().map(|f| f.address).collect()));
+        }
+        self.mutate_server(server_id, |s| {
+            s.attachments = atts.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Create step: allocates or binds the requested ports (idempotent).
+    pub(crate) async fn allocate_ports(&self, wf: &Workflow) -> Result<(), ComputeError> {
+        let sid = wf.server_id.clone().unwrap_or_default();
+        let server = self
+            .inner
+            .store
+            .get_server(&sid)
+            .await?
+            .ok_or_else(|| ComputeError::NotFound { kind: "Instance", id: sid.clone() })?;
+        let existing: Vec<Port> = self.inner.store.list_by_ref(&sid).await?;
+        if existing.is_empty() && !wf.params["no_network"].as_bool().unwrap_or(false) {
+            let reqs: Vec<NetworkRequest> =
+                serde_json::from_value(wf.params["networks"].clone()).unwrap_or_default();
+            let reqs = if reqs.is_empty() {
+                vec![NetworkRequest {
+                    network_id: Some(DEFAULT_NETWORK.into()),
+                    ..Default::default()
+                }]
+            } else {
+                reqs
+            };
+            for r in reqs {
+                if let Some(pid) = &r.port_id {
+                    let mut p: Port = self.inner.store.must_get(pid).await?;
+                    p.server_id = Some(sid.clone());
+                    self.inner.store.put(&p).await?;
+                } else {
+                    let net = self
+                        .network_by_id_or_name(r.network_id.as_deref().unwrap_or(DEFAULT_NETWORK))
+                        .await?;
+                    self.new_port(&net, &server, r.fixed_ip.as_deref()).await?;
+                }
+            }
+        }
+        self.refresh_attachments(&sid).await?;
+        Ok(())
+    }
+
+    /// Releases a server's ports: ports Lifeboat created are deleted, ports
+    /// the user brought are unbound. Floating IPs are disassociated.
+    pub(crate) async fn release_ports(&self, s: &Server, _undo: bool) -> Result<(), ComputeError> {
+        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        let brought: Vec<String> = self
+            .brought_ports(s)
+            .await
+            .unwrap_or_default();
+        for p in ports {
+            let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
+            for mut f in fips {
+                f.port_id = None;
+                self.inner.store.put(&f).await?;
+            }
+            if brought.contains(&p.id) {
+                let mut p = p;
+                p.server_id = None;
+                self.inner.store.put(&p).await?;
+            } else {
+                self.inner.store.delete::<Port>(&p.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn brought_ports(&self, s: &Server) -> Result<Vec<String>, ComputeError> {
+        let wfs = self.inner.store.list_workflows(Some(&s.id), 1000).await?;
+        Ok(wfs
+            .iter()
+            .filter(|w| w.kind == "create")
+            .flat_map(|w| {
+                serde_json::from_value::<Vec<NetworkRequest>>(w.params["networks"].clone())
+                    .unwrap_or_default()
+            })
+            .filter_map(|r| r.port_id)
+            .collect())
+    }
+
+    /// Allocates a floating IP from the public network to the actor's project.
+    pub async fn allocate_floating_ip(&self, actor: &Actor) -> Result<FloatingIp, ComputeError> {
+        if actor.role < lifeboat_core::Role::Member {
+            return Err(ComputeError::Forbidden("readers cannot allocate floating IPs".into()));
+        }
+        let net = self.network_by_id_or_name(PUBLIC_NETWORK).await?;
+        for _ in 0..20 {
+            let used: Vec<FloatingIp> = self.inner.store.list().await?;
+            let addr = allocate_ip(&net.cidr, used.iter().map(|f| f.address.as_str()))
+                .ok_or_else(|| ComputeError::Conflict("No more floating IPs available.".into()))?;
+            let f = FloatingIp {
+                id: ids::uuid(),
+                address: addr,
+                network_id: net.id.clone(),
+                port_id: None,
+                project_id: actor.project_id.clone(),
+            };
+            match self.inner.store.insert(&f).await {
+                Ok(()) => return Ok(f),
+                Err(StoreError::Duplicate(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ComputeError::Conflict("could not allocate a floating IP; retry".into()))
+    }
+
+    /// Floating IPs visible to the actor.
+    pub async fn floating_ips(&self, actor: &Actor) -> Result<Vec<FloatingIp>, ComputeError> {
+        let all: Vec<FloatingIp> = self.inner.store.list().await?;
+        Ok(all.into_iter().filter(|f| actor.can_see(&f.project_id)).collect())
+    }
+
+    /// Releases a floating IP.
+    pub async fn release_floating_ip(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
+        let f = self.visible_fip(actor, id).await?;
+        if let Some(pid) = &f.port_id {
+            let p: Option<Port> = self.inner.store.get(pid).await?;
+            self.inner.store.delete::<FloatingIp>(&f.id).await?;
+            if let Some(sid) = p.and_then(|p| p.server_id) {
+                self.refresh_attachments(&sid).await?;
+            }
+        } else {
+            self.inner.store.delete::<FloatingIp>(&f.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn visible_fip(&self, actor: &Actor, key: &str) -> Result<FloatingIp, ComputeError> {
+        let all: Vec<FloatingIp> = self.inner.store.list().await?;
+        all.into_iter()
+            .find(|f| (f.id == key || f.address == key) && actor.can_see(&f.project_id))
+            .ok_or_else(|| ComputeError::NotFound { kind: "Floating IP", id: key.into() })
+    }
+
+    /// addFloatingIp: associates `address` with the server's port (the one
+    /// holding `fixed_address`, or the first).
+    pub(crate) async fn associate_fip(
+        &self,
+        actor: &Actor,
+        s: &Server,
+        address: &str,
+        fixed: Option<&str>,
+    ) -> Result<(), ComputeError> {
+        let mut f = self.visible_fip(actor, address).await.map_err(|_| {
+            ComputeError::NotFound { kind: "floating IP", id: address.into() }
+        })?;
+        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        let port = match fixed {
+            Some(ip) => ports.iter().find(|p| p.fixed_ip == ip).ok_or_else(|| {
+                ComputeError::BadRequest(format!(
+                    "Specified Fixed IP '{ip}' not found for instance {}",
+                    s.id
+                ))
+            })?,
+            None => ports.first().ok_or_else(|| {
+                ComputeError::BadRequest("No nw_info cache associated with instance".into())
+            })?,
+        };
+        let previous = f.port_id.clone();
+        f.port_id = Some(port.id.clone());
+        self.inner.store.put(&f).await?;
+        if let Some(prev) = previous {
+            if prev != port.id {
+                if let Some(p) = self.inner.store.get::<Port>(&prev).await? {
+                    if let Some(other) = p.server_id {
+                        self.refresh_attachments(&other).await?;
+                    }
+                }
+            }
+        }
+        self.refresh_attachments(&s.id).await?;
+        Ok(())
+    }
+
+    /// removeFloatingIp.
+    pub(crate) async fn disassociate_fip(
+        &self,
+        actor: &Actor,
+        s: &Server,
+        address: &str,
+    ) -> Result<(), ComputeError> {
+        let mut f = self.visible_fip(actor, address).await?;
+        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        if !f.port_id.as_ref().is_some_and(|p| ports.iter().any(|x| &x.id == p)) {
+            return Err(ComputeError::Conflict(format!(
+                "Floating IP {address} is not associated with instance {}.",
+                s.id
+            )));
+        }
+        f.port_id = None;
+        self.inner.store.put(&f).await?;
+        self.refresh_attachments(&s.id).await?;
+        Ok(())
+    }
+
+    /// addFixedIp: a new port on `network`.
+    pub(crate) async fn add_fixed_ip(&self, s: &Server, network: &str) -> Result<(), ComputeError> {
+        let net = self.network_by_id_or_name(network).await.map_err(|_| {
+            ComputeError::BadRequest(format!("Network {network} could not be found."))
+        })?;
+        self.new_port(&net, s, None).await?;
+        self.refresh_attachments(&s.id).await?;
+        Ok(())
+    }
+
+    /// removeFixedIp: drops the port holding `address`.
+    pub(crate) async fn remove_fixed_ip(&self, s: &Server, address: &str) -> Result<(), ComputeError> {
+        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        let p = ports.iter().find(|p| p.fixed_ip == address).ok_or_else(|| {
+            ComputeError::BadRequest(format!(
+                "Unable to find address {address} on instance {}",
+                s.id
+            ))
+        })?;
+        for mut f in self.inner.store.list_by_ref::<FloatingIp>(&p.id).await? {
+            f.port_id = None;
+            self.inner.store.put(&f).await?;
+        }
+        self.inner.store.delete::<Port>(&p.id).await?;
+        self.refresh_attachments(&s.id).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,643 @@
+//! The steps of every workflow kind: what each does, how it is undone, and
+//! how the workflow's end changes the server. Every step is idempotent: the
+//! runner re-runs a step that was interrupted by a crash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeboat_core::{
+    actions, now, Fault, ImageStatus, PowerState, Server, TaskState, VmState, Workflow,
+};
+use lifeboat_hypervisor::{Hypervisor, VmSize};
+use serde_json::{json, Value};
+
+use crate::workflow::{finish_action, StepResult};
+use crate::{ComputeError, Engine};
+
+/// Step names of a workflow kind, given its params.
+pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
+    let was_active = p["was_active"].as_bool().unwrap_or(false);
+    let mut v: Vec<&'static str> = match kind {
+        "create" => vec!["schedule", "network", "define", "spawn", "ready", "password"],
+        "delete" | "force_delete" => vec!["wait_superseded", "power_off", "destroy", "network"],
+        "soft_delete" => vec!["wait_superseded", "power_off"],
+        "restore" => vec!["power_on", "ready"],
+        "reboot_soft" | "reboot_hard" => vec!["reboot", "ready"],
+        "start" => vec!["power_on", "ready"],
+        "stop" => vec!["power_off"],
+        "pause" => vec!["pause"],
+        "unpause" => vec!["unpause"],
+        "suspend" => vec!["suspend"],
+        "resume" => vec!["resume"],
+        "rescue" => vec!["rescue"],
+        "unrescue" => vec!["unrescue"],
+        "rebuild" => vec!["power_off", "rebuild", "password"],
+        "resize" | "migrate" => vec!["schedule_dest", "power_off", "resize"],
+        "confirm_resize" => vec!["confirm"],
+        "revert_resize" => vec!["revert"],
+        "create_image" => vec!["snapshot"],
+        "create_backup" => vec!["snapshot", "rotate"],
+        "change_password" => vec!["password"],
+        "shelve" => vec!["power_off"],
+        "shelve_offload" => vec!["offload"],
+        "unshelve" => vec!["schedule", "define", "power_on", "ready"],
+        "live_migrate" => vec!["schedule_dest", "live_migrate"],
+        "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "password"],
+        _ => vec![],
+    };
+    if kind == "shelve" && p["offload"].as_bool().unwrap_or(false) {
+        v.push("offload");
+    }
+    if matches!(kind, "rebuild" | "resize" | "migrate" | "revert_resize") && was_active {
+        v.push("power_on");
+        v.push("ready");
+    }
+    if kind == "evacuate" && !was_active {
+        v.retain(|s| *s != "power_on");
+    }
+    v
+}
+
+/// Removes secrets from params once a workflow no longer needs them.
+pub(crate) fn scrub_secrets(p: &mut Value) {
+    if let Some(o) = p.as_object_mut() {
+        o.remove("admin_pass");
+    }
+}
+
+fn sid(wf: &Workflow) -> StepResult<String> {
+    wf.server_id
+        .clone()
+        .ok_or_else(|| ComputeError::Internal(format!("workflow {} has no server", wf.id)))
+}
+
+fn set_task(s: &mut Server, t: TaskState) {
+    s.task_state = Some(t);
+}
+
+impl Engine {
+    pub(crate) async fn agent_for(&self, host: &str) -> StepResult<Arc<dyn Hypervisor>> {
+        self.inner
+            .hosts
+            .read()
+            .await
+            .get(host)
+            .map(|h| h.agent.clone())
+            .ok_or_else(|| ComputeError::Internal(format!("host {host} is not registered")))
+    }
+
+    async fn server_agent(&self, s: &Server) -> StepResult<Arc<dyn Hypervisor>> {
+        let host = s
+            .host
+            .as_deref()
+            .ok_or_else(|| ComputeError::Internal(format!("server {} has no host", s.id)))?;
+        self.agent_for(host).await
+    }
+
+    async fn must_server(&self, id: &str) -> StepResult<Server> {
+        self.inner
+            .store
+            .get_server(id)
+            .await?
+            .ok_or_else(|| ComputeError::NotFound { kind: "Instance", id: id.into() })
+    }
+
+    async fn wait_ready(&self, s: &Server) -> StepResult<()> {
+        let agent = self.server_agent(s).await?;
+        let deadline = Instant::now() + self.inner.cfg.ready_timeout;
+        loop {
+            let st = agent.status(&s.instance_name).await?;
+            if st.guest_ready {
+                return Ok(());
+            }
+            if st.power_state != PowerState::Running {
+                return Err(ComputeError::Internal(format!(
+                    "guest {} stopped while booting",
+                    s.instance_name
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(ComputeError::Internal(format!(
+                    "guest {} not ready after {:?}",
+                    s.instance_name, self.inner.cfg.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Runs one step.
+pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult<()> {
+    let id = sid(wf)?;
+    let s = e.must_server(&id).await?;
+    let kind = wf.kind.clone();
+    match step {
+        "schedule" => {
+            if s.host.is_none() {
+                let prefer = wf.params["host"].as_str().map(str::to_string).or_else(|| {
+                    (kind == "unshelve").then(|| s.node.clone()).flatten()
+                });
+                let host = e
+                    .schedule(&s.flavor.resources(), s.pinned_availability_zone.as_deref(), prefer.as_deref(), None, kind == "create" && wf.params["host"].is_string())
+                    .await?;
+                e.mutate_server(&id, |s| {
+                    s.host = Some(host.name.clone());
+                    s.node = Some(host.name.clone());
+                    s.availability_zone = Some(host.availability_zone.clone());
+                    if kind == "create" {
+                        set_task(s, TaskState::Networking);
+                        s.progress = 10;
+                    } else {
+                        set_task(s, TaskState::Spawning);
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        "network" if kind.ends_with("delete") => e.release_ports(&s, false).await?,
+        "network" => {
+            e.allocate_ports(wf).await?;
+            e.mutate_server(&id, |s| {
+                set_task(s, TaskState::BlockDeviceMapping);
+                s.progress = 30;
+                Ok(())
+            })
+            .await?;
+        }
+        "define" => {
+            let spec = e.vm_spec(&s).await?;
+            e.server_agent(&s).await?.define(&spec).await?;
+            e.mutate_server(&id, |s| {
+                set_task(s, TaskState::Spawning);
+                s.progress = 50;
+                Ok(())
+            })
+            .await?;
+        }
+        "spawn" | "power_on" => {
+            e.server_agent(&s).await?.start(&s.instance_name).await?;
+            e.mutate_server(&id, |s| {
+                s.power_state = PowerState::Running;
+                if s.progress < 90 {
+                    s.progress = 90;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        "ready" => e.wait_ready(&s).await?,
+        "password" => {
+            if let Some(pw) = wf.params["admin_pass"].as_str() {
+                if s.power_state == PowerState::Running {
+                    let agent = e.server_agent(&s).await?;
+                    // Best effort like Nova's injection: a guest without an
+                    // agent keeps its image's credentials.
+                    if let Err(err) = agent.set_password(&s.instance_name, "root", pw).await {
+                        tracing::warn!(server = %id, "admin password not set in guest: {err}");
+                    }
+                }
+            }
+            scrub_secrets(&mut wf.params);
+        }
+        "wait_superseded" => {
+            if let Some(old) = wf.params["supersedes"].as_str() {
+                let deadline = Instant::now() + Duration::from_secs(600);
+                while e.is_running(old) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        "power_off" => {
+            if s.host.is_some() {
+                let agent = e.server_agent(&s).await?;
+                match agent.stop(&s.instance_name, 60).await {
+                    Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
+                    Err(err) if kind.ends_with("delete") => {
+                        tracing::warn!(server = %id, "power off before delete: {err}")
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                e.mutate_server(&id, |s| {
+                    s.power_state = PowerState::Shutdown;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        "destroy" => {
+            if let Some(h) = &s.host {
+                match e.agent_for(h).await?.destroy(&s.instance_name).await {
+                    Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        "reboot" => {
+            let hard = kind == "reboot_hard";
+            e.mutate_server(&id, |s| {
+                set_task(s, if hard { TaskState::RebootStartedHard } else { TaskState::RebootStarted });
+                Ok(())
+            })
+            .await?;
+            e.server_agent(&s).await?.reboot(&s.instance_name, hard).await?;
+            e.mutate_server(&id, |s| {
+                s.power_state = PowerState::Running;
+                Ok(())
+            })
+            .await?;
+        }
+        "pause" | "unpause" | "suspend" | "resume" | "rescue" | "unrescue" => {
+            let agent = e.server_agent(&s).await?;
+            let n = &s.instance_name;
+            let ps = match step {
+                "pause" => {
+                    agent.pause(n).await?;
+                    PowerState::Paused
+                }
+                "unpause" => {
+                    agent.unpause(n).await?;
+                    PowerState::Running
+                }
+                "suspend" => {
+                    agent.suspend(n).await?;
+                    PowerState::Suspended
+                }
+                "resume" => {
+                    agent.resume(n).await?;
+                    PowerState::Running
+                }
+                "rescue" => {
+                    let img = e.rescue_image(wf).await?;
+                    agent.rescue(n, &img).await?;
+                    PowerState::Running
+                }
+                _ => {
+                    agent.unrescue(n).await?;
+                    PowerState::Running
+                }
+            };
+            e.mutate_server(&id, |s| {
+                s.power_state = ps;
+                Ok(())
+            })
+            .await?;
+        }
+        "rebuild" => {
+            let image_id = wf.params["image_id"].as_str().unwrap_or_default().to_string();
+            let img = e.image_ref(&image_id).await?;
+            e.mutate_server(&id, |s| {
+                set_task(s, TaskState::RebuildSpawning);
+                Ok(())
+            })
+            .await?;
+            e.server_agent(&s).await?.rebuild(&s.instance_name, &img).await?;
+        }
+        "schedule_dest" => {
+            if wf.params["dest"].is_null() {
+                let need = match wf.params["flavor"].as_object() {
+                    Some(_) => serde_json::from_value::<lifeboat_core::FlavorSnapshot>(wf.params["flavor"].clone())
+                        .map_err(|e| ComputeError::Internal(e.to_string()))?
+                        .resources(),
+                    None => s.flavor.resources(),
+                };
+                let current = s.host.clone();
+                let dest = match kind.as_str() {
+                    // Resizing prefers the same host (allow_resize_to_same_host).
+                    "resize" => {
+                        let same = e.host_fits(current.as_deref().unwrap_or_default(), &need, &s.flavor.resources()).await;
+                        if same {
+                            current.clone().unwrap_or_default()
+                        } else {
+                            e.schedule(&need, None, None, current.as_deref(), false).await?.name
+                        }
+                    }
+                    _ => {
+                        let wanted = wf.params["host"].as_str().map(str::to_string);
+                        e.schedule(&need, None, wanted.as_deref(), current.as_deref(), wanted.is_some())
+                            .await?
+                            .name
+                    }
+                };
+                wf.params["dest"] = json!(dest);
+            }
+            if kind == "resize" || kind == "migrate" {
+                e.mutate_server(&id, |s| {
+                    set_task(s, TaskState::ResizeMigrating);
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        "resize" => {
+            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
+            let new_flavor: lifeboat_core::FlavorSnapshot = match wf.params["flavor"].as_object() {
+                Some(_) => serde_json::from_value(wf.params["flavor"].clone())
+                    .map_err(|e| ComputeError::Internal(e.to_string()))?,
+                None => s.flavor.clone(),
+            };
+            let size = size_of(&new_flavor);
+            let src = s.host.clone().unwrap_or_default();
+            if dest == src {
+                e.agent_for(&src).await?.resize(&s.instance_name, &size).await?;
+            } else if s.source_host.is_none() {
+                let mut spec = e.vm_spec(&s).await?;
+                spec.size = size;
+                let target = e.agent_for(&dest).await?.prepare_incoming(&spec).await?;
+                e.agent_for(&src).await?.migrate_to(&s.instance_name, &target).await?;
+                e.agent_for(&dest).await?.resize(&s.instance_name, &size).await?;
+            }
+            e.mutate_server(&id, |s| {
+                if s.old_flavor.is_none() {
+                    s.old_flavor = Some(s.flavor.clone());
+                }
+                s.flavor = new_flavor.clone();
+                if dest != src && s.source_host.is_none() {
+                    s.source_host = Some(src.clone());
+                    s.host = Some(dest.clone());
+                    s.node = Some(dest.clone());
+                }
+                set_task(s, TaskState::ResizeFinish);
+                Ok(())
+            })
+            .await?;
+        }
+        "confirm" => {
+            e.server_agent(&s).await?.confirm_resize(&s.instance_name).await?;
+            if let Some(src) = &s.source_host {
+                let _ = e.agent_for(src).await?.destroy(&s.instance_name).await;
+            }
+            e.mutate_server(&id, |s| {
+                s.old_flavor = None;
+                s.source_host = None;
+                Ok(())
+            })
+            .await?;
+        }
+        "revert" => {
+            let old = s.old_flavor.clone().unwrap_or_else(|| s.flavor.clone());
+            if let Some(src) = s.source_host.clone() {
+                let agent = e.server_agent(&s).await?;
+                let _ = agent.stop(&s.instance_name, 0).await;
+                let mut spec = e.vm_spec(&s).await?;
+                spec.size = size_of(&old);
+                let target = e.agent_for(&src).await?.prepare_incoming(&spec).await?;
+                agent.migrate_to(&s.instance_name, &target).await?;
+            } else {
+                let agent = e.server_agent(&s).await?;
+                let _ = agent.stop(&s.instance_name, 0).await;
+                agent.revert_resize(&s.instance_name).await?;
+            }
+            e.mutate_server(&id, |s| {
+                s.flavor = old.clone();
+                s.old_flavor = None;
+                if let Some(src) = s.source_host.take() {
+                    s.host = Some(src.clone());
+                    s.node = Some(src);
+                }
+                s.power_state = PowerState::Shutdown;
+                Ok(())
+            })
+            .await?;
+        }
+        "snapshot" => {
+            let image_id = wf.params["image_id"].as_str().unwrap_or_default().to_string();
+            e.mutate_server(&id, |s| {
+                set_task(s, if kind == "create_backup" { TaskState::ImageBackup } else { TaskState::ImageUploading });
+                Ok(())
+            })
+            .await?;
+            e.set_image_status(&image_id, ImageStatus::Saving, None).await?;
+            let dest = e.image_path(&image_id);
+            let info = e.server_agent(&s).await?.snapshot_disk(&s.instance_name, &dest).await?;
+            e.set_image_status(&image_id, ImageStatus::Active, Some((info.path, info.size, info.format)))
+                .await?;
+        }
+        "rotate" => {
+            let bt = wf.params["backup_type"].as_str().unwrap_or_default().to_string();
+            let rotation = wf.params["rotation"].as_u64().unwrap_or(0) as usize;
+            e.rotate_backups(&s, &bt, rotation).await?;
+        }
+        "offload" => {
+            if let Some(h) = &s.host {
+                match e.agent_for(h).await?.offload(&s.instance_name).await {
+                    Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            e.mutate_server(&id, |s| {
+                s.host = None;
+                s.power_state = PowerState::Shutdown;
+                Ok(())
+            })
+            .await?;
+        }
+        "live_migrate" => {
+            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
+            if s.host.as_deref() != Some(dest.as_str()) {
+                let spec = e.vm_spec(&s).await?;
+                let dagent = e.agent_for(&dest).await?;
+                let target = dagent.prepare_incoming(&spec).await?;
+                e.server_agent(&s).await?.migrate_to(&s.instance_name, &target).await?;
+                dagent.finish_incoming(&s.instance_name).await?;
+                if s.vm_state == VmState::Paused {
+                    dagent.pause(&s.instance_name).await?;
+                }
+                e.mutate_server(&id, |s| {
+                    s.host = Some(dest.clone());
+                    s.node = Some(dest.clone());
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        "evacuate" => {
+            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
+            let mut moved = s.clone();
+            moved.host = Some(dest.clone());
+            let spec = e.vm_spec(&moved).await?;
+            e.agent_for(&dest).await?.define(&spec).await?;
+            e.mutate_server(&id, |s| {
+                s.host = Some(dest.clone());
+                s.node = Some(dest.clone());
+                s.power_state = PowerState::Shutdown;
+                set_task(s, TaskState::RebuildSpawning);
+                Ok(())
+            })
+            .await?;
+        }
+        other => return Err(ComputeError::Internal(format!("unknown step {other}"))),
+    }
+    Ok(())
+}
+
+fn size_of(f: &lifeboat_core::FlavorSnapshot) -> VmSize {
+    VmSize {
+        vcpus: f.vcpus,
+        ram_mb: f.ram,
+        disk_gb: f.disk,
+        ephemeral_gb: f.ephemeral,
+        swap_mb: f.swap,
+    }
+}
+
+/// Undoes one step during rollback.
+pub(crate) async fn undo(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult<()> {
+    let id = sid(wf)?;
+    let Some(s) = e.inner.store.get_server(&id).await? else {
+        return Ok(());
+    };
+    match (wf.kind.as_str(), step) {
+        ("create" | "unshelve", "schedule") => {
+            e.mutate_server(&id, |s| {
+                s.host = None;
+                Ok(())
+            })
+            .await?;
+        }
+        ("create", "network") => e.release_ports(&s, true).await?,
+        ("create" | "unshelve", "define") => {
+            if let Some(h) = &s.host {
+                let _ = e.agent_for(h).await?.destroy(&s.instance_name).await;
+            }
+        }
+        (_, "spawn") => {
+            if let Some(h) = &s.host {
+                let _ = e.agent_for(h).await?.stop(&s.instance_name, 0).await;
+                e.mutate_server(&id, |s| {
+                    s.power_state = PowerState::Shutdown;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        (_, "snapshot") => {
+            if let Some(img) = wf.params["image_id"].as_str() {
+                e.set_image_status(img, ImageStatus::Killed, None).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Ends a successful workflow: the action table's result plus kind-specific fields.
+pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
+    let Some(id) = wf.server_id.clone() else {
+        return Ok(());
+    };
+    let kind = wf.kind.clone();
+    let p = wf.params.clone();
+    if matches!(kind.as_str(), "delete" | "force_delete") {
+        let s = e.must_server(&id).await?;
+        e.release_ports(&s, false).await?;
+    }
+    let wf_id = wf.id.clone();
+    e.mutate_server(&id, |s| {
+        if s.task_workflow.as_deref() != Some(wf_id.as_str()) {
+            return Ok(());
+        }
+        s.task_workflow = None;
+        match kind.as_str() {
+            "create" => {
+                s.vm_state = VmState::Active;
+                s.task_state = None;
+                s.power_state = PowerState::Running;
+                s.launched_at = Some(now());
+                s.progress = 100;
+                return Ok(());
+            }
+            "delete" | "force_delete" => {
+                s.vm_state = VmState::Deleted;
+                s.task_state = None;
+                s.power_state = PowerState::NoState;
+                s.terminated_at = Some(now());
+                s.attachments.clear();
+                return Ok(());
+            }
+            "soft_delete" => {
+                s.vm_state = VmState::SoftDeleted;
+                s.task_state = None;
+                s.deleted_at = Some(now());
+                return Ok(());
+            }
+            "rebuild" => {
+                if let Some(img) = p["image_id"].as_str() {
+                    s.image_id = Some(img.to_string());
+                }
+                s.launched_at = Some(now());
+            }
+            "shelve" if p["offload"].as_bool().unwrap_or(false) => {
+                s.vm_state = VmState::ShelvedOffloaded;
+                s.task_state = None;
+                return Ok(());
+            }
+            "unshelve" | "restore" | "start" | "unrescue" | "unpause" | "resume" => {
+                s.power_state = PowerState::Running;
+            }
+            "stop" | "shelve" => s.power_state = PowerState::Shutdown,
+            "evacuate" if p["was_active"].as_bool() == Some(true) => s.power_state = PowerState::Running,
+            _ => {}
+        }
+        if !finish_action(&kind, s) {
+            s.vm_state = VmState::Deleted;
+            s.task_state = None;
+        }
+        if matches!(kind.as_str(), "resize" | "migrate") {
+            // finish_action set RESIZED; remember where to go back.
+            s.old_vm_state = Some(if p["was_active"].as_bool() == Some(true) {
+                VmState::Active
+            } else {
+                VmState::Stopped
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Ends a failed workflow after rollback. Returns whether the server went to ERROR.
+pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResult<bool> {
+    scrub_secrets(&mut wf.params);
+    let Some(id) = wf.server_id.clone() else {
+        return Ok(false);
+    };
+    let kind = wf.kind.clone();
+    let wf_id = wf.id.clone();
+    let mut errored = false;
+    let res = e
+        .mutate_server(&id, |s| {
+            if s.task_workflow.as_deref() != Some(wf_id.as_str()) {
+                return Ok(());
+            }
+            s.task_workflow = None;
+            let to_error = match lifeboat_core::Action::parse(&kind) {
+                Some(a) => {
+                    actions::fail(a.rule(), s);
+                    s.vm_state == VmState::Error
+                }
+                None => {
+                    s.task_state = None;
+                    kind == "soft_delete"
+                }
+            };
+            if to_error {
+                s.vm_state = VmState::Error;
+                s.fault = Some(Fault {
+                    code: 500,
+                    message: error.chars().take(255).collect(),
+                    details: Some(format!("{kind} failed: {error}")),
+                    created: now(),
+                });
+            }
+            errored = to_error;
+            Ok(())
+        })
+        .await;
+    match res {
+        Ok(_) | Err(ComputeError::NotFound { .. }) => Ok(errored),
+        Err(err) => Err(err),
+    }
+}

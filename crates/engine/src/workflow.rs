@@ -1,0 +1,310 @@
+//! The durable workflow runner.
+//!
+//! A workflow is a list of named steps. The runner persists a step as
+//! `running` before it runs and `done` after; a failed step turns the
+//! workflow to `rolling_back`, which undoes the done steps in reverse, each
+//! persisted as `undone`. Steps are idempotent, so after a crash
+//! [`Engine::recover`] simply runs every unfinished workflow again from its
+//! first step that is not done (or continues its rollback). The server's
+//! task_state is set in the same transaction that records the workflow
+//! (one active task per server), and cleared when the workflow ends.
+
+use lifeboat_core::{
+    actions, now, Level, NewEvent, Server, StepRecord, StepState, Workflow, WorkflowState,
+};
+
+use crate::steps;
+use crate::{ComputeError, Engine};
+
+/// Error of a step.
+pub(crate) type StepResult<T> = Result<T, ComputeError>;
+
+impl Engine {
+    /// A new workflow record for `server` with the given kind and params.
+    pub(crate) fn new_workflow(
+        &self,
+        kind: &str,
+        server: Option<&Server>,
+        user_id: Option<&str>,
+        params: serde_json::Value,
+    ) -> Workflow {
+        let now = now();
+        let step_names = steps::plan(kind, &params);
+        Workflow {
+            id: lifeboat_core::ids::uuid(),
+            kind: kind.to_string(),
+            server_id: server.map(|s| s.id.clone()),
+            project_id: server.map(|s| s.project_id.clone()),
+            user_id: user_id.map(str::to_string),
+            request_id: format!("req-{}", lifeboat_core::ids::uuid()),
+            state: WorkflowState::Running,
+            steps: step_names
+                .into_iter()
+                .map(|n| StepRecord {
+                    name: n.to_string(),
+                    state: StepState::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    attempts: 0,
+                })
+                .collect(),
+            params,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Records `wf` as the owner of `server`'s new task (server already
+    /// mutated by `actions::begin`) in one transaction, then runs it in the
+    /// background.
+    pub(crate) async fn launch(&self, mut server: Server, wf: Workflow) -> Result<Server, ComputeError> {
+        server.task_workflow = Some(wf.id.clone());
+        let saved = self.inner.store.cas_server_with_workflow(&server, &wf).await?;
+        self.event(NewEvent {
+            level: Level::Info,
+            server_id: Some(saved.id.clone()),
+            project_id: Some(saved.project_id.clone()),
+            workflow_id: Some(wf.id.clone()),
+            step: None,
+            message: format!("{} accepted ({})", wf.kind, wf.request_id),
+        })
+        .await;
+        self.spawn_run(wf.id.clone());
+        Ok(saved)
+    }
+
+    /// Runs a workflow in the background (no-op if already running here).
+    pub(crate) fn spawn_run(&self, id: String) {
+        if !self.inner.running.lock().unwrap().insert(id.clone()) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.run(&id).await {
+                tracing::error!(workflow = %id, "workflow runner: {e}");
+            }
+            me.inner.running.lock().unwrap().remove(&id);
+        });
+    }
+
+    /// Whether a workflow is being run by this process.
+    pub(crate) fn is_running(&self, id: &str) -> bool {
+        self.inner.running.lock().unwrap().contains(id)
+    }
+
+    async fn persist(&self, wf: &mut Workflow) -> StepResult<()> {
+        wf.updated_at = now();
+        Ok(self.inner.store.put_workflow(wf).await?)
+    }
+
+    async fn step_event(&self, wf: &Workflow, level: Level, step: Option<&str>, message: String) {
+        self.event(NewEvent {
+            level,
+            server_id: wf.server_id.clone(),
+            project_id: wf.project_id.clone(),
+            workflow_id: Some(wf.id.clone()),
+            step: step.map(str::to_string),
+            message,
+        })
+        .await;
+    }
+
+    async fn run(&self, id: &str) -> StepResult<()> {
+        let mut wf = self
+            .inner
+            .store
+            .get_workflow(id)
+            .await?
+            .ok_or_else(|| ComputeError::Internal(format!("workflow {id} vanished")))?;
+        while wf.state == WorkflowState::Running {
+            // A workflow whose server task was taken over (delete during
+            // build) stops at the next step boundary.
+            if let Some(sid) = &wf.server_id {
+                let owner = self
+                    .inner
+                    .store
+                    .get_server(sid)
+                    .await?
+                    .and_then(|s| s.task_workflow);
+                if owner.as_deref() != Some(wf.id.as_str()) {
+                    wf.state = WorkflowState::RolledBack;
+                    wf.error = Some("superseded by another request".into());
+                    self.persist(&mut wf).await?;
+                    self.step_event(&wf, Level::Warn, None, format!("{} superseded", wf.kind))
+                        .await;
+                    return Ok(());
+                }
+            }
+            let Some(i) = wf.steps.iter().position(|s| s.state != StepState::Done) else {
+                return self.complete(&mut wf).await;
+            };
+            let name = wf.steps[i].name.clone();
+            wf.steps[i].state = StepState::Running;
+            wf.steps[i].started_at = Some(now());
+            wf.steps[i].attempts += 1;
+            self.persist(&mut wf).await?;
+            self.step_event(
+                &wf,
+                Level::Info,
+                Some(&name),
+                format!("{}: {} started (attempt {})", wf.kind, name, wf.steps[i].attempts),
+            )
+            .await;
+            if self.inner.cfg.hang_at.as_deref() == Some(&format!("{}:{}", wf.kind, name)) {
+                eprintln!("LIFEBOAT-HANG {}:{} {}", wf.kind, name, wf.id);
+                std::future::pending::<()>().await;
+            }
+            match steps::run(self, &mut wf, &name).await {
+                Ok(()) => {
+                    wf.steps[i].state = StepState::Done;
+                    wf.steps[i].finished_at = Some(now());
+                    self.persist(&mut wf).await?;
+                    self.step_event(&wf, Level::Info, Some(&name), format!("{}: {} done", wf.kind, name))
+                        .await;
+                }
+                Err(e) => {
+                    wf.steps[i].state = StepState::Failed;
+                    wf.steps[i].finished_at = Some(now());
+                    wf.error = Some(e.to_string());
+                    wf.state = WorkflowState::RollingBack;
+                    self.persist(&mut wf).await?;
+                    self.step_event(
+                        &wf,
+                        Level::Error,
+                        Some(&name),
+                        format!("{}: {} failed: {e}", wf.kind, name),
+                    )
+                    .await;
+                }
+            }
+        }
+        if wf.state == WorkflowState::RollingBack {
+            return self.rollback(&mut wf).await;
+        }
+        Ok(())
+    }
+
+    async fn rollback(&self, wf: &mut Workflow) -> StepResult<()> {
+        let mut clean = true;
+        for i in (0..wf.steps.len()).rev() {
+            if !matches!(wf.steps[i].state, StepState::Done | StepState::Failed) {
+                continue;
+            }
+            let name = wf.steps[i].name.clone();
+            match steps::undo(self, wf, &name).await {
+                Ok(()) => {
+                    wf.steps[i].state = StepState::Undone;
+                    self.persist(wf).await?;
+                    self.step_event(wf, Level::Info, Some(&name), format!("{}: {} undone", wf.kind, name))
+                        .await;
+                }
+                Err(e) => {
+                    clean = false;
+                    wf.steps[i].state = StepState::Undone;
+                    self.persist(wf).await?;
+                    self.step_event(
+                        wf,
+                        Level::Error,
+                        Some(&name),
+                        format!("{}: undo of {} failed: {e}", wf.kind, name),
+                    )
+                    .await;
+                }
+            }
+        }
+        let error = wf.error.clone().unwrap_or_else(|| "failed".into());
+        let errored = steps::fail(self, wf, &error).await?;
+        wf.state = if errored || !clean {
+            WorkflowState::Failed
+        } else {
+            WorkflowState::RolledBack
+        };
+        self.persist(wf).await?;
+        self.step_event(
+            wf,
+            Level::Error,
+            None,
+            format!("{} {}: {error}", wf.kind, wf.state.as_str().replace('_', " ")),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn complete(&self, wf: &mut Workflow) -> StepResult<()> {
+        steps::complete(self, wf).await?;
+        wf.state = WorkflowState::Completed;
+        steps::scrub_secrets(&mut wf.params);
+        self.persist(wf).await?;
+        self.step_event(wf, Level::Info, None, format!("{} completed", wf.kind)).await;
+        Ok(())
+    }
+
+    /// Resumes every unfinished workflow, and clears a task left on a server
+    /// whose workflow is gone or finished.
+    pub(crate) async fn recover(&self) -> Result<(), ComputeError> {
+        let unfinished = self.inner.store.unfinished_workflows().await?;
+        for wf in &unfinished {
+            tracing::info!(workflow = %wf.id, kind = %wf.kind, "resuming workflow");
+            self.step_event(wf, Level::Warn, None, format!("{} resumed after restart", wf.kind))
+                .await;
+            self.spawn_run(wf.id.clone());
+        }
+        for s in self.inner.store.servers_with_tasks().await? {
+            let live = match &s.task_workflow {
+                Some(w) => unfinished.iter().any(|u| &u.id == w),
+                None => false,
+            };
+            if !live {
+                self.mutate_server(&s.id, |s| {
+                    s.task_state = None;
+                    s.task_workflow = None;
+                    Ok(())
+                })
+                .await?;
+                tracing::warn!(server = %s.id, "cleared orphan task_state");
+            }
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of a server with compare-and-set, retried on conflict.
+    pub(crate) async fn mutate_server(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut Server) -> StepResult<()>,
+    ) -> StepResult<Server> {
+        for _ in 0..50 {
+            let mut s = self
+                .inner
+                .store
+                .get_server(id)
+                .await?
+                .ok_or_else(|| ComputeError::NotFound {
+                    kind: "Instance",
+                    id: id.to_string(),
+                })?;
+            f(&mut s)?;
+            match self.inner.store.cas_server(&s).await {
+                Ok(saved) => return Ok(saved),
+                Err(lifeboat_store::StoreError::Conflict(_)) => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ComputeError::Conflict(format!("server {id} is too busy; retry")))
+    }
+}
+
+/// Applies the action table's end-of-action transition.
+pub(crate) fn finish_action(kind: &str, s: &mut Server) -> bool {
+    match lifeboat_core::Action::parse(kind) {
+        Some(a) => actions::finish(a.rule(), s),
+        None => {
+            s.task_state = None;
+            true
+        }
+    }
+}
