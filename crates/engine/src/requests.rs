@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use lifeboat_core::{Status, Time};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A network request at create: a network, a port, or a fixed IP.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkRequest {
     /// Network UUID.
     pub network_id: Option<String>,
@@ -17,7 +18,8 @@ pub struct NetworkRequest {
 }
 
 /// Create one or more servers.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct CreateServer {
     /// Name (with `max_count` > 1 a `-N` suffix is added).
     pub name: String,
@@ -55,6 +57,7 @@ pub struct CreateServer {
     /// Hostname (2.90+).
     pub hostname: Option<String>,
     /// Scheduler hints.
+    #[schema(value_type = Object)]
     pub scheduler_hints: BTreeMap<String, serde_json::Value>,
     /// Requested host (admin only).
     pub host: Option<String>,
@@ -109,7 +112,8 @@ pub struct ListServers {
 }
 
 /// Fields of a server update.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct UpdateServer {
     /// New name.
     pub name: Option<String>,
@@ -126,7 +130,7 @@ pub struct UpdateServer {
 }
 
 /// A server action with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum ServerAction {
@@ -141,6 +145,7 @@ pub enum ServerAction {
         description: Option<Option<String>>,
         key_name: Option<Option<String>>,
         user_data: Option<Option<String>>,
+        #[serde(default)]
         preserve_ephemeral: bool,
         hostname: Option<String>,
     },
@@ -151,12 +156,14 @@ pub enum ServerAction {
     RevertResize,
     CreateImage {
         name: String,
+        #[serde(default)]
         metadata: BTreeMap<String, String>,
     },
     CreateBackup {
         name: String,
         backup_type: String,
         rotation: u32,
+        #[serde(default)]
         metadata: BTreeMap<String, String>,
     },
     ChangePassword {
@@ -276,7 +283,7 @@ impl ServerAction {
 }
 
 /// What an action returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ActionOutcome {
     /// A workflow was started.

@@ -1,0 +1,420 @@
+//! Handlers: parse, call the engine, render.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use lifeboat_core::{Event, Flavor, FloatingIp, Host, Image, Keypair, Network, Project, Role, Server, Status, Workflow};
+use lifeboat_engine::{ActionOutcome, CreateServer, Engine, ListServers, ServerAction, UpdateServer};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::error::ErrorBody;
+
+type R<T> = Result<T, ApiError>;
+
+/// A server with its derived status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerView {
+    /// The server.
+    #[serde(flatten)]
+    pub server: Server,
+    /// API status from vm_state and task_state.
+    pub status: Status,
+}
+
+impl From<Server> for ServerView {
+    fn from(s: Server) -> Self {
+        ServerView { status: s.status(), server: s }
+    }
+}
+
+/// A created server with its admin password (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedView {
+    /// The server.
+    pub server: ServerView,
+    /// Admin password.
+    pub admin_pass: String,
+    /// The create workflow.
+    pub workflow_id: String,
+}
+
+/// Login request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Project name or id (the user's default when absent).
+    pub project: Option<String>,
+}
+
+/// Login response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Bearer token for `X-Auth-Token`.
+    pub token: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+    /// User id.
+    pub user_id: String,
+    /// Project id.
+    pub project_id: String,
+    /// Role on the project.
+    pub role: Role,
+}
+
+/// Log in with a password.
+#[utoipa::path(post, path = "/api/v1/auth/tokens", request_body = LoginRequest,
+    responses((status = 201, body = LoginResponse), (status = 401, body = ErrorBody)))]
+pub async fn login(State(e): State<Engine>, Json(req): Json<LoginRequest>) -> R<(StatusCode, Json<LoginResponse>)> {
+    let a = e.authenticate(&req.username, &req.password, req.project.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginResponse {
+            token: a.token,
+            expires_at: a.expires_at.to_rfc3339(),
+            user_id: a.actor.user_id,
+            project_id: a.actor.project_id,
+            role: a.actor.role,
+        }),
+    ))
+}
+
+/// Server list filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ServerListQuery {
+    /// Admin: every project.
+    #[serde(default)]
+    pub all_projects: bool,
+    /// Admin: one project.
+    pub project_id: Option<String>,
+    /// Status (ACTIVE, SHUTOFF, ...), comma separated.
+    pub status: Option<String>,
+    /// Name substring.
+    pub name: Option<String>,
+    /// Host (admin).
+    pub host: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Last id of the previous page.
+    pub marker: Option<String>,
+}
+
+/// List servers, newest first.
+#[utoipa::path(get, path = "/api/v1/servers", params(ServerListQuery),
+    responses((status = 200, body = [ServerView])), security(("token" = [])))]
+pub async fn list_servers(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<ServerListQuery>) -> R<Json<Vec<ServerView>>> {
+    let status = match &q.status {
+        Some(s) => Some(
+            s.split(',')
+                .map(|x| Status::parse(&x.trim().to_uppercase()).ok_or_else(|| ApiError::bad_request(format!("unknown status {x}"))))
+                .collect::<R<Vec<_>>>()?,
+        ),
+        None => None,
+    };
+    let list = e
+        .list_servers(
+            &a,
+            &ListServers {
+                all_projects: q.all_projects,
+                project_id: q.project_id,
+                status,
+                name: q.name,
+                host: q.host,
+                limit: q.limit,
+                marker: q.marker,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Json(list.into_iter().map(ServerView::from).collect()))
+}
+
+/// Create servers (`max_count` > 1 creates several).
+#[utoipa::path(post, path = "/api/v1/servers", request_body = CreateServer,
+    responses((status = 202, body = [CreatedView]), (status = 400, body = ErrorBody)), security(("token" = [])))]
+pub async fn create_server(State(e): State<Engine>, Caller(a): Caller, Json(req): Json<CreateServer>) -> R<(StatusCode, Json<Vec<CreatedView>>)> {
+    let created = e.create_servers(&a, req).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            created
+                .into_iter()
+                .map(|c| CreatedView { server: c.server.into(), admin_pass: c.admin_pass, workflow_id: c.workflow_id })
+                .collect(),
+        ),
+    ))
+}
+
+/// Show a server.
+#[utoipa::path(get, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = ServerView), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn show_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<ServerView>> {
+    Ok(Json(e.server(&a, &id).await?.into()))
+}
+
+/// Update name, description, access IPs, hostname.
+#[utoipa::path(patch, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")), request_body = UpdateServer,
+    responses((status = 200, body = ServerView)), security(("token" = [])))]
+pub async fn update_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>, Json(u): Json<UpdateServer>) -> R<Json<ServerView>> {
+    Ok(Json(e.update_server(&a, &id, u).await?.into()))
+}
+
+/// Delete a server.
+#[utoipa::path(delete, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
+pub async fn delete_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<(StatusCode, Json<ActionOutcome>)> {
+    Ok((StatusCode::ACCEPTED, Json(e.server_action(&a, &id, ServerAction::Delete).await?)))
+}
+
+/// Run an action (reboot, stop, resize, ...).
+#[utoipa::path(post, path = "/api/v1/servers/{id}/actions", params(("id" = String, Path, description = "Resource id")), request_body = ServerAction,
+    responses((status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
+pub async fn server_action(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>, body: axum::body::Bytes) -> R<(StatusCode, Json<ActionOutcome>)> {
+    let req: ServerAction = serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid action: {err}")))?;
+    let out = e.server_action(&a, &id, req).await?;
+    let status = if matches!(out, ActionOutcome::Accepted { .. }) { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(out)))
+}
+
+/// Workflows of a server, newest first.
+#[utoipa::path(get, path = "/api/v1/servers/{id}/workflows", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = [Workflow])), security(("token" = [])))]
+pub async fn server_workflows(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<Vec<Workflow>>> {
+    Ok(Json(e.server_workflows(&a, &id).await?))
+}
+
+/// One workflow with its steps.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 200, body = Workflow), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn show_workflow(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<Workflow>> {
+    Ok(Json(e.workflow(&a, &id).await?))
+}
+
+/// Limit query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// At most this many.
+    pub limit: Option<i64>,
+}
+
+/// Recent workflows.
+#[utoipa::path(get, path = "/api/v1/workflows", params(LimitQuery),
+    responses((status = 200, body = [Workflow])), security(("token" = [])))]
+pub async fn list_workflows(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<LimitQuery>) -> R<Json<Vec<Workflow>>> {
+    Ok(Json(e.workflows(&a, q.limit.unwrap_or(100)).await?))
+}
+
+/// Event filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Only this server.
+    pub server_id: Option<String>,
+    /// Only this workflow.
+    pub workflow_id: Option<String>,
+    /// Only events after this id (follow).
+    pub after: Option<i64>,
+    /// The newest N.
+    pub limit: Option<i64>,
+}
+
+/// The event log, oldest first.
+#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
+    responses((status = 200, body = [Event])), security(("token" = [])))]
+pub async fn list_events(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<EventsQuery>) -> R<Json<Vec<Event>>> {
+    Ok(Json(
+        e.events(
+            &a,
+            lifeboat_store::EventQuery {
+                server_id: q.server_id,
+                project_id: None,
+                workflow_id: q.workflow_id,
+                after_id: q.after,
+                limit: Some(q.limit.unwrap_or(200).clamp(1, 10_000)),
+            },
+        )
+        .await?,
+    ))
+}
+
+/// Flavors.
+#[utoipa::path(get, path = "/api/v1/flavors", responses((status = 200, body = [Flavor])), security(("token" = [])))]
+pub async fn list_flavors(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Flavor>>> {
+    Ok(Json(e.flavors(&a).await?))
+}
+
+/// Create a flavor (admin).
+#[utoipa::path(post, path = "/api/v1/flavors", request_body = Flavor,
+    responses((status = 201, body = Flavor), (status = 403, body = ErrorBody)), security(("token" = [])))]
+pub async fn create_flavor(State(e): State<Engine>, Caller(a): Caller, Json(f): Json<Flavor>) -> R<(StatusCode, Json<Flavor>)> {
+    Ok((StatusCode::CREATED, Json(e.create_flavor(&a, f).await?)))
+}
+
+/// Images, snapshots and backups.
+#[utoipa::path(get, path = "/api/v1/images", responses((status = 200, body = [Image])), security(("token" = [])))]
+pub async fn list_images(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Image>>> {
+    Ok(Json(e.images(&a).await?))
+}
+
+/// Delete an image.
+#[utoipa::path(delete, path = "/api/v1/images/{id}", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 204)), security(("token" = [])))]
+pub async fn delete_image(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<StatusCode> {
+    e.delete_image(&a, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A host and whether it is up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostView {
+    /// The host.
+    #[serde(flatten)]
+    pub host: Host,
+    /// Reachable.
+    pub up: bool,
+}
+
+/// Hosts (admin).
+#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, body = [Host])), security(("token" = [])))]
+pub async fn list_hosts(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<HostView>>> {
+    if !a.is_admin() {
+        return Err(lifeboat_engine::ComputeError::Forbidden("hosts are visible to admins only".into()).into());
+    }
+    Ok(Json(e.hosts().await.into_iter().map(|(host, up)| HostView { host, up }).collect()))
+}
+
+/// Networks.
+#[utoipa::path(get, path = "/api/v1/networks", responses((status = 200, body = [Network])), security(("token" = [])))]
+pub async fn list_networks(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Network>>> {
+    Ok(Json(e.networks(&a).await?))
+}
+
+/// Floating IPs.
+#[utoipa::path(get, path = "/api/v1/floating-ips", responses((status = 200, body = [FloatingIp])), security(("token" = [])))]
+pub async fn list_floating_ips(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<FloatingIp>>> {
+    Ok(Json(e.floating_ips(&a).await?))
+}
+
+/// Allocate a floating IP.
+#[utoipa::path(post, path = "/api/v1/floating-ips", responses((status = 201, body = FloatingIp)), security(("token" = [])))]
+pub async fn create_floating_ip(State(e): State<Engine>, Caller(a): Caller) -> R<(StatusCode, Json<FloatingIp>)> {
+    Ok((StatusCode::CREATED, Json(e.allocate_floating_ip(&a).await?)))
+}
+
+/// Release a floating IP.
+#[utoipa::path(delete, path = "/api/v1/floating-ips/{id}", params(("id" = String, Path, description = "Resource id")),
+    responses((status = 204)), security(("token" = [])))]
+pub async fn delete_floating_ip(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<StatusCode> {
+    e.release_floating_ip(&a, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Key pair import.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct KeypairRequest {
+    /// Name.
+    pub name: String,
+    /// OpenSSH public key.
+    pub public_key: String,
+}
+
+/// Key pairs of the caller.
+#[utoipa::path(get, path = "/api/v1/keypairs", responses((status = 200, body = [Keypair])), security(("token" = [])))]
+pub async fn list_keypairs(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Keypair>>> {
+    Ok(Json(e.keypairs(&a).await?))
+}
+
+/// Import a key pair.
+#[utoipa::path(post, path = "/api/v1/keypairs", request_body = KeypairRequest,
+    responses((status = 201, body = Keypair)), security(("token" = [])))]
+pub async fn create_keypair(State(e): State<Engine>, Caller(a): Caller, Json(k): Json<KeypairRequest>) -> R<(StatusCode, Json<Keypair>)> {
+    Ok((StatusCode::CREATED, Json(e.import_keypair(&a, &k.name, &k.public_key, "ssh").await?)))
+}
+
+/// Delete a key pair.
+#[utoipa::path(delete, path = "/api/v1/keypairs/{name}", params(("name" = String, Path, description = "Key pair name")),
+    responses((status = 204)), security(("token" = [])))]
+pub async fn delete_keypair(State(e): State<Engine>, Caller(a): Caller, Path(name): Path<String>) -> R<StatusCode> {
+    e.delete_keypair(&a, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn admin_only(a: &lifeboat_core::Actor) -> R<()> {
+    if a.is_admin() {
+        Ok(())
+    } else {
+        Err(lifeboat_engine::ComputeError::Forbidden("admin only".into()).into())
+    }
+}
+
+/// Project creation.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProjectRequest {
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Projects (admin).
+#[utoipa::path(get, path = "/api/v1/projects", responses((status = 200, body = [Project])), security(("token" = [])))]
+pub async fn list_projects(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Project>>> {
+    admin_only(&a)?;
+    Ok(Json(e.projects().await?))
+}
+
+/// Create a project (admin).
+#[utoipa::path(post, path = "/api/v1/projects", request_body = ProjectRequest,
+    responses((status = 201, body = Project)), security(("token" = [])))]
+pub async fn create_project(State(e): State<Engine>, Caller(a): Caller, Json(p): Json<ProjectRequest>) -> R<(StatusCode, Json<Project>)> {
+    admin_only(&a)?;
+    Ok((StatusCode::CREATED, Json(e.create_project(&p.name, &p.description).await?)))
+}
+
+/// User creation.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserRequest {
+    /// Name.
+    pub name: String,
+    /// Password (at least 8 characters).
+    pub password: String,
+    /// Project name or id.
+    pub project: String,
+    /// Role on the project.
+    pub role: Role,
+}
+
+/// A created user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Project id.
+    pub project_id: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Create a user with a role on a project (admin).
+#[utoipa::path(post, path = "/api/v1/users", request_body = UserRequest,
+    responses((status = 201, body = UserView)), security(("token" = [])))]
+pub async fn create_user(State(e): State<Engine>, Caller(a): Caller, Json(u): Json<UserRequest>) -> R<(StatusCode, Json<UserView>)> {
+    admin_only(&a)?;
+    let p = e.project(&u.project).await?;
+    let user = match e.user(&u.name).await {
+        Ok(existing) => {
+            e.assign_role(&existing.id, &p.id, u.role).await?;
+            existing
+        }
+        Err(_) => e.create_user(&u.name, &u.password, &p.id, u.role).await?,
+    };
+    Ok((StatusCode::CREATED, Json(UserView { id: user.id, name: user.name, project_id: p.id, role: u.role })))
+}

@@ -1,0 +1,242 @@
+//! `lifeboat serve` and `lifeboat agent`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use lifeboat_engine::{Engine, EngineConfig, GuestImage};
+use lifeboat_hypervisor::fake::{FakeConfig, FakeDriver};
+use lifeboat_hypervisor::Hypervisor;
+
+/// Hypervisor driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverKind {
+    /// Real QEMU virtual machines.
+    Qemu,
+    /// The in-process test double (no VMs).
+    Fake,
+}
+
+/// `lifeboat serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (all fronts share it).
+    #[arg(long, default_value = "127.0.0.1:8774", env = "LIFEBOAT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Data directory (database, images, credentials).
+    #[arg(long, default_value = "lifeboat-data", env = "LIFEBOAT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://PATH` (default: `<data-dir>/lifeboat.db`) or `postgres://...`.
+    #[arg(long, env = "LIFEBOAT_DATABASE")]
+    pub database: Option<String>,
+    /// Driver of the in-process host (default: qemu when qemu-system-x86_64 is installed).
+    #[arg(long, value_enum, env = "LIFEBOAT_DRIVER")]
+    pub driver: Option<DriverKind>,
+    /// Name of the in-process host.
+    #[arg(long, default_value = "host1")]
+    pub host_name: String,
+    /// Remote host agents, `NAME=http://127.0.0.2:8775` (repeatable).
+    #[arg(long = "agent")]
+    pub agents: Vec<String>,
+    /// Public URL of this instance (for links and the service catalog).
+    #[arg(long, env = "LIFEBOAT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a deleted server stays restorable (0: delete at once).
+    #[arg(long, default_value_t = 0)]
+    pub reclaim_instance_interval: u64,
+    /// Seconds before a shelved server is offloaded (0: at once, -1: never).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub shelved_offload_time: i64,
+    /// Directory with the guest image (vmlinux, initramfs.cpio.gz).
+    #[arg(long, env = "LIFEBOAT_GUEST_DIR")]
+    pub guest_dir: Option<PathBuf>,
+    /// Seconds between power-state syncs.
+    #[arg(long, default_value_t = 5)]
+    pub sync_interval: u64,
+}
+
+/// `lifeboat agent` options.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.2:8775")]
+    pub listen: SocketAddr,
+    /// Host name.
+    #[arg(long)]
+    pub name: String,
+    /// Driver.
+    #[arg(long, value_enum, default_value = "fake")]
+    pub driver: DriverKind,
+    /// State directory of this host.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// File holding the shared agent token (the manager's `<data-dir>/agent-token`).
+    #[arg(long)]
+    pub token_file: PathBuf,
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn qemu_installed() -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
+        .unwrap_or(false)
+}
+
+fn make_driver(kind: DriverKind, host: &str, state_dir: &Path) -> anyhow::Result<Arc<dyn Hypervisor>> {
+    std::fs::create_dir_all(state_dir)?;
+    match kind {
+        DriverKind::Fake => {
+            let mut cfg = FakeConfig::from_env(host);
+            cfg.state_file = Some(state_dir.join(format!("fake-{host}.json")));
+            Ok(Arc::new(FakeDriver::new(cfg)))
+        }
+        DriverKind::Qemu => bail!("the qemu driver is not built into this binary yet; use --driver fake"),
+    }
+}
+
+/// Reads or creates the shared agent token (0600).
+fn agent_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("agent-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    use rand_token::token;
+    let t = token();
+    lifeboat_engine::write_private(&path, t.as_bytes())?;
+    Ok(t)
+}
+
+mod rand_token {
+    pub fn token() -> String {
+        let mut b = [0u8; 32];
+        getrandom(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+    fn getrandom(b: &mut [u8]) {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(b))
+            .expect("/dev/urandom");
+    }
+}
+
+fn default_guest_dir() -> Option<PathBuf> {
+    let mut cands = vec![PathBuf::from("guest/out")];
+    if let Ok(exe) = std::env::current_exe() {
+        for anc in exe.ancestors().skip(1).take(4) {
+            cands.push(anc.join("guest/out"));
+        }
+    }
+    cands.into_iter().find(|d| d.join("vmlinux").is_file())
+}
+
+/// Runs the manager.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let data_dir = a.data_dir.canonicalize()?;
+    let db = a
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("lifeboat.db").display()));
+    let store = lifeboat_store::Store::open(&db)
+        .await
+        .with_context(|| format!("opening database {}", redact(&db)))?;
+    let mut cfg = EngineConfig::new(data_dir.clone());
+    cfg.reclaim_instance_interval = a.reclaim_instance_interval;
+    cfg.shelved_offload_time = a.shelved_offload_time;
+    cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
+    let engine = Engine::new(store, cfg);
+    if let Some(path) = engine.bootstrap_identity().await? {
+        eprintln!("lifeboat: first start: admin credentials written to {} (mode 0600)", path.display());
+    } else {
+        eprintln!(
+            "lifeboat: admin credentials are in {}",
+            data_dir.join("admin-credentials.json").display()
+        );
+    }
+    let guest_dir = a.guest_dir.clone().or_else(default_guest_dir);
+    let guest = GuestImage {
+        kernel: guest_dir.as_ref().map(|d| d.join("vmlinux")).filter(|p| p.is_file()),
+        initrd: guest_dir.as_ref().map(|d| d.join("initramfs.cpio.gz")).filter(|p| p.is_file()),
+    };
+    engine.bootstrap_catalog(&guest).await?;
+    let driver = a.driver.unwrap_or(if qemu_installed() && cfg!(feature = "qemu") {
+        DriverKind::Qemu
+    } else {
+        DriverKind::Fake
+    });
+    let hv = make_driver(driver, &a.host_name, &data_dir.join("hosts").join(&a.host_name))?;
+    engine.add_host(&a.host_name, "local", "nova", hv).await?;
+    let token = agent_token(&data_dir)?;
+    for spec in &a.agents {
+        let (name, url) = spec
+            .split_once('=')
+            .with_context(|| format!("--agent {spec}: expected NAME=URL"))?;
+        let remote = Arc::new(lifeboat_agent::RemoteAgent::new(url, &token));
+        engine
+            .add_host(name, url, "nova", remote)
+            .await
+            .with_context(|| format!("agent {name} at {url}"))?;
+    }
+    engine.start().await?;
+    let public = a
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", a.listen));
+    let app = lifeboat_api_native::router(engine.clone())
+        .merge(lifeboat_api_openstack::router(engine.clone(), public.clone()));
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    eprintln!("lifeboat: serving on {public} (driver {driver:?}, database {})", redact(&db));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Runs a host agent.
+pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let token = std::fs::read_to_string(&a.token_file)
+        .with_context(|| format!("reading {}", a.token_file.display()))?
+        .trim()
+        .to_string();
+    let hv = make_driver(a.driver, &a.name, &a.data_dir)?;
+    let app = lifeboat_agent::router(hv, token);
+    let listener = tokio::net::TcpListener::bind(a.listen).await?;
+    eprintln!("lifeboat agent {}: serving on http://{}", a.name, a.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("lifeboat: shutting down");
+}
