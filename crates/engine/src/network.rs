@@ -208,7 +208,10 @@ impl Engine {
                 self.inner.store.delete::<Port>(&p.id).await?;
             }
         }
-        Ok(())
+        match self.refresh_attachments(&s.id).await {
+            Ok(_) | Err(ComputeError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn brought_ports(&self, s: &Server) -> Result<Vec<String>, ComputeError> {

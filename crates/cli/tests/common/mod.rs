@@ -1,0 +1,162 @@
+//! Helpers to run a real `lifeboat serve` child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `lifeboat serve`.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    pub fn start(data_dir: &Path, port: u16, envs: &[(&str, &str)], extra: &[&str]) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--driver", "fake", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--sync-interval", "1"])
+            .args(extra)
+            .env_remove("LIFEBOAT_TEST_HANG_AT")
+            .env_remove("LIFEBOAT_FAKE_FAIL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn lifeboat serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let s = Serve { child, url, data_dir: data_dir.to_path_buf(), stderr };
+        s.wait_up();
+        s
+    }
+
+    fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lifeboat serve did not come up: {}", self.stderr.lock().unwrap());
+    }
+
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("'{needle}' not seen on stderr: {}", self.stderr.lock().unwrap());
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn credentials(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.data_dir.join("admin-credentials.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking JSON client for the native API.
+pub struct Api {
+    pub url: String,
+    pub token: String,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Api {
+    pub fn login(url: &str, user: &str, password: &str) -> Api {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let http = reqwest::Client::new();
+        let body: Value = rt.block_on(async {
+            http.post(format!("{url}/api/v1/auth/tokens"))
+                .json(&json!({"username": user, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let token = body["token"].as_str().unwrap_or_else(|| panic!("login: {body}")).to_string();
+        Api { url: url.into(), token, http, rt }
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut r = self.http.request(method, format!("{}{path}", self.url)).header("X-Auth-Token", &self.token);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (st, v) = self.req(reqwest::Method::GET, path, None);
+        assert!(st < 300, "GET {path}: {st} {v}");
+        v
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::POST, path, Some(body))
+    }
+
+    /// Waits until the server has no task; returns it.
+    pub fn settle(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (st, s) = self.req(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None);
+            if st == 200 && s["task_state"].is_null() && s["status"] != "BUILD" {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("server {id} did not settle: {s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
