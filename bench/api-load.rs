@@ -23,23 +23,37 @@ async fn main() -> anyhow::Result<()> {
     let conc: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let bin = std::env::var("LIFEBOAT_BIN").unwrap_or_else(|_| "target/release/lifeboat".into());
     let dir = std::env::temp_dir().join(format!("lifeboat-bench-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(&bin)
-        .args(["serve", "--driver", "fake", "--listen", &format!("127.0.0.1:{port}"), "--sync-interval", "60"])
+        .args([
+            "serve",
+            "--driver",
+            "fake",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sync-interval",
+            "60",
+        ])
         .arg("--data-dir")
         .arg(&dir)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(conc).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(conc)
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         anyhow::ensure!(Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let creds: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("admin-credentials.json"))?)?;
+    let creds: Value = serde_json::from_str(&std::fs::read_to_string(
+        dir.join("admin-credentials.json"),
+    )?)?;
     let login: Value = http
         .post(format!("{url}/api/v1/auth/tokens"))
         .json(&json!({"username": creds["username"], "password": creds["password"]}))
@@ -55,7 +69,13 @@ async fn main() -> anyhow::Result<()> {
     let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(n)));
     let mut tasks = vec![];
     for _ in 0..conc {
-        let (http, url, token, next, ids) = (http.clone(), url.clone(), token.clone(), next.clone(), ids.clone());
+        let (http, url, token, next, ids) = (
+            http.clone(),
+            url.clone(),
+            token.clone(),
+            next.clone(),
+            ids.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -83,13 +103,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let ids = ids.lock().await.clone();
-    println!("create: {} accepted in {secs:.1}s = {:.0} creates/s", ids.len(), ids.len() as f64 / secs);
+    println!(
+        "create: {} accepted in {secs:.1}s = {:.0} creates/s",
+        ids.len(),
+        ids.len() as f64 / secs
+    );
 
     let mut show = vec![];
     for i in 0..1000 {
         let id = &ids[(i * 7919) % ids.len()];
         let t = Instant::now();
-        let r = http.get(format!("{url}/api/v1/servers/{id}")).header("X-Auth-Token", token.as_str()).send().await?;
+        let r = http
+            .get(format!("{url}/api/v1/servers/{id}"))
+            .header("X-Auth-Token", token.as_str())
+            .send()
+            .await?;
         r.bytes().await?;
         show.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -101,15 +129,33 @@ async fn main() -> anyhow::Result<()> {
             u.push_str(&format!("&marker={m}"));
         }
         let t = Instant::now();
-        let page: Value = http.get(u).header("X-Auth-Token", token.as_str()).send().await?.json().await?;
+        let page: Value = http
+            .get(u)
+            .header("X-Auth-Token", token.as_str())
+            .send()
+            .await?
+            .json()
+            .await?;
         list.push(t.elapsed().as_secs_f64() * 1000.0);
-        marker = page.as_array().and_then(|a| a.last()).and_then(|s| s["id"].as_str()).map(str::to_string);
+        marker = page
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|s| s["id"].as_str())
+            .map(str::to_string);
         if marker.is_none() {
             marker = None;
         }
     }
-    println!("GET show:            p50 {:.2} ms  p99 {:.2} ms  (1000 requests)", pct(&mut show, 0.5), pct(&mut show, 0.99));
-    println!("GET list (limit 100): p50 {:.2} ms  p99 {:.2} ms  (200 pages)", pct(&mut list, 0.5), pct(&mut list, 0.99));
+    println!(
+        "GET show:            p50 {:.2} ms  p99 {:.2} ms  (1000 requests)",
+        pct(&mut show, 0.5),
+        pct(&mut show, 0.99)
+    );
+    println!(
+        "GET list (limit 100): p50 {:.2} ms  p99 {:.2} ms  (200 pages)",
+        pct(&mut list, 0.5),
+        pct(&mut list, 0.99)
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

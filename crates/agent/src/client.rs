@@ -41,16 +41,19 @@ impl RemoteAgent {
             .await
             .map_err(|e| HvError::Unreachable(format!("{}: {e}", self.base)))?;
         if !resp.status().is_success() {
-            return Err(HvError::Other(format!("agent {} answered {}", self.base, resp.status())));
+            return Err(HvError::Other(format!(
+                "agent {} answered {}",
+                self.base,
+                resp.status()
+            )));
         }
         match resp
             .json::<AgentResponse>()
             .await
             .map_err(|e| HvError::Other(format!("bad agent answer: {e}")))?
         {
-            AgentResponse::Ok(v) => {
-                serde_json::from_value(v).map_err(|e| HvError::Other(format!("bad agent result: {e}")))
-            }
+            AgentResponse::Ok(v) => serde_json::from_value(v)
+                .map_err(|e| HvError::Other(format!("bad agent result: {e}"))),
             AgentResponse::Err(e) => Err(e),
         }
     }
@@ -78,10 +81,18 @@ impl Hypervisor for RemoteAgent {
         self.call(AgentRequest::Start { name: n(name) }).await
     }
     async fn stop(&self, name: &str, timeout_secs: u64) -> HvResult<()> {
-        self.call(AgentRequest::Stop { name: n(name), timeout_secs }).await
+        self.call(AgentRequest::Stop {
+            name: n(name),
+            timeout_secs,
+        })
+        .await
     }
     async fn reboot(&self, name: &str, hard: bool) -> HvResult<()> {
-        self.call(AgentRequest::Reboot { name: n(name), hard }).await
+        self.call(AgentRequest::Reboot {
+            name: n(name),
+            hard,
+        })
+        .await
     }
     async fn pause(&self, name: &str) -> HvResult<()> {
         self.call(AgentRequest::Pause { name: n(name) }).await
@@ -96,50 +107,86 @@ impl Hypervisor for RemoteAgent {
         self.call(AgentRequest::Resume { name: n(name) }).await
     }
     async fn rescue(&self, name: &str, image: &ImageRef) -> HvResult<()> {
-        self.call(AgentRequest::Rescue { name: n(name), image: image.clone() }).await
+        self.call(AgentRequest::Rescue {
+            name: n(name),
+            image: image.clone(),
+        })
+        .await
     }
     async fn unrescue(&self, name: &str) -> HvResult<()> {
         self.call(AgentRequest::Unrescue { name: n(name) }).await
     }
     async fn rebuild(&self, name: &str, image: &ImageRef) -> HvResult<()> {
-        self.call(AgentRequest::Rebuild { name: n(name), image: image.clone() }).await
+        self.call(AgentRequest::Rebuild {
+            name: n(name),
+            image: image.clone(),
+        })
+        .await
     }
     async fn resize(&self, name: &str, size: &VmSize) -> HvResult<()> {
-        self.call(AgentRequest::Resize { name: n(name), size: *size }).await
+        self.call(AgentRequest::Resize {
+            name: n(name),
+            size: *size,
+        })
+        .await
     }
     async fn confirm_resize(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::ConfirmResize { name: n(name) }).await
+        self.call(AgentRequest::ConfirmResize { name: n(name) })
+            .await
     }
     async fn revert_resize(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::RevertResize { name: n(name) }).await
+        self.call(AgentRequest::RevertResize { name: n(name) })
+            .await
     }
     async fn snapshot_disk(&self, name: &str, dest: &str) -> HvResult<SnapshotInfo> {
-        self.call(AgentRequest::SnapshotDisk { name: n(name), dest: n(dest) }).await
+        self.call(AgentRequest::SnapshotDisk {
+            name: n(name),
+            dest: n(dest),
+        })
+        .await
     }
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
-        self.call(AgentRequest::ConsoleOutput { name: n(name), lines }).await
+        self.call(AgentRequest::ConsoleOutput {
+            name: n(name),
+            lines,
+        })
+        .await
     }
     async fn crash_dump(&self, name: &str) -> HvResult<()> {
         self.call(AgentRequest::CrashDump { name: n(name) }).await
     }
     async fn set_password(&self, name: &str, user: &str, password: &str) -> HvResult<()> {
-        self.call(AgentRequest::SetPassword { name: n(name), user: n(user), password: n(password) })
-            .await
+        self.call(AgentRequest::SetPassword {
+            name: n(name),
+            user: n(user),
+            password: n(password),
+        })
+        .await
     }
     async fn run_maintenance(&self, name: &str, procedure: &str) -> HvResult<String> {
-        self.call(AgentRequest::RunMaintenance { name: n(name), procedure: n(procedure) }).await
+        self.call(AgentRequest::RunMaintenance {
+            name: n(name),
+            procedure: n(procedure),
+        })
+        .await
     }
     async fn offload(&self, name: &str) -> HvResult<()> {
         self.call(AgentRequest::Offload { name: n(name) }).await
     }
     async fn prepare_incoming(&self, spec: &VmSpec) -> HvResult<MigrationTarget> {
-        self.call(AgentRequest::PrepareIncoming { spec: spec.clone() }).await
+        self.call(AgentRequest::PrepareIncoming { spec: spec.clone() })
+            .await
     }
     async fn migrate_to(&self, name: &str, target: &MigrationTarget) -> HvResult<()> {
-        self.call(AgentRequest::MigrateTo { name: n(name), target: target.clone() }).await
+        self.call(AgentRequest::MigrateTo {
+            name: n(name),
+            target: target.clone(),
+        })
+        .await
     }
     async fn finish_incoming(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::FinishIncoming { name: n(name) }).await
+        self.call(AgentRequest::FinishIncoming { name: n(name) })
+            .await
     }
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
         self.call(AgentRequest::Status { name: n(name) }).await
@@ -177,9 +224,15 @@ mod tests {
         remote.define(&spec).await.unwrap();
         remote.start("vm1").await.unwrap();
         remote.stop("vm1", 0).await.unwrap();
-        assert!(matches!(remote.pause("vm1").await, Err(HvError::InvalidState(_))));
+        assert!(matches!(
+            remote.pause("vm1").await,
+            Err(HvError::InvalidState(_))
+        ));
         assert_eq!(remote.list().await.unwrap().len(), 1);
-        assert!(matches!(remote.status("nope").await, Err(HvError::NotFound(_))));
+        assert!(matches!(
+            remote.status("nope").await,
+            Err(HvError::NotFound(_))
+        ));
         let wrong = RemoteAgent::new(&format!("http://{addr}"), "wrong");
         assert!(matches!(wrong.list().await, Err(HvError::Other(_))));
         let down = RemoteAgent::new("http://127.0.0.1:1", "x");

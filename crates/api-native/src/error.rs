@@ -36,7 +36,11 @@ pub struct ApiError {
 impl ApiError {
     /// A 400.
     pub fn bad_request(m: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: m.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: m.into(),
+        }
     }
 }
 
@@ -45,7 +49,9 @@ impl From<ComputeError> for ApiError {
         use lifeboat_core::ActionDenied;
         let (status, code) = match &e {
             ComputeError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            ComputeError::Denied(ActionDenied::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
+            ComputeError::Denied(ActionDenied::Forbidden { .. }) => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             ComputeError::Denied(ActionDenied::Locked { .. }) => (StatusCode::CONFLICT, "locked"),
             ComputeError::Denied(_) => (StatusCode::CONFLICT, "invalid_state"),
             ComputeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -59,7 +65,11 @@ impl From<ComputeError> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("internal error: {e}");
         }
-        ApiError { status, code, message: e.to_string() }
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -67,7 +77,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message } }),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.into(),
+                    message: self.message,
+                },
+            }),
         )
             .into_response()
     }
@@ -75,5 +90,9 @@ impl IntoResponse for ApiError {
 
 /// Unknown routes.
 pub async fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such route".into() }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such route".into(),
+    }
 }

@@ -3,8 +3,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use lifeboat_core::{Event, Flavor, FloatingIp, Host, Image, Keypair, Network, Project, Role, Server, Status, Workflow};
-use lifeboat_engine::{ActionOutcome, CreateServer, Engine, ListServers, ServerAction, UpdateServer};
+use lifeboat_core::{
+    Event, Flavor, FloatingIp, Host, Image, Keypair, Network, Project, Role, Server, Status,
+    Workflow,
+};
+use lifeboat_engine::{
+    ActionOutcome, CreateServer, Engine, ListServers, ServerAction, UpdateServer,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,7 +32,10 @@ pub struct ServerView {
 
 impl From<Server> for ServerView {
     fn from(s: Server) -> Self {
-        ServerView { status: s.status(), server: s }
+        ServerView {
+            status: s.status(),
+            server: s,
+        }
     }
 }
 
@@ -71,8 +79,13 @@ pub struct LoginResponse {
 /// Log in with a password.
 #[utoipa::path(post, path = "/api/v1/auth/tokens", request_body = LoginRequest,
     responses((status = 201, body = LoginResponse), (status = 401, body = ErrorBody)))]
-pub async fn login(State(e): State<Engine>, Json(req): Json<LoginRequest>) -> R<(StatusCode, Json<LoginResponse>)> {
-    let a = e.authenticate(&req.username, &req.password, req.project.as_deref()).await?;
+pub async fn login(
+    State(e): State<Engine>,
+    Json(req): Json<LoginRequest>,
+) -> R<(StatusCode, Json<LoginResponse>)> {
+    let a = e
+        .authenticate(&req.username, &req.password, req.project.as_deref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(LoginResponse {
@@ -108,11 +121,18 @@ pub struct ServerListQuery {
 /// List servers, newest first.
 #[utoipa::path(get, path = "/api/v1/servers", params(ServerListQuery),
     responses((status = 200, body = [ServerView])), security(("token" = [])))]
-pub async fn list_servers(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<ServerListQuery>) -> R<Json<Vec<ServerView>>> {
+pub async fn list_servers(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Query(q): Query<ServerListQuery>,
+) -> R<Json<Vec<ServerView>>> {
     let status = match &q.status {
         Some(s) => Some(
             s.split(',')
-                .map(|x| Status::parse(&x.trim().to_uppercase()).ok_or_else(|| ApiError::bad_request(format!("unknown status {x}"))))
+                .map(|x| {
+                    Status::parse(&x.trim().to_uppercase())
+                        .ok_or_else(|| ApiError::bad_request(format!("unknown status {x}")))
+                })
                 .collect::<R<Vec<_>>>()?,
         ),
         None => None,
@@ -138,14 +158,22 @@ pub async fn list_servers(State(e): State<Engine>, Caller(a): Caller, Query(q): 
 /// Create servers (`max_count` > 1 creates several).
 #[utoipa::path(post, path = "/api/v1/servers", request_body = CreateServer,
     responses((status = 202, body = [CreatedView]), (status = 400, body = ErrorBody)), security(("token" = [])))]
-pub async fn create_server(State(e): State<Engine>, Caller(a): Caller, Json(req): Json<CreateServer>) -> R<(StatusCode, Json<Vec<CreatedView>>)> {
+pub async fn create_server(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Json(req): Json<CreateServer>,
+) -> R<(StatusCode, Json<Vec<CreatedView>>)> {
     let created = e.create_servers(&a, req).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
             created
                 .into_iter()
-                .map(|c| CreatedView { server: c.server.into(), admin_pass: c.admin_pass, workflow_id: c.workflow_id })
+                .map(|c| CreatedView {
+                    server: c.server.into(),
+                    admin_pass: c.admin_pass,
+                    workflow_id: c.workflow_id,
+                })
                 .collect(),
         ),
     ))
@@ -154,45 +182,79 @@ pub async fn create_server(State(e): State<Engine>, Caller(a): Caller, Json(req)
 /// Show a server.
 #[utoipa::path(get, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 200, body = ServerView), (status = 404, body = ErrorBody)), security(("token" = [])))]
-pub async fn show_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<ServerView>> {
+pub async fn show_server(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<Json<ServerView>> {
     Ok(Json(e.server(&a, &id).await?.into()))
 }
 
 /// Update name, description, access IPs, hostname.
 #[utoipa::path(patch, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")), request_body = UpdateServer,
     responses((status = 200, body = ServerView)), security(("token" = [])))]
-pub async fn update_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>, Json(u): Json<UpdateServer>) -> R<Json<ServerView>> {
+pub async fn update_server(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+    Json(u): Json<UpdateServer>,
+) -> R<Json<ServerView>> {
     Ok(Json(e.update_server(&a, &id, u).await?.into()))
 }
 
 /// Delete a server.
 #[utoipa::path(delete, path = "/api/v1/servers/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
-pub async fn delete_server(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<(StatusCode, Json<ActionOutcome>)> {
-    Ok((StatusCode::ACCEPTED, Json(e.server_action(&a, &id, ServerAction::Delete).await?)))
+pub async fn delete_server(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<(StatusCode, Json<ActionOutcome>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(e.server_action(&a, &id, ServerAction::Delete).await?),
+    ))
 }
 
 /// Run an action (reboot, stop, resize, ...).
 #[utoipa::path(post, path = "/api/v1/servers/{id}/actions", params(("id" = String, Path, description = "Resource id")), request_body = ServerAction,
     responses((status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
-pub async fn server_action(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>, body: axum::body::Bytes) -> R<(StatusCode, Json<ActionOutcome>)> {
-    let req: ServerAction = serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid action: {err}")))?;
+pub async fn server_action(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> R<(StatusCode, Json<ActionOutcome>)> {
+    let req: ServerAction = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("invalid action: {err}")))?;
     let out = e.server_action(&a, &id, req).await?;
-    let status = if matches!(out, ActionOutcome::Accepted { .. }) { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if matches!(out, ActionOutcome::Accepted { .. }) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out)))
 }
 
 /// Workflows of a server, newest first.
 #[utoipa::path(get, path = "/api/v1/servers/{id}/workflows", params(("id" = String, Path, description = "Resource id")),
     responses((status = 200, body = [Workflow])), security(("token" = [])))]
-pub async fn server_workflows(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<Vec<Workflow>>> {
+pub async fn server_workflows(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<Json<Vec<Workflow>>> {
     Ok(Json(e.server_workflows(&a, &id).await?))
 }
 
 /// One workflow with its steps.
 #[utoipa::path(get, path = "/api/v1/workflows/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 200, body = Workflow), (status = 404, body = ErrorBody)), security(("token" = [])))]
-pub async fn show_workflow(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<Json<Workflow>> {
+pub async fn show_workflow(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<Json<Workflow>> {
     Ok(Json(e.workflow(&a, &id).await?))
 }
 
@@ -206,7 +268,11 @@ pub struct LimitQuery {
 /// Recent workflows.
 #[utoipa::path(get, path = "/api/v1/workflows", params(LimitQuery),
     responses((status = 200, body = [Workflow])), security(("token" = [])))]
-pub async fn list_workflows(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<LimitQuery>) -> R<Json<Vec<Workflow>>> {
+pub async fn list_workflows(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Query(q): Query<LimitQuery>,
+) -> R<Json<Vec<Workflow>>> {
     Ok(Json(e.workflows(&a, q.limit.unwrap_or(100)).await?))
 }
 
@@ -226,7 +292,11 @@ pub struct EventsQuery {
 /// The event log, oldest first.
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
     responses((status = 200, body = [Event])), security(("token" = [])))]
-pub async fn list_events(State(e): State<Engine>, Caller(a): Caller, Query(q): Query<EventsQuery>) -> R<Json<Vec<Event>>> {
+pub async fn list_events(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Query(q): Query<EventsQuery>,
+) -> R<Json<Vec<Event>>> {
     Ok(Json(
         e.events(
             &a,
@@ -251,7 +321,11 @@ pub async fn list_flavors(State(e): State<Engine>, Caller(a): Caller) -> R<Json<
 /// Create a flavor (admin).
 #[utoipa::path(post, path = "/api/v1/flavors", request_body = Flavor,
     responses((status = 201, body = Flavor), (status = 403, body = ErrorBody)), security(("token" = [])))]
-pub async fn create_flavor(State(e): State<Engine>, Caller(a): Caller, Json(f): Json<Flavor>) -> R<(StatusCode, Json<Flavor>)> {
+pub async fn create_flavor(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Json(f): Json<Flavor>,
+) -> R<(StatusCode, Json<Flavor>)> {
     Ok((StatusCode::CREATED, Json(e.create_flavor(&a, f).await?)))
 }
 
@@ -264,7 +338,11 @@ pub async fn list_images(State(e): State<Engine>, Caller(a): Caller) -> R<Json<V
 /// Delete an image.
 #[utoipa::path(delete, path = "/api/v1/images/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 204)), security(("token" = [])))]
-pub async fn delete_image(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<StatusCode> {
+pub async fn delete_image(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<StatusCode> {
     e.delete_image(&a, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -283,9 +361,18 @@ pub struct HostView {
 #[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, body = [Host])), security(("token" = [])))]
 pub async fn list_hosts(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<HostView>>> {
     if !a.is_admin() {
-        return Err(lifeboat_engine::ComputeError::Forbidden("hosts are visible to admins only".into()).into());
+        return Err(lifeboat_engine::ComputeError::Forbidden(
+            "hosts are visible to admins only".into(),
+        )
+        .into());
     }
-    Ok(Json(e.hosts().await.into_iter().map(|(host, up)| HostView { host, up }).collect()))
+    Ok(Json(
+        e.hosts()
+            .await
+            .into_iter()
+            .map(|(host, up)| HostView { host, up })
+            .collect(),
+    ))
 }
 
 /// Networks.
@@ -296,20 +383,30 @@ pub async fn list_networks(State(e): State<Engine>, Caller(a): Caller) -> R<Json
 
 /// Floating IPs.
 #[utoipa::path(get, path = "/api/v1/floating-ips", responses((status = 200, body = [FloatingIp])), security(("token" = [])))]
-pub async fn list_floating_ips(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<FloatingIp>>> {
+pub async fn list_floating_ips(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+) -> R<Json<Vec<FloatingIp>>> {
     Ok(Json(e.floating_ips(&a).await?))
 }
 
 /// Allocate a floating IP.
 #[utoipa::path(post, path = "/api/v1/floating-ips", responses((status = 201, body = FloatingIp)), security(("token" = [])))]
-pub async fn create_floating_ip(State(e): State<Engine>, Caller(a): Caller) -> R<(StatusCode, Json<FloatingIp>)> {
+pub async fn create_floating_ip(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+) -> R<(StatusCode, Json<FloatingIp>)> {
     Ok((StatusCode::CREATED, Json(e.allocate_floating_ip(&a).await?)))
 }
 
 /// Release a floating IP.
 #[utoipa::path(delete, path = "/api/v1/floating-ips/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 204)), security(("token" = [])))]
-pub async fn delete_floating_ip(State(e): State<Engine>, Caller(a): Caller, Path(id): Path<String>) -> R<StatusCode> {
+pub async fn delete_floating_ip(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<StatusCode> {
     e.release_floating_ip(&a, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -332,14 +429,25 @@ pub async fn list_keypairs(State(e): State<Engine>, Caller(a): Caller) -> R<Json
 /// Import a key pair.
 #[utoipa::path(post, path = "/api/v1/keypairs", request_body = KeypairRequest,
     responses((status = 201, body = Keypair)), security(("token" = [])))]
-pub async fn create_keypair(State(e): State<Engine>, Caller(a): Caller, Json(k): Json<KeypairRequest>) -> R<(StatusCode, Json<Keypair>)> {
-    Ok((StatusCode::CREATED, Json(e.import_keypair(&a, &k.name, &k.public_key, "ssh").await?)))
+pub async fn create_keypair(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Json(k): Json<KeypairRequest>,
+) -> R<(StatusCode, Json<Keypair>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(e.import_keypair(&a, &k.name, &k.public_key, "ssh").await?),
+    ))
 }
 
 /// Delete a key pair.
 #[utoipa::path(delete, path = "/api/v1/keypairs/{name}", params(("name" = String, Path, description = "Key pair name")),
     responses((status = 204)), security(("token" = [])))]
-pub async fn delete_keypair(State(e): State<Engine>, Caller(a): Caller, Path(name): Path<String>) -> R<StatusCode> {
+pub async fn delete_keypair(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Path(name): Path<String>,
+) -> R<StatusCode> {
     e.delete_keypair(&a, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -372,9 +480,16 @@ pub async fn list_projects(State(e): State<Engine>, Caller(a): Caller) -> R<Json
 /// Create a project (admin).
 #[utoipa::path(post, path = "/api/v1/projects", request_body = ProjectRequest,
     responses((status = 201, body = Project)), security(("token" = [])))]
-pub async fn create_project(State(e): State<Engine>, Caller(a): Caller, Json(p): Json<ProjectRequest>) -> R<(StatusCode, Json<Project>)> {
+pub async fn create_project(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Json(p): Json<ProjectRequest>,
+) -> R<(StatusCode, Json<Project>)> {
     admin_only(&a)?;
-    Ok((StatusCode::CREATED, Json(e.create_project(&p.name, &p.description).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(e.create_project(&p.name, &p.description).await?),
+    ))
 }
 
 /// User creation.
@@ -406,7 +521,11 @@ pub struct UserView {
 /// Create a user with a role on a project (admin).
 #[utoipa::path(post, path = "/api/v1/users", request_body = UserRequest,
     responses((status = 201, body = UserView)), security(("token" = [])))]
-pub async fn create_user(State(e): State<Engine>, Caller(a): Caller, Json(u): Json<UserRequest>) -> R<(StatusCode, Json<UserView>)> {
+pub async fn create_user(
+    State(e): State<Engine>,
+    Caller(a): Caller,
+    Json(u): Json<UserRequest>,
+) -> R<(StatusCode, Json<UserView>)> {
     admin_only(&a)?;
     let p = e.project(&u.project).await?;
     let user = match e.user(&u.name).await {
@@ -416,5 +535,13 @@ pub async fn create_user(State(e): State<Engine>, Caller(a): Caller, Json(u): Js
         }
         Err(_) => e.create_user(&u.name, &u.password, &p.id, u.role).await?,
     };
-    Ok((StatusCode::CREATED, Json(UserView { id: user.id, name: user.name, project_id: p.id, role: u.role })))
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            id: user.id,
+            name: user.name,
+            project_id: p.id,
+            role: u.role,
+        }),
+    ))
 }

@@ -12,8 +12,8 @@ use axum::Router;
 use lifeboat_engine::Engine;
 use utoipa::OpenApi;
 
-pub use error::ApiError;
 use auth::SecurityAddon;
+pub use error::ApiError;
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -52,10 +52,16 @@ pub struct ApiDoc;
 pub fn router(engine: Engine) -> Router {
     use handlers::*;
     Router::new()
-        .route("/api/v1/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
         .route("/api/v1/auth/tokens", post(login))
         .route("/api/v1/servers", get(list_servers).post(create_server))
-        .route("/api/v1/servers/:id", get(show_server).patch(update_server).delete(delete_server))
+        .route(
+            "/api/v1/servers/:id",
+            get(show_server).patch(update_server).delete(delete_server),
+        )
         .route("/api/v1/servers/:id/actions", post(server_action))
         .route("/api/v1/servers/:id/workflows", get(server_workflows))
         .route("/api/v1/workflows", get(list_workflows))
@@ -66,10 +72,19 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/v1/images/:id", axum::routing::delete(delete_image))
         .route("/api/v1/hosts", get(list_hosts))
         .route("/api/v1/networks", get(list_networks))
-        .route("/api/v1/floating-ips", get(list_floating_ips).post(create_floating_ip))
-        .route("/api/v1/floating-ips/:id", axum::routing::delete(delete_floating_ip))
+        .route(
+            "/api/v1/floating-ips",
+            get(list_floating_ips).post(create_floating_ip),
+        )
+        .route(
+            "/api/v1/floating-ips/:id",
+            axum::routing::delete(delete_floating_ip),
+        )
         .route("/api/v1/keypairs", get(list_keypairs).post(create_keypair))
-        .route("/api/v1/keypairs/:name", axum::routing::delete(delete_keypair))
+        .route(
+            "/api/v1/keypairs/:name",
+            axum::routing::delete(delete_keypair),
+        )
         .route("/api/v1/projects", get(list_projects).post(create_project))
         .route("/api/v1/users", post(create_user))
         .fallback(error::not_found)

@@ -39,9 +39,20 @@ impl Client {
                         path.display()
                     )
                 })?;
-                let c: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-                let s = |k: &str| c[k].as_str().map(str::to_string).ok_or_else(|| anyhow!("{} has no {k}", path.display()));
-                (s("username")?, s("password")?, o.project.clone().or(c["project"].as_str().map(str::to_string)))
+                let c: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))?;
+                let s = |k: &str| {
+                    c[k].as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow!("{} has no {k}", path.display()))
+                };
+                (
+                    s("username")?,
+                    s("password")?,
+                    o.project
+                        .clone()
+                        .or(c["project"].as_str().map(str::to_string)),
+                )
             }
         };
         let base = o.url.trim_end_matches('/').to_string();
@@ -56,12 +67,20 @@ impl Client {
         if !status.is_success() {
             bail!("login failed ({status}): {}", error_message(&body));
         }
-        let token = body["token"].as_str().ok_or_else(|| anyhow!("login answered without a token"))?.to_string();
+        let token = body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("login answered without a token"))?
+            .to_string();
         Ok(Client { base, token, http })
     }
 
     /// Sends a request; returns the JSON body or the API's error message.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -75,7 +94,11 @@ impl Client {
             .map_err(|e| anyhow!("cannot reach Lifeboat at {}: {}", self.base, root_cause(&e)))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if !status.is_success() {
             bail!("{} ({})", error_message(&body), status);
         }

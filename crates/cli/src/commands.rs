@@ -347,8 +347,15 @@ async fn resolve(c: &Client, key: &str) -> anyhow::Result<String> {
     if key.len() == 36 && key.chars().filter(|ch| *ch == '-').count() == 4 {
         return Ok(key.to_string());
     }
-    let list = c.get(&format!("/api/v1/servers?name={}", urlencode(key))).await?;
-    let matches: Vec<&Value> = list.as_array().into_iter().flatten().filter(|s| s["name"] == key).collect();
+    let list = c
+        .get(&format!("/api/v1/servers?name={}", urlencode(key)))
+        .await?;
+    let matches: Vec<&Value> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"] == key)
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one["id"].as_str().unwrap_or_default().to_string()),
         [] => bail!("no server named or with id {key}"),
@@ -359,7 +366,9 @@ async fn resolve(c: &Client, key: &str) -> anyhow::Result<String> {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -408,7 +417,12 @@ async fn wait(c: &Client, id: &str, fmt: OutputFormat, deleting: bool) -> anyhow
                 let steps = wf["steps"].as_array().cloned().unwrap_or_default();
                 let done = steps.iter().filter(|x| x["state"] == "done").count();
                 if let Some(cur) = steps.iter().find(|x| x["state"] == "running") {
-                    step = format!(" step {}/{} {}", done + 1, steps.len(), cur["name"].as_str().unwrap_or(""));
+                    step = format!(
+                        " step {}/{} {}",
+                        done + 1,
+                        steps.len(),
+                        cur["name"].as_str().unwrap_or("")
+                    );
                 }
             }
         }
@@ -439,7 +453,9 @@ async fn wait(c: &Client, id: &str, fmt: OutputFormat, deleting: bool) -> anyhow
 async fn act(t: Target, body: Value) -> anyhow::Result<()> {
     let c = Client::login(&t.opts).await?;
     let id = resolve(&c, &t.server).await?;
-    let out = c.post(&format!("/api/v1/servers/{id}/actions"), body).await?;
+    let out = c
+        .post(&format!("/api/v1/servers/{id}/actions"), body)
+        .await?;
     if t.wait {
         let s = wait(&c, &id, t.opts.output, false).await?;
         print_object(t.opts.output, &s);
@@ -609,7 +625,14 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
             print_list(
                 a.opts.output,
                 &rows,
-                &[("ID", "/id"), ("TIME", "/time"), ("LEVEL", "/level"), ("SERVER", "/server_id"), ("STEP", "/step"), ("MESSAGE", "/message")],
+                &[
+                    ("ID", "/id"),
+                    ("TIME", "/time"),
+                    ("LEVEL", "/level"),
+                    ("SERVER", "/server_id"),
+                    ("STEP", "/step"),
+                    ("MESSAGE", "/message"),
+                ],
             );
         }
         if !a.follow {
@@ -635,7 +658,14 @@ pub async fn workflow(cmd: WorkflowCmd) -> anyhow::Result<()> {
             print_list(
                 opts.output,
                 list.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
-                &[("ID", "/id"), ("KIND", "/kind"), ("STATE", "/state"), ("SERVER", "/server_id"), ("CREATED", "/created_at"), ("ERROR", "/error")],
+                &[
+                    ("ID", "/id"),
+                    ("KIND", "/kind"),
+                    ("STATE", "/state"),
+                    ("SERVER", "/server_id"),
+                    ("CREATED", "/created_at"),
+                    ("ERROR", "/error"),
+                ],
             );
         }
         WorkflowCmd::Show { id, opts } => {
@@ -644,11 +674,23 @@ pub async fn workflow(cmd: WorkflowCmd) -> anyhow::Result<()> {
             if opts.output == OutputFormat::Json {
                 print_object(opts.output, &w);
             } else {
-                println!("{} {} {} ({})", w["id"].as_str().unwrap_or(""), w["kind"].as_str().unwrap_or(""), w["state"].as_str().unwrap_or(""), w["request_id"].as_str().unwrap_or(""));
+                println!(
+                    "{} {} {} ({})",
+                    w["id"].as_str().unwrap_or(""),
+                    w["kind"].as_str().unwrap_or(""),
+                    w["state"].as_str().unwrap_or(""),
+                    w["request_id"].as_str().unwrap_or("")
+                );
                 print_list(
                     opts.output,
                     w["steps"].as_array().map(|v| v.as_slice()).unwrap_or(&[]),
-                    &[("STEP", "/name"), ("STATE", "/state"), ("ATTEMPTS", "/attempts"), ("STARTED", "/started_at"), ("FINISHED", "/finished_at")],
+                    &[
+                        ("STEP", "/name"),
+                        ("STATE", "/state"),
+                        ("ATTEMPTS", "/attempts"),
+                        ("STARTED", "/started_at"),
+                        ("FINISHED", "/finished_at"),
+                    ],
                 );
             }
         }
@@ -664,7 +706,15 @@ pub async fn flavor(cmd: FlavorCmd) -> anyhow::Result<()> {
     print_list(
         o.opts.output,
         l.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
-        &[("ID", "/id"), ("NAME", "/name"), ("VCPUS", "/vcpus"), ("RAM", "/ram"), ("DISK", "/disk"), ("EPHEMERAL", "/ephemeral"), ("SWAP", "/swap")],
+        &[
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("VCPUS", "/vcpus"),
+            ("RAM", "/ram"),
+            ("DISK", "/disk"),
+            ("EPHEMERAL", "/ephemeral"),
+            ("SWAP", "/swap"),
+        ],
     );
     Ok(())
 }
@@ -678,12 +728,24 @@ pub async fn image(cmd: ImageCmd) -> anyhow::Result<()> {
             print_list(
                 o.opts.output,
                 l.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
-                &[("ID", "/id"), ("NAME", "/name"), ("KIND", "/kind"), ("STATUS", "/status"), ("SIZE", "/size"), ("SERVER", "/instance_uuid")],
+                &[
+                    ("ID", "/id"),
+                    ("NAME", "/name"),
+                    ("KIND", "/kind"),
+                    ("STATUS", "/status"),
+                    ("SIZE", "/size"),
+                    ("SERVER", "/instance_uuid"),
+                ],
             );
         }
         ImageCmd::Delete { id, opts } => {
             let c = Client::login(&opts).await?;
-            c.call(reqwest::Method::DELETE, &format!("/api/v1/images/{id}"), None).await?;
+            c.call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/images/{id}"),
+                None,
+            )
+            .await?;
             print_object(opts.output, &json!({"deleted": id}));
         }
     }
@@ -698,7 +760,15 @@ pub async fn host(cmd: HostCmd) -> anyhow::Result<()> {
     print_list(
         o.opts.output,
         l.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
-        &[("NAME", "/name"), ("ENDPOINT", "/endpoint"), ("ZONE", "/availability_zone"), ("DRIVER", "/driver"), ("UP", "/up"), ("VCPUS", "/capacity/vcpus"), ("RAM", "/capacity/ram_mb")],
+        &[
+            ("NAME", "/name"),
+            ("ENDPOINT", "/endpoint"),
+            ("ZONE", "/availability_zone"),
+            ("DRIVER", "/driver"),
+            ("UP", "/up"),
+            ("VCPUS", "/capacity/vcpus"),
+            ("RAM", "/capacity/ram_mb"),
+        ],
     );
     Ok(())
 }
@@ -709,7 +779,11 @@ pub async fn project(cmd: ProjectCmd) -> anyhow::Result<()> {
         ProjectCmd::List(o) => {
             let c = Client::login(&o.opts).await?;
             let l = c.get("/api/v1/projects").await?;
-            print_list(o.opts.output, l.as_array().map(|v| v.as_slice()).unwrap_or(&[]), &[("ID", "/id"), ("NAME", "/name"), ("ENABLED", "/enabled")]);
+            print_list(
+                o.opts.output,
+                l.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
+                &[("ID", "/id"), ("NAME", "/name"), ("ENABLED", "/enabled")],
+            );
         }
         ProjectCmd::Create { name, opts } => {
             let c = Client::login(&opts).await?;
@@ -722,11 +796,19 @@ pub async fn project(cmd: ProjectCmd) -> anyhow::Result<()> {
 
 /// `lifeboat user`.
 pub async fn user(cmd: UserCmd) -> anyhow::Result<()> {
-    let UserCmd::Create { name, in_project, role, opts } = cmd;
+    let UserCmd::Create {
+        name,
+        in_project,
+        role,
+        opts,
+    } = cmd;
     let password = read_secret("password for the new user")?;
     let c = Client::login(&opts).await?;
     let u = c
-        .post("/api/v1/users", json!({"name": name, "password": password, "project": in_project, "role": role}))
+        .post(
+            "/api/v1/users",
+            json!({"name": name, "password": password, "project": in_project, "role": role}),
+        )
         .await?;
     print_object(opts.output, &u);
     Ok(())
@@ -734,19 +816,29 @@ pub async fn user(cmd: UserCmd) -> anyhow::Result<()> {
 
 /// `lifeboat openstack-config`: a clouds.yaml for this instance.
 pub async fn openstack_config(a: OpenstackConfigArgs) -> anyhow::Result<()> {
-    let path = a
-        .opts
-        .credentials
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("LIFEBOAT_DATA_DIR").unwrap_or_else(|_| "lifeboat-data".into())).join("admin-credentials.json"));
+    let path = a.opts.credentials.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from(
+            std::env::var("LIFEBOAT_DATA_DIR").unwrap_or_else(|_| "lifeboat-data".into()),
+        )
+        .join("admin-credentials.json")
+    });
     let (user, password, project) = match (&a.opts.user, &a.opts.password) {
-        (Some(u), Some(p)) => (u.clone(), p.clone(), a.opts.project.clone().unwrap_or_else(|| "admin".into())),
+        (Some(u), Some(p)) => (
+            u.clone(),
+            p.clone(),
+            a.opts.project.clone().unwrap_or_else(|| "admin".into()),
+        ),
         _ => {
-            let c: Value = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?)?;
+            let c: Value = serde_json::from_str(
+                &std::fs::read_to_string(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            )?;
             (
                 c["username"].as_str().unwrap_or_default().to_string(),
                 c["password"].as_str().unwrap_or_default().to_string(),
-                a.opts.project.clone().unwrap_or_else(|| c["project"].as_str().unwrap_or("admin").to_string()),
+                a.opts
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| c["project"].as_str().unwrap_or("admin").to_string()),
             )
         }
     };
@@ -787,7 +879,10 @@ fn to_yaml(v: &Value, indent: usize) -> String {
                     out.push_str(&format!("{pad}{k}:\n"));
                     out.push_str(&to_yaml(val, indent + 2));
                 }
-                Value::String(s) => out.push_str(&format!("{pad}{k}: {}\n", serde_json::to_string(s).expect("json"))),
+                Value::String(s) => out.push_str(&format!(
+                    "{pad}{k}: {}\n",
+                    serde_json::to_string(s).expect("json")
+                )),
                 other => out.push_str(&format!("{pad}{k}: {other}\n")),
             }
         }

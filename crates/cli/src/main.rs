@@ -31,7 +31,12 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientOpts {
     /// Lifeboat URL.
-    #[arg(long, env = "LIFEBOAT_URL", default_value = "http://127.0.0.1:8774", global = true)]
+    #[arg(
+        long,
+        env = "LIFEBOAT_URL",
+        default_value = "http://127.0.0.1:8774",
+        global = true
+    )]
     pub url: String,
     /// Credentials file written by `lifeboat serve` (used when no --user).
     #[arg(long, env = "LIFEBOAT_CREDENTIALS", global = true)]

@@ -29,7 +29,10 @@ pub fn print_list(fmt: OutputFormat, rows: &[Value], cols: &[(&str, &str)]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(cols.iter().map(|(h, _)| h.to_string()).collect()));
+    println!(
+        "{}",
+        line(cols.iter().map(|(h, _)| h.to_string()).collect())
+    );
     for row in cells {
         println!("{}", line(row));
     }
@@ -55,9 +58,11 @@ fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) if a.iter().all(|x| x.is_string()) => {
-            a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
-        }
+        Some(Value::Array(a)) if a.iter().all(|x| x.is_string()) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         Some(other) => other.to_string(),
     }
 }

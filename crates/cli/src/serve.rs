@@ -93,7 +93,11 @@ fn qemu_installed() -> bool {
         .unwrap_or(false)
 }
 
-fn make_driver(kind: DriverKind, host: &str, state_dir: &Path) -> anyhow::Result<Arc<dyn Hypervisor>> {
+fn make_driver(
+    kind: DriverKind,
+    host: &str,
+    state_dir: &Path,
+) -> anyhow::Result<Arc<dyn Hypervisor>> {
     std::fs::create_dir_all(state_dir)?;
     match kind {
         DriverKind::Fake => {
@@ -101,7 +105,9 @@ fn make_driver(kind: DriverKind, host: &str, state_dir: &Path) -> anyhow::Result
             cfg.state_file = Some(state_dir.join(format!("fake-{host}.json")));
             Ok(Arc::new(FakeDriver::new(cfg)))
         }
-        DriverKind::Qemu => bail!("the qemu driver is not built into this binary yet; use --driver fake"),
+        DriverKind::Qemu => {
+            bail!("the qemu driver is not built into this binary yet; use --driver fake")
+        }
     }
 }
 
@@ -144,7 +150,8 @@ fn default_guest_dir() -> Option<PathBuf> {
 /// Runs the manager.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let data_dir = a.data_dir.canonicalize()?;
     let db = a
         .database
@@ -159,7 +166,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
     let engine = Engine::new(store, cfg);
     if let Some(path) = engine.bootstrap_identity().await? {
-        eprintln!("lifeboat: first start: admin credentials written to {} (mode 0600)", path.display());
+        eprintln!(
+            "lifeboat: first start: admin credentials written to {} (mode 0600)",
+            path.display()
+        );
     } else {
         eprintln!(
             "lifeboat: admin credentials are in {}",
@@ -168,16 +178,28 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     let guest_dir = a.guest_dir.clone().or_else(default_guest_dir);
     let guest = GuestImage {
-        kernel: guest_dir.as_ref().map(|d| d.join("vmlinux")).filter(|p| p.is_file()),
-        initrd: guest_dir.as_ref().map(|d| d.join("initramfs.cpio.gz")).filter(|p| p.is_file()),
+        kernel: guest_dir
+            .as_ref()
+            .map(|d| d.join("vmlinux"))
+            .filter(|p| p.is_file()),
+        initrd: guest_dir
+            .as_ref()
+            .map(|d| d.join("initramfs.cpio.gz"))
+            .filter(|p| p.is_file()),
     };
     engine.bootstrap_catalog(&guest).await?;
-    let driver = a.driver.unwrap_or(if qemu_installed() && cfg!(feature = "qemu") {
-        DriverKind::Qemu
-    } else {
-        DriverKind::Fake
-    });
-    let hv = make_driver(driver, &a.host_name, &data_dir.join("hosts").join(&a.host_name))?;
+    let driver = a
+        .driver
+        .unwrap_or(if qemu_installed() && cfg!(feature = "qemu") {
+            DriverKind::Qemu
+        } else {
+            DriverKind::Fake
+        });
+    let hv = make_driver(
+        driver,
+        &a.host_name,
+        &data_dir.join("hosts").join(&a.host_name),
+    )?;
     engine.add_host(&a.host_name, "local", "nova", hv).await?;
     let token = agent_token(&data_dir)?;
     for spec in &a.agents {
@@ -195,12 +217,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", a.listen));
-    let app = lifeboat_api_native::router(engine.clone())
-        .merge(lifeboat_api_openstack::router(engine.clone(), public.clone()));
+    let app = lifeboat_api_native::router(engine.clone()).merge(lifeboat_api_openstack::router(
+        engine.clone(),
+        public.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
-    eprintln!("lifeboat: serving on {public} (driver {driver:?}, database {})", redact(&db));
+    eprintln!(
+        "lifeboat: serving on {public} (driver {driver:?}, database {})",
+        redact(&db)
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

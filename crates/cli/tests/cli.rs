@@ -17,7 +17,10 @@ impl Cli<'_> {
         let out = Command::new(BIN)
             .args(args)
             .env("LIFEBOAT_URL", &self.serve.url)
-            .env("LIFEBOAT_CREDENTIALS", self.serve.data_dir.join("admin-credentials.json"))
+            .env(
+                "LIFEBOAT_CREDENTIALS",
+                self.serve.data_dir.join("admin-credentials.json"),
+            )
             .env_remove("LIFEBOAT_USER")
             .output()
             .unwrap();
@@ -61,7 +64,10 @@ fn cli_drives_a_live_server() {
     assert_eq!(s["status"], "SHUTOFF");
     let (code, _, err) = cli.run(&["server", "stop", "web"]);
     assert_eq!(code, 1);
-    assert!(err.contains("Cannot 'stop' instance") && err.contains("while it is in vm_state stopped"), "{err}");
+    assert!(
+        err.contains("Cannot 'stop' instance") && err.contains("while it is in vm_state stopped"),
+        "{err}"
+    );
     let s = cli.json(&["server", "start", "web", "--wait"]);
     assert_eq!(s["status"], "ACTIVE");
     let s = cli.json(&["server", "resize", "web", "--flavor", "m1.tiny", "--wait"]);
@@ -77,7 +83,14 @@ fn cli_drives_a_live_server() {
     assert_eq!((code, out.as_str()), (0, "LIFEBOAT-READY\n"));
 
     let events = cli.json(&["events", "--server", "web"]);
-    assert!(events.as_array().unwrap().iter().any(|e| e["message"] == "resize completed"), "{events}");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == "resize completed"),
+        "{events}"
+    );
     let wfs = cli.json(&["workflow", "list", "--server", "web"]);
     let first = wfs.as_array().unwrap().last().unwrap();
     assert_eq!(first["kind"], "create");
@@ -100,40 +113,87 @@ fn cli_drives_a_live_server() {
     let out = Command::new(BIN)
         .args(["server", "list"])
         .env("LIFEBOAT_URL", "http://127.0.0.1:1")
-        .env("LIFEBOAT_CREDENTIALS", dir.path().join("admin-credentials.json"))
+        .env(
+            "LIFEBOAT_CREDENTIALS",
+            dir.path().join("admin-credentials.json"),
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Lifeboat at http://127.0.0.1:1"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot reach Lifeboat at http://127.0.0.1:1"));
     let out = Command::new(BIN)
-        .args(["server", "list", "--user", "admin", "--password", "wrong-password"])
+        .args([
+            "server",
+            "list",
+            "--user",
+            "admin",
+            "--password",
+            "wrong-password",
+        ])
         .env("LIFEBOAT_URL", &serve.url)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("login failed (401"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("login failed (401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // users and projects
     let (code, _, err) = {
         let out = Command::new(BIN)
             .args(["project", "create", "team"])
             .env("LIFEBOAT_URL", &serve.url)
-            .env("LIFEBOAT_CREDENTIALS", dir.path().join("admin-credentials.json"))
+            .env(
+                "LIFEBOAT_CREDENTIALS",
+                dir.path().join("admin-credentials.json"),
+            )
             .output()
             .unwrap();
-        (out.status.code().unwrap(), (), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code().unwrap(),
+            (),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     assert_eq!(code, 0, "{err}");
     let out = Command::new(BIN)
-        .args(["user", "create", "alice", "--in-project", "team", "--role", "reader"])
+        .args([
+            "user",
+            "create",
+            "alice",
+            "--in-project",
+            "team",
+            "--role",
+            "reader",
+        ])
         .env("LIFEBOAT_URL", &serve.url)
-        .env("LIFEBOAT_CREDENTIALS", dir.path().join("admin-credentials.json"))
+        .env(
+            "LIFEBOAT_CREDENTIALS",
+            dir.path().join("admin-credentials.json"),
+        )
         .env("LIFEBOAT_NEW_PASSWORD", "alice-password")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(BIN)
-        .args(["server", "create", "nope", "--user", "alice", "--password", "alice-password", "--project", "team"])
+        .args([
+            "server",
+            "create",
+            "nope",
+            "--user",
+            "alice",
+            "--password",
+            "alice-password",
+            "--project",
+            "team",
+        ])
         .env("LIFEBOAT_URL", &serve.url)
         .output()
         .unwrap();
@@ -142,7 +202,10 @@ fn cli_drives_a_live_server() {
 
     let (code, yaml, _) = cli.run(&["openstack-config"]);
     assert_eq!(code, 0);
-    assert!(yaml.contains(&format!("auth_url: \"{}/identity/v3\"", serve.url)), "{yaml}");
+    assert!(
+        yaml.contains(&format!("auth_url: \"{}/identity/v3\"", serve.url)),
+        "{yaml}"
+    );
 
     let s = cli.json(&["server", "delete", "web", "--wait"]);
     assert_eq!(s["status"], "DELETED");
@@ -153,11 +216,20 @@ fn native_api_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), free_port(), &[], &[]);
     let c = serve.credentials();
-    let api = Api::login(&serve.url, c["username"].as_str().unwrap(), c["password"].as_str().unwrap());
+    let api = Api::login(
+        &serve.url,
+        c["username"].as_str().unwrap(),
+        c["password"].as_str().unwrap(),
+    );
 
     let doc = api.get("/api/v1/openapi.json");
     assert_eq!(doc["openapi"].as_str().unwrap().chars().next(), Some('3'));
-    for p in ["/api/v1/servers", "/api/v1/servers/{id}/actions", "/api/v1/events", "/api/v1/workflows/{id}"] {
+    for p in [
+        "/api/v1/servers",
+        "/api/v1/servers/{id}/actions",
+        "/api/v1/events",
+        "/api/v1/workflows/{id}",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
     }
     assert!(doc["components"]["schemas"].get("ServerAction").is_some());
@@ -167,14 +239,28 @@ fn native_api_over_http() {
     assert_eq!(anon.0, 401);
     assert_eq!(anon.1["error"]["code"], "unauthorized");
 
-    let (st, v) = api.post("/api/v1/servers", json!({"name": "a", "flavor": "m1.nano", "max_count": 3, "min_count": 3}));
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "a", "flavor": "m1.nano", "max_count": 3, "min_count": 3}),
+    );
     assert_eq!(st, 202, "{v}");
-    let ids: Vec<String> = v.as_array().unwrap().iter().map(|x| x["server"]["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["server"]["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 3);
     for id in &ids {
         assert_eq!(api.settle(id, Duration::from_secs(20))["status"], "ACTIVE");
     }
-    let names: Vec<String> = api.get("/api/v1/servers").as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> = api
+        .get("/api/v1/servers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["a-3", "a-2", "a-1"]);
     let page = api.get("/api/v1/servers?limit=2");
     assert_eq!(page.as_array().unwrap().len(), 2);
@@ -183,33 +269,89 @@ fn native_api_over_http() {
     assert_eq!(page2.as_array().unwrap().len(), 1);
 
     // errors: stable codes and HTTP statuses
-    let (st, v) = api.post(&format!("/api/v1/servers/{}/actions", ids[0]), json!({"action": "unpause"}));
-    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("invalid_state")), "{v}");
-    assert_eq!(v["error"]["message"], format!("Cannot 'unpause' instance {} while it is in vm_state active", ids[0]));
-    let (st, v) = api.post(&format!("/api/v1/servers/{}/actions", ids[0]), json!({"action": "fly"}));
-    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
-    let (st, v) = api.req(reqwest::Method::GET, "/api/v1/servers/00000000-0000-0000-0000-000000000000", None);
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{}/actions", ids[0]),
+        json!({"action": "unpause"}),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{v}"
+    );
+    assert_eq!(
+        v["error"]["message"],
+        format!(
+            "Cannot 'unpause' instance {} while it is in vm_state active",
+            ids[0]
+        )
+    );
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{}/actions", ids[0]),
+        json!({"action": "fly"}),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    let (st, v) = api.req(
+        reqwest::Method::GET,
+        "/api/v1/servers/00000000-0000-0000-0000-000000000000",
+        None,
+    );
     assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
     let (st, v) = api.post("/api/v1/servers", json!({"name": "", "flavor": "m1.nano"}));
-    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
     let (st, _) = api.post("/api/v1/servers", json!("not an object"));
     assert!((400..500).contains(&st));
-    let (st, v) = api.post(&format!("/api/v1/servers/{}/actions", ids[0]), json!({"action": "lock"}));
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{}/actions", ids[0]),
+        json!({"action": "lock"}),
+    );
     assert_eq!(st, 200, "{v}");
-    let (st, v) = api.req(reqwest::Method::PATCH, &format!("/api/v1/servers/{}", ids[0]), Some(json!({"name": "renamed"})));
-    assert_eq!((st, v["name"].as_str()), (200, Some("renamed")), "admins bypass the lock");
-    let (st, v) = api.req(reqwest::Method::DELETE, &format!("/api/v1/servers/{}", ids[1]), None);
+    let (st, v) = api.req(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/servers/{}", ids[0]),
+        Some(json!({"name": "renamed"})),
+    );
+    assert_eq!(
+        (st, v["name"].as_str()),
+        (200, Some("renamed")),
+        "admins bypass the lock"
+    );
+    let (st, v) = api.req(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/servers/{}", ids[1]),
+        None,
+    );
     assert_eq!(st, 202, "{v}");
-    assert_eq!(api.settle(&ids[1], Duration::from_secs(20))["status"], "DELETED");
-    let evs = api.get(&format!("/api/v1/events?workflow_id={}", v["workflow_id"].as_str().unwrap()));
-    assert!(evs.as_array().unwrap().iter().any(|e| e["message"] == "delete completed"));
+    assert_eq!(
+        api.settle(&ids[1], Duration::from_secs(20))["status"],
+        "DELETED"
+    );
+    let evs = api.get(&format!(
+        "/api/v1/events?workflow_id={}",
+        v["workflow_id"].as_str().unwrap()
+    ));
+    assert!(evs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["message"] == "delete completed"));
 }
 
 mod reqwest {
     pub use ::reqwest::*;
     /// GET without a token (blocking).
     pub fn blocking_free_get(url: &str) -> (u16, serde_json::Value) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let r = ::reqwest::get(url).await.unwrap();
             (r.status().as_u16(), r.json().await.unwrap())

@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::{free_port, Api, Serve};
 use serde_json::{json, Value};
 
-const CREATE_STEPS: &[&str] = &["schedule", "network", "define", "spawn", "ready", "password"];
+const CREATE_STEPS: &[&str] = &[
+    "schedule", "network", "define", "spawn", "ready", "password",
+];
 
 fn fake_vms(data_dir: &std::path::Path) -> Value {
     let p = data_dir.join("hosts/host1/fake-host1.json");
@@ -19,21 +21,40 @@ fn fake_vms(data_dir: &std::path::Path) -> Value {
 
 fn creds(s: &Serve) -> (String, String) {
     let c = s.credentials();
-    (c["username"].as_str().unwrap().into(), c["password"].as_str().unwrap().into())
+    (
+        c["username"].as_str().unwrap().into(),
+        c["password"].as_str().unwrap().into(),
+    )
 }
 
 /// Kills the process at `kind:step`, restarts, returns (api, server, workflow).
-fn crash_at(kind_step: &str, prepare: impl FnOnce(&Api) -> String, act: impl FnOnce(&Api, &str), restart_env: &[(&str, &str)]) -> (Value, Value, tempfile::TempDir) {
+fn crash_at(
+    kind_step: &str,
+    prepare: impl FnOnce(&Api) -> String,
+    act: impl FnOnce(&Api, &str),
+    restart_env: &[(&str, &str)],
+) -> (Value, Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let first = Serve::start(dir.path(), port, &[("LIFEBOAT_TEST_HANG_AT", kind_step)], &[]);
+    let first = Serve::start(
+        dir.path(),
+        port,
+        &[("LIFEBOAT_TEST_HANG_AT", kind_step)],
+        &[],
+    );
     let (u, p) = creds(&first);
     let api = Api::login(&first.url, &u, &p);
     let id = prepare(&api);
     act(&api, &id);
-    first.wait_stderr(&format!("LIFEBOAT-HANG {kind_step}"), Duration::from_secs(30));
+    first.wait_stderr(
+        &format!("LIFEBOAT-HANG {kind_step}"),
+        Duration::from_secs(30),
+    );
     let before = api.get(&format!("/api/v1/servers/{id}"));
-    assert!(!before["task_state"].is_null(), "task in progress at the crash: {before}");
+    assert!(
+        !before["task_state"].is_null(),
+        "task in progress at the crash: {before}"
+    );
     first.kill9();
     drop(api);
 
@@ -41,7 +62,16 @@ fn crash_at(kind_step: &str, prepare: impl FnOnce(&Api) -> String, act: impl FnO
     let api = Api::login(&second.url, &u, &p);
     let s = api.settle(&id, Duration::from_secs(30));
     let wfs = api.get(&format!("/api/v1/servers/{id}/workflows"));
-    let wf = wfs.as_array().unwrap().iter().find(|w| format!("{}:", w["kind"].as_str().unwrap()) == format!("{}:", kind_step.split(':').next().unwrap())).unwrap().clone();
+    let wf = wfs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| {
+            format!("{}:", w["kind"].as_str().unwrap())
+                == format!("{}:", kind_step.split(':').next().unwrap())
+        })
+        .unwrap()
+        .clone();
     // Nothing anywhere is left in a transient state.
     let all = api.get("/api/v1/servers?all_projects=true");
     for x in all.as_array().unwrap() {
@@ -49,7 +79,10 @@ fn crash_at(kind_step: &str, prepare: impl FnOnce(&Api) -> String, act: impl FnO
     }
     let events = api.get(&format!("/api/v1/events?server_id={id}&limit=500"));
     assert!(
-        events.as_array().unwrap().iter().any(|e| e["message"].as_str().unwrap().contains("resumed after restart")),
+        events.as_array().unwrap().iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("resumed after restart")),
         "resume logged"
     );
     drop(second);
@@ -57,7 +90,10 @@ fn crash_at(kind_step: &str, prepare: impl FnOnce(&Api) -> String, act: impl FnO
 }
 
 fn create(api: &Api) -> String {
-    let (st, v) = api.post("/api/v1/servers", json!({"name": "crashy", "flavor": "m1.nano"}));
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "crashy", "flavor": "m1.nano"}),
+    );
     assert_eq!(st, 202, "{v}");
     v[0]["server"]["id"].as_str().unwrap().to_string()
 }
@@ -69,22 +105,55 @@ fn create_survives_sigkill_at_every_step() {
         assert_eq!(s["status"], "ACTIVE", "after kill at {step}: {s}");
         assert_eq!(s["power_state"], 1);
         assert_eq!(wf["state"], "completed", "{wf}");
-        let rec = wf["steps"].as_array().unwrap().iter().find(|x| x["name"] == *step).unwrap();
-        assert_eq!(rec["attempts"], 2, "step {step} ran again after the restart: {wf}");
-        assert_eq!(s["attachments"].as_array().unwrap().len(), 1, "exactly one port after kill at {step}");
+        let rec = wf["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == *step)
+            .unwrap();
+        assert_eq!(
+            rec["attempts"], 2,
+            "step {step} ran again after the restart: {wf}"
+        );
+        assert_eq!(
+            s["attachments"].as_array().unwrap().len(),
+            1,
+            "exactly one port after kill at {step}"
+        );
         let vms = fake_vms(dir.path());
-        assert_eq!(vms.as_object().unwrap().len(), 1, "exactly one VM after kill at {step}: {vms}");
+        assert_eq!(
+            vms.as_object().unwrap().len(),
+            1,
+            "exactly one VM after kill at {step}: {vms}"
+        );
     }
 }
 
 #[test]
 fn create_rolls_back_when_the_resumed_step_fails() {
-    let (s, wf, dir) = crash_at("create:spawn", create, |_, _| {}, &[("LIFEBOAT_FAKE_FAIL", "start:1")]);
+    let (s, wf, dir) = crash_at(
+        "create:spawn",
+        create,
+        |_, _| {},
+        &[("LIFEBOAT_FAKE_FAIL", "start:1")],
+    );
     assert_eq!(s["status"], "ERROR", "{s}");
-    assert!(s["fault"]["message"].as_str().unwrap().contains("injected failure"), "{s}");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("injected failure"),
+        "{s}"
+    );
     assert_eq!(wf["state"], "failed");
-    assert!(s["attachments"].as_array().unwrap().is_empty(), "ports released: {s}");
-    assert!(fake_vms(dir.path()).as_object().unwrap().is_empty(), "VM undefined");
+    assert!(
+        s["attachments"].as_array().unwrap().is_empty(),
+        "ports released: {s}"
+    );
+    assert!(
+        fake_vms(dir.path()).as_object().unwrap().is_empty(),
+        "VM undefined"
+    );
 }
 
 #[test]
@@ -96,7 +165,10 @@ fn resize_survives_sigkill_at_every_step() {
             id
         };
         let act = |api: &Api, id: &str| {
-            let (st, v) = api.post(&format!("/api/v1/servers/{id}/actions"), json!({"action": "resize", "flavor": "m1.tiny"}));
+            let (st, v) = api.post(
+                &format!("/api/v1/servers/{id}/actions"),
+                json!({"action": "resize", "flavor": "m1.tiny"}),
+            );
             assert_eq!(st, 202, "{v}");
         };
         let (s, wf, _dir) = crash_at(&format!("resize:{step}"), prepare, act, &[]);

@@ -12,7 +12,9 @@ use crate::model::{LockedBy, Server};
 use crate::states::{PowerState, TaskState, VmState};
 
 /// A role on a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only.
@@ -590,7 +592,11 @@ impl ActionDenied {
 
 /// Checks whether `actor` may run `action` on `server` now. This is the one
 /// place that decides; fronts only translate the error.
-pub fn check(action: Action, server: &Server, actor: &Actor) -> Result<&'static ActionRule, ActionDenied> {
+pub fn check(
+    action: Action,
+    server: &Server,
+    actor: &Actor,
+) -> Result<&'static ActionRule, ActionDenied> {
     let r = action.rule();
     let allowed_role = match r.policy {
         Policy::Reader => true,

@@ -85,8 +85,16 @@ mod tests {
             name: name.into(),
             availability_zone: "nova".into(),
             up,
-            capacity: Resources { vcpus: cap.0, ram_mb: cap.1, disk_gb: cap.2 },
-            used: Resources { vcpus: used.0, ram_mb: used.1, disk_gb: used.2 },
+            capacity: Resources {
+                vcpus: cap.0,
+                ram_mb: cap.1,
+                disk_gb: cap.2,
+            },
+            used: Resources {
+                vcpus: used.0,
+                ram_mb: used.1,
+                disk_gb: used.2,
+            },
         }
     }
 
@@ -97,10 +105,18 @@ mod tests {
             h("b", (8, 4096, 100), (0, 1000, 0), true),
             h("c", (8, 8192, 100), (0, 0, 0), false),
         ];
-        let need = Resources { vcpus: 1, ram_mb: 512, disk_gb: 1 };
+        let need = Resources {
+            vcpus: 1,
+            ram_mb: 512,
+            disk_gb: 1,
+        };
         assert_eq!(pick_host(&hosts, &need, None, None).unwrap().name, "b");
         assert_eq!(pick_host(&hosts, &need, None, Some("b")).unwrap().name, "a");
-        let big = Resources { vcpus: 1, ram_mb: 4000, disk_gb: 1 };
+        let big = Resources {
+            vcpus: 1,
+            ram_mb: 4000,
+            disk_gb: 1,
+        };
         assert!(pick_host(&hosts, &big, None, None).is_none());
         assert!(pick_host(&hosts, &need, Some("other"), None).is_none());
     }

@@ -310,7 +310,10 @@ mod tests {
             status_from_state(VmState::Resized, Some(T::ResizeReverting)),
             Status::RevertResize
         );
-        assert_eq!(status_from_state(VmState::Resized, None), Status::VerifyResize);
+        assert_eq!(
+            status_from_state(VmState::Resized, None),
+            Status::VerifyResize
+        );
         assert_eq!(
             status_from_state(VmState::Error, Some(T::Rebuilding)),
             Status::Rebuild
@@ -319,8 +322,14 @@ mod tests {
             status_from_state(VmState::Paused, Some(T::Migrating)),
             Status::Migrating
         );
-        assert_eq!(status_from_state(VmState::Building, Some(T::Spawning)), Status::Build);
-        assert_eq!(status_from_state(VmState::SoftDeleted, None), Status::SoftDeleted);
+        assert_eq!(
+            status_from_state(VmState::Building, Some(T::Spawning)),
+            Status::Build
+        );
+        assert_eq!(
+            status_from_state(VmState::SoftDeleted, None),
+            Status::SoftDeleted
+        );
     }
 
     #[test]
@@ -337,7 +346,10 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(*s));
         }
         assert_eq!(serde_json::to_string(&PowerState::Shutdown).unwrap(), "4");
-        assert_eq!(serde_json::from_str::<PowerState>("1").unwrap(), PowerState::Running);
+        assert_eq!(
+            serde_json::from_str::<PowerState>("1").unwrap(),
+            PowerState::Running
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use lifeboat_core::{now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Network, Port, Server};
+use lifeboat_core::{
+    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Network, Port, Server,
+};
 use lifeboat_hypervisor::{ImageRef, Nic, VmSize, VmSpec};
 
 use crate::{ComputeError, Engine};
@@ -81,18 +83,24 @@ impl Engine {
             .store
             .find_by_name::<Flavor>("", key)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Flavor", id: key.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Flavor",
+                id: key.into(),
+            })
     }
 
     /// Creates a flavor (admin).
     pub async fn create_flavor(&self, actor: &Actor, f: Flavor) -> Result<Flavor, ComputeError> {
         if !actor.is_admin() {
             return Err(ComputeError::Forbidden(
-                "Policy doesn't allow os_compute_api:os-flavor-manage:create to be performed.".into(),
+                "Policy doesn't allow os_compute_api:os-flavor-manage:create to be performed."
+                    .into(),
             ));
         }
         if f.vcpus == 0 || f.ram == 0 || f.name.trim().is_empty() {
-            return Err(ComputeError::BadRequest("Invalid flavor: vcpus and ram must be positive and the name set.".into()));
+            return Err(ComputeError::BadRequest(
+                "Invalid flavor: vcpus and ram must be positive and the name set.".into(),
+            ));
         }
         match self.inner.store.insert(&f).await {
             Ok(()) => Ok(f),
@@ -108,11 +116,15 @@ impl Engine {
     pub async fn delete_flavor(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         if !actor.is_admin() {
             return Err(ComputeError::Forbidden(
-                "Policy doesn't allow os_compute_api:os-flavor-manage:delete to be performed.".into(),
+                "Policy doesn't allow os_compute_api:os-flavor-manage:delete to be performed."
+                    .into(),
             ));
         }
         if !self.inner.store.delete::<Flavor>(id).await? {
-            return Err(ComputeError::NotFound { kind: "Flavor", id: id.into() });
+            return Err(ComputeError::NotFound {
+                kind: "Flavor",
+                id: id.into(),
+            });
         }
         Ok(())
     }
@@ -140,7 +152,10 @@ impl Engine {
         let named: Vec<&Image> = imgs.iter().filter(|i| i.name == key).collect();
         match named.as_slice() {
             [one] => Ok((*one).clone()),
-            _ => Err(ComputeError::NotFound { kind: "Image", id: key.into() }),
+            _ => Err(ComputeError::NotFound {
+                kind: "Image",
+                id: key.into(),
+            }),
         }
     }
 
@@ -148,7 +163,9 @@ impl Engine {
     pub async fn delete_image(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         let img = self.image(actor, id).await?;
         if !actor.is_admin() && img.owner.as_deref() != Some(actor.project_id.as_str()) {
-            return Err(ComputeError::Forbidden("You are not permitted to delete this image.".into()));
+            return Err(ComputeError::Forbidden(
+                "You are not permitted to delete this image.".into(),
+            ));
         }
         if img.kind != ImageKind::Base {
             let _ = std::fs::remove_file(self.image_path(&img.id));
@@ -169,7 +186,10 @@ impl Engine {
             .store
             .get(id)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Image", id: id.into() })?;
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Image",
+                id: id.into(),
+            })?;
         let base: Option<Image> = match (&img.kernel, &img.instance_uuid) {
             (None, Some(_)) => self.inner.store.get(DEFAULT_IMAGE_ID).await?,
             _ => None,
@@ -177,14 +197,26 @@ impl Engine {
         Ok(ImageRef {
             id: img.id.clone(),
             disk: img.location.clone(),
-            kernel: img.kernel.clone().or_else(|| base.as_ref().and_then(|b| b.kernel.clone())),
-            initrd: img.initrd.clone().or_else(|| base.as_ref().and_then(|b| b.initrd.clone())),
+            kernel: img
+                .kernel
+                .clone()
+                .or_else(|| base.as_ref().and_then(|b| b.kernel.clone())),
+            initrd: img
+                .initrd
+                .clone()
+                .or_else(|| base.as_ref().and_then(|b| b.initrd.clone())),
             cmdline: img.properties.get("os_command_line").cloned(),
         })
     }
 
-    pub(crate) async fn rescue_image(&self, wf: &lifeboat_core::Workflow) -> Result<ImageRef, ComputeError> {
-        let id = wf.params["rescue_image"].as_str().unwrap_or(DEFAULT_IMAGE_ID).to_string();
+    pub(crate) async fn rescue_image(
+        &self,
+        wf: &lifeboat_core::Workflow,
+    ) -> Result<ImageRef, ComputeError> {
+        let id = wf.params["rescue_image"]
+            .as_str()
+            .unwrap_or(DEFAULT_IMAGE_ID)
+            .to_string();
         self.image_ref(&id).await
     }
 
@@ -243,14 +275,21 @@ impl Engine {
     }
 
     /// createBackup rotation: keeps the newest `rotation` backups of this type.
-    pub(crate) async fn rotate_backups(&self, s: &Server, backup_type: &str, rotation: usize) -> Result<(), ComputeError> {
+    pub(crate) async fn rotate_backups(
+        &self,
+        s: &Server,
+        backup_type: &str,
+        rotation: usize,
+    ) -> Result<(), ComputeError> {
         let mut backups: Vec<Image> = self
             .inner
             .store
             .list_by_ref::<Image>(&s.id)
             .await?
             .into_iter()
-            .filter(|i| i.kind == ImageKind::Backup && i.backup_type.as_deref() == Some(backup_type))
+            .filter(|i| {
+                i.kind == ImageKind::Backup && i.backup_type.as_deref() == Some(backup_type)
+            })
             .filter(|i| i.status == ImageStatus::Active)
             .collect();
         backups.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -271,7 +310,9 @@ impl Engine {
         let mut nics = vec![];
         for p in ports {
             let net: Network = self.inner.store.must_get(&p.network_id).await?;
-            let prefix = lifeboat_core::parse_cidr(&net.cidr).map(|c| c.1).unwrap_or(24);
+            let prefix = lifeboat_core::parse_cidr(&net.cidr)
+                .map(|c| c.1)
+                .unwrap_or(24);
             nics.push(Nic {
                 port_id: p.id,
                 mac: p.mac_address,
@@ -309,7 +350,10 @@ impl Engine {
             .store
             .find_by_name::<Keypair>(&actor.user_id, name)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Keypair", id: name.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Keypair",
+                id: name.into(),
+            })
     }
 
     /// Imports a public key.
@@ -321,11 +365,15 @@ impl Engine {
         key_type: &str,
     ) -> Result<Keypair, ComputeError> {
         if actor.role < lifeboat_core::Role::Member {
-            return Err(ComputeError::Forbidden("readers cannot create key pairs".into()));
+            return Err(ComputeError::Forbidden(
+                "readers cannot create key pairs".into(),
+            ));
         }
         let valid_name = !name.is_empty()
             && name.len() <= 255
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || " _-.@".contains(c));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " _-.@".contains(c));
         if !valid_name {
             return Err(ComputeError::BadRequest(
                 "Keypair data is invalid: Keypair name contains unsafe characters".into(),
@@ -336,7 +384,9 @@ impl Engine {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.decode(b).ok()
         });
-        let Some(blob) = blob.filter(|_| parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-")) else {
+        let Some(blob) =
+            blob.filter(|_| parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-"))
+        else {
             return Err(ComputeError::BadRequest(
                 "Keypair data is invalid: failed to generate fingerprint".into(),
             ));

@@ -86,7 +86,12 @@ impl Engine {
     async fn candidates(&self) -> Result<Vec<HostCandidate>, ComputeError> {
         let hosts = self.inner.hosts.read().await.clone();
         let mut used: std::collections::HashMap<String, Resources> = Default::default();
-        for s in self.inner.store.list_servers(&ServerQuery::default()).await? {
+        for s in self
+            .inner
+            .store
+            .list_servers(&ServerQuery::default())
+            .await?
+        {
             for h in [&s.host, &s.source_host].into_iter().flatten() {
                 let r = used.entry(h.clone()).or_default();
                 let need = if s.source_host.as_deref() == Some(h.as_str()) {
@@ -139,13 +144,18 @@ impl Engine {
     }
 
     /// Whether `host` has room for `need` when `current` is already counted there.
-    pub(crate) async fn host_fits(&self, host: &str, need: &Resources, current: &Resources) -> bool {
+    pub(crate) async fn host_fits(
+        &self,
+        host: &str,
+        need: &Resources,
+        current: &Resources,
+    ) -> bool {
         let Ok(cands) = self.candidates().await else {
             return false;
         };
-        cands.iter().any(|c| {
-            c.name == host && c.up && c.capacity.minus(&c.used.minus(current)).fits(need)
-        })
+        cands
+            .iter()
+            .any(|c| c.name == host && c.up && c.capacity.minus(&c.used.minus(current)).fits(need))
     }
 
     /// One round of periodic work: host heartbeats, power-state sync,
@@ -210,7 +220,10 @@ impl Engine {
             return Ok(());
         }
         let stopped_outside = s.vm_state == VmState::Active
-            && matches!(actual, PowerState::Shutdown | PowerState::Crashed | PowerState::NoState);
+            && matches!(
+                actual,
+                PowerState::Shutdown | PowerState::Crashed | PowerState::NoState
+            );
         self.mutate_server(&s.id, |x| {
             if x.task_state.is_none() {
                 x.power_state = actual;
@@ -222,7 +235,11 @@ impl Engine {
         })
         .await?;
         self.event(NewEvent {
-            level: if stopped_outside { Level::Warn } else { Level::Info },
+            level: if stopped_outside {
+                Level::Warn
+            } else {
+                Level::Info
+            },
             server_id: Some(s.id.clone()),
             project_id: Some(s.project_id.clone()),
             workflow_id: None,
@@ -231,7 +248,11 @@ impl Engine {
                 "power state changed outside Lifeboat: {} -> {}{}",
                 s.power_state.name(),
                 actual.name(),
-                if stopped_outside { "; server marked stopped" } else { "" }
+                if stopped_outside {
+                    "; server marked stopped"
+                } else {
+                    ""
+                }
             ),
         })
         .await;

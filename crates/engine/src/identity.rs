@@ -55,7 +55,11 @@ pub fn hash_password(password: &str) -> String {
     let salt: [u8; 16] = rand::rngs::OsRng.gen();
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
-    format!("pbkdf2-sha256${PBKDF2_ROUNDS}${}${}", hex::encode(salt), hex::encode(out))
+    format!(
+        "pbkdf2-sha256${PBKDF2_ROUNDS}${}${}",
+        hex::encode(salt),
+        hex::encode(out)
+    )
 }
 
 /// Checks a password against [`hash_password`]'s output.
@@ -64,7 +68,9 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     let [alg, rounds, salt, hash] = parts.as_slice() else {
         return false;
     };
-    let (Ok(rounds), Ok(salt), Ok(hash)) = (rounds.parse::<u32>(), hex::decode(salt), hex::decode(hash)) else {
+    let (Ok(rounds), Ok(salt), Ok(hash)) =
+        (rounds.parse::<u32>(), hex::decode(salt), hex::decode(hash))
+    else {
         return false;
     };
     if *alg != "pbkdf2-sha256" || hash.len() != 32 {
@@ -106,7 +112,9 @@ impl Engine {
         }
         let password = random_string(24, ids::ALNUM);
         let project = self.create_project("admin", "Administrators").await?;
-        let user = self.create_user("admin", &password, &project.id, Role::Admin).await?;
+        let user = self
+            .create_user("admin", &password, &project.id, Role::Admin)
+            .await?;
         let key = self.create_access_key(&user.id, &project.id).await?;
         let creds = AdminCredentials {
             username: user.name,
@@ -119,14 +127,21 @@ impl Engine {
         std::fs::create_dir_all(&self.inner.cfg.data_dir)
             .map_err(|e| ComputeError::Internal(format!("data dir: {e}")))?;
         let path = self.inner.cfg.data_dir.join("admin-credentials.json");
-        write_private(&path, &serde_json::to_vec_pretty(&creds).expect("serialisable"))
-            .map_err(|e| ComputeError::Internal(format!("{}: {e}", path.display())))?;
+        write_private(
+            &path,
+            &serde_json::to_vec_pretty(&creds).expect("serialisable"),
+        )
+        .map_err(|e| ComputeError::Internal(format!("{}: {e}", path.display())))?;
         self.inner.store.set_setting("bootstrapped", "1").await?;
         Ok(Some(path))
     }
 
     /// Creates a project.
-    pub async fn create_project(&self, name: &str, description: &str) -> Result<Project, ComputeError> {
+    pub async fn create_project(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<Project, ComputeError> {
         let p = Project {
             id: ids::prefixed("", 32, ids::HEX),
             name: name.into(),
@@ -151,7 +166,10 @@ impl Engine {
             .store
             .find_by_name::<Project>("", key)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Project", id: key.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Project",
+                id: key.into(),
+            })
     }
 
     /// Every project.
@@ -168,7 +186,9 @@ impl Engine {
         role: Role,
     ) -> Result<User, ComputeError> {
         if password.len() < 8 {
-            return Err(ComputeError::BadRequest("password must have at least 8 characters".into()));
+            return Err(ComputeError::BadRequest(
+                "password must have at least 8 characters".into(),
+            ));
         }
         let u = User {
             id: ids::prefixed("", 32, ids::HEX),
@@ -196,7 +216,10 @@ impl Engine {
             .store
             .find_by_name::<User>("", key)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "User", id: key.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "User",
+                id: key.into(),
+            })
     }
 
     /// Every user.
@@ -205,7 +228,12 @@ impl Engine {
     }
 
     /// Grants a role on a project.
-    pub async fn assign_role(&self, user_id: &str, project_id: &str, role: Role) -> Result<(), ComputeError> {
+    pub async fn assign_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role: Role,
+    ) -> Result<(), ComputeError> {
         self.inner
             .store
             .put(&RoleAssignment {
@@ -218,9 +246,16 @@ impl Engine {
     }
 
     /// Creates an access key pair for a user in a project.
-    pub async fn create_access_key(&self, user_id: &str, project_id: &str) -> Result<AccessKey, ComputeError> {
+    pub async fn create_access_key(
+        &self,
+        user_id: &str,
+        project_id: &str,
+    ) -> Result<AccessKey, ComputeError> {
         let k = AccessKey {
-            access_key_id: format!("AKIA{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")),
+            access_key_id: format!(
+                "AKIA{}",
+                random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+            ),
             secret_access_key: random_string(40, ids::ALNUM),
             user_id: user_id.into(),
             project_id: project_id.into(),
@@ -231,13 +266,15 @@ impl Engine {
     }
 
     /// The actor behind an access key id, with the secret to verify a signature.
-    pub async fn access_key(&self, access_key_id: &str) -> Result<(AccessKey, Actor), ComputeError> {
-        let k: AccessKey = self
-            .inner
-            .store
-            .get(access_key_id)
-            .await?
-            .ok_or_else(|| ComputeError::Unauthorized("The security token included in the request is invalid.".into()))?;
+    pub async fn access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<(AccessKey, Actor), ComputeError> {
+        let k: AccessKey = self.inner.store.get(access_key_id).await?.ok_or_else(|| {
+            ComputeError::Unauthorized(
+                "The security token included in the request is invalid.".into(),
+            )
+        })?;
         let actor = self.actor_for(&k.user_id, &k.project_id).await?;
         Ok((k, actor))
     }
@@ -249,15 +286,21 @@ impl Engine {
             .get::<User>(user_id)
             .await?
             .filter(|u| u.enabled)
-            .ok_or_else(|| ComputeError::Unauthorized("The request you have made requires authentication.".into()))?;
+            .ok_or_else(|| {
+                ComputeError::Unauthorized(
+                    "The request you have made requires authentication.".into(),
+                )
+            })?;
         let role = self
             .inner
             .store
             .role_of(user_id, project_id)
             .await?
-            .ok_or_else(|| ComputeError::Unauthorized(format!(
-                "User {user_id} has no access to project {project_id}"
-            )))?;
+            .ok_or_else(|| {
+                ComputeError::Unauthorized(format!(
+                    "User {user_id} has no access to project {project_id}"
+                ))
+            })?;
         Ok(Actor {
             user_id: user.id,
             user_name: user.name,
@@ -274,7 +317,9 @@ impl Engine {
         password: &str,
         project: Option<&str>,
     ) -> Result<Authenticated, ComputeError> {
-        let unauthorized = || ComputeError::Unauthorized("The request you have made requires authentication.".into());
+        let unauthorized = || {
+            ComputeError::Unauthorized("The request you have made requires authentication.".into())
+        };
         let u = self.user(user).await.map_err(|_| unauthorized())?;
         if !u.enabled || !verify_password(password, &u.password_hash) {
             return Err(unauthorized());
@@ -303,7 +348,12 @@ impl Engine {
                 revoked: false,
             })
             .await?;
-        Ok(Authenticated { actor, token, issued_at, expires_at })
+        Ok(Authenticated {
+            actor,
+            token,
+            issued_at,
+            expires_at,
+        })
     }
 
     /// The actor of a valid token.
@@ -314,7 +364,10 @@ impl Engine {
             .get::<Token>(&token_hash(token))
             .await?
             .filter(|t| !t.revoked && t.expires_at > now())
-            .ok_or_else(|| ComputeError::NotFound { kind: "Token", id: "(token)".into() })?;
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Token",
+                id: "(token)".into(),
+            })?;
         let actor = self.actor_for(&t.user_id, &t.project_id).await?;
         Ok(Authenticated {
             actor,
@@ -331,14 +384,21 @@ impl Engine {
             .store
             .get(&token_hash(token))
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Token", id: "(token)".into() })?;
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Token",
+                id: "(token)".into(),
+            })?;
         t.revoked = true;
         self.inner.store.put(&t).await?;
         Ok(())
     }
 
     /// Roles held by a user on a project.
-    pub async fn roles_of(&self, user_id: &str, project_id: &str) -> Result<Vec<Role>, ComputeError> {
+    pub async fn roles_of(
+        &self,
+        user_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<Role>, ComputeError> {
         let all: Vec<RoleAssignment> = self.inner.store.list_by_owner(user_id).await?;
         Ok(all
             .iter()

@@ -15,9 +15,11 @@ mod servers;
 mod steps;
 mod workflow;
 
-pub use error::ComputeError;
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
-pub use identity::{hash_password, verify_password, write_private, AdminCredentials, Authenticated};
+pub use error::ComputeError;
+pub use identity::{
+    hash_password, verify_password, write_private, AdminCredentials, Authenticated,
+};
 pub use requests::*;
 
 use std::collections::HashMap;

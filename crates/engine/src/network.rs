@@ -2,7 +2,9 @@
 //! to: restore and recovery bind the same port to the new VM, which is how
 //! a server keeps its fixed IP, MAC and floating IP.
 
-use lifeboat_core::{allocate_ip, ids, Actor, Attachment, FloatingIp, Network, Port, Server, Workflow};
+use lifeboat_core::{
+    allocate_ip, ids, Actor, Attachment, FloatingIp, Network, Port, Server, Workflow,
+};
 use lifeboat_store::StoreError;
 
 use crate::requests::NetworkRequest;
@@ -58,7 +60,10 @@ impl Engine {
     }
 
     /// Checks a create request's networks before the server is accepted.
-    pub(crate) async fn validate_networks(&self, reqs: &[NetworkRequest]) -> Result<(), ComputeError> {
+    pub(crate) async fn validate_networks(
+        &self,
+        reqs: &[NetworkRequest],
+    ) -> Result<(), ComputeError> {
         for r in reqs {
             if let Some(n) = &r.network_id {
                 let net = self.network_by_id_or_name(n).await.map_err(|_| {
@@ -73,7 +78,11 @@ impl Engine {
             if let Some(p) = &r.port_id {
                 let port: Option<Port> = self.inner.store.get(p).await?;
                 match port {
-                    None => return Err(ComputeError::BadRequest(format!("Port id {p} could not be found."))),
+                    None => {
+                        return Err(ComputeError::BadRequest(format!(
+                            "Port id {p} could not be found."
+                        )))
+                    }
                     Some(pt) if pt.server_id.is_some() => {
                         return Err(ComputeError::Conflict(format!("Port {p} is still in use.")))
                     }
@@ -96,7 +105,10 @@ impl Engine {
                 Some(f) => f.to_string(),
                 None => allocate_ip(&net.cidr, used.iter().map(|p| p.fixed_ip.as_str()))
                     .ok_or_else(|| {
-                        ComputeError::Conflict(format!("No more IP addresses available on network {}.", net.id))
+                        ComputeError::Conflict(format!(
+                            "No more IP addresses available on network {}.",
+                            net.id
+                        ))
                     })?,
             };
             let port = Port {
@@ -118,7 +130,9 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ComputeError::Conflict("could not allocate an IP address; retry".into()))
+        Err(ComputeError::Conflict(
+            "could not allocate an IP address; retry".into(),
+        ))
     }
 
     fn attachment(net: &Network, p: &Port, fips: Vec<String>) -> Attachment {
@@ -133,13 +147,20 @@ impl Engine {
     }
 
     /// Rebuilds `server.attachments` from the ports bound to it.
-    pub(crate) async fn refresh_attachments(&self, server_id: &str) -> Result<Server, ComputeError> {
+    pub(crate) async fn refresh_attachments(
+        &self,
+        server_id: &str,
+    ) -> Result<Server, ComputeError> {
         let ports: Vec<Port> = self.inner.store.list_by_ref(server_id).await?;
         let mut atts = vec![];
         for p in &ports {
             let net: Network = self.inner.store.must_get(&p.network_id).await?;
             let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
-            atts.push(Self::attachment(&net, p, fips.into_iter().map(|f| f.address).collect()));
+            atts.push(Self::attachment(
+                &net,
+                p,
+                fips.into_iter().map(|f| f.address).collect(),
+            ));
         }
         self.mutate_server(server_id, |s| {
             s.attachments = atts.clone();
@@ -151,12 +172,15 @@ impl Engine {
     /// Create step: allocates or binds the requested ports (idempotent).
     pub(crate) async fn allocate_ports(&self, wf: &Workflow) -> Result<(), ComputeError> {
         let sid = wf.server_id.clone().unwrap_or_default();
-        let server = self
-            .inner
-            .store
-            .get_server(&sid)
-            .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Instance", id: sid.clone() })?;
+        let server =
+            self.inner
+                .store
+                .get_server(&sid)
+                .await?
+                .ok_or_else(|| ComputeError::NotFound {
+                    kind: "Instance",
+                    id: sid.clone(),
+                })?;
         let existing: Vec<Port> = self.inner.store.list_by_ref(&sid).await?;
         if existing.is_empty() && !wf.params["no_network"].as_bool().unwrap_or(false) {
             let reqs: Vec<NetworkRequest> =
@@ -190,10 +214,7 @@ impl Engine {
     /// the user brought are unbound. Floating IPs are disassociated.
     pub(crate) async fn release_ports(&self, s: &Server, _undo: bool) -> Result<(), ComputeError> {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
-        let brought: Vec<String> = self
-            .brought_ports(s)
-            .await
-            .unwrap_or_default();
+        let brought: Vec<String> = self.brought_ports(s).await.unwrap_or_default();
         for p in ports {
             let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
             for mut f in fips {
@@ -230,7 +251,9 @@ impl Engine {
     /// Allocates a floating IP from the public network to the actor's project.
     pub async fn allocate_floating_ip(&self, actor: &Actor) -> Result<FloatingIp, ComputeError> {
         if actor.role < lifeboat_core::Role::Member {
-            return Err(ComputeError::Forbidden("readers cannot allocate floating IPs".into()));
+            return Err(ComputeError::Forbidden(
+                "readers cannot allocate floating IPs".into(),
+            ));
         }
         let net = self.network_by_id_or_name(PUBLIC_NETWORK).await?;
         for _ in 0..20 {
@@ -250,13 +273,18 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ComputeError::Conflict("could not allocate a floating IP; retry".into()))
+        Err(ComputeError::Conflict(
+            "could not allocate a floating IP; retry".into(),
+        ))
     }
 
     /// Floating IPs visible to the actor.
     pub async fn floating_ips(&self, actor: &Actor) -> Result<Vec<FloatingIp>, ComputeError> {
         let all: Vec<FloatingIp> = self.inner.store.list().await?;
-        Ok(all.into_iter().filter(|f| actor.can_see(&f.project_id)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|f| actor.can_see(&f.project_id))
+            .collect())
     }
 
     /// Releases a floating IP.
@@ -278,7 +306,10 @@ impl Engine {
         let all: Vec<FloatingIp> = self.inner.store.list().await?;
         all.into_iter()
             .find(|f| (f.id == key || f.address == key) && actor.can_see(&f.project_id))
-            .ok_or_else(|| ComputeError::NotFound { kind: "Floating IP", id: key.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Floating IP",
+                id: key.into(),
+            })
     }
 
     /// addFloatingIp: associates `address` with the server's port (the one
@@ -290,9 +321,13 @@ impl Engine {
         address: &str,
         fixed: Option<&str>,
     ) -> Result<(), ComputeError> {
-        let mut f = self.visible_fip(actor, address).await.map_err(|_| {
-            ComputeError::NotFound { kind: "floating IP", id: address.into() }
-        })?;
+        let mut f = self
+            .visible_fip(actor, address)
+            .await
+            .map_err(|_| ComputeError::NotFound {
+                kind: "floating IP",
+                id: address.into(),
+            })?;
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
         let port = match fixed {
             Some(ip) => ports.iter().find(|p| p.fixed_ip == ip).ok_or_else(|| {
@@ -330,7 +365,11 @@ impl Engine {
     ) -> Result<(), ComputeError> {
         let mut f = self.visible_fip(actor, address).await?;
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
-        if !f.port_id.as_ref().is_some_and(|p| ports.iter().any(|x| &x.id == p)) {
+        if !f
+            .port_id
+            .as_ref()
+            .is_some_and(|p| ports.iter().any(|x| &x.id == p))
+        {
             return Err(ComputeError::Conflict(format!(
                 "Floating IP {address} is not associated with instance {}.",
                 s.id
@@ -353,14 +392,21 @@ impl Engine {
     }
 
     /// removeFixedIp: drops the port holding `address`.
-    pub(crate) async fn remove_fixed_ip(&self, s: &Server, address: &str) -> Result<(), ComputeError> {
+    pub(crate) async fn remove_fixed_ip(
+        &self,
+        s: &Server,
+        address: &str,
+    ) -> Result<(), ComputeError> {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
-        let p = ports.iter().find(|p| p.fixed_ip == address).ok_or_else(|| {
-            ComputeError::BadRequest(format!(
-                "Unable to find address {address} on instance {}",
-                s.id
-            ))
-        })?;
+        let p = ports
+            .iter()
+            .find(|p| p.fixed_ip == address)
+            .ok_or_else(|| {
+                ComputeError::BadRequest(format!(
+                    "Unable to find address {address} on instance {}",
+                    s.id
+                ))
+            })?;
         for mut f in self.inner.store.list_by_ref::<FloatingIp>(&p.id).await? {
             f.port_id = None;
             self.inner.store.put(&f).await?;

@@ -33,7 +33,13 @@ pub fn sanitize_hostname(name: &str) -> String {
     let mut h: String = name
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     h = h.trim_matches('-').to_string();
     h.truncate(63);
@@ -60,7 +66,11 @@ impl Engine {
     }
 
     /// Lists servers visible to the actor.
-    pub async fn list_servers(&self, actor: &Actor, q: &ListServers) -> Result<Vec<Server>, ComputeError> {
+    pub async fn list_servers(
+        &self,
+        actor: &Actor,
+        q: &ListServers,
+    ) -> Result<Vec<Server>, ComputeError> {
         let project_id = if actor.is_admin() && (q.all_projects || q.project_id.is_some()) {
             q.project_id.clone()
         } else {
@@ -72,7 +82,11 @@ impl Engine {
                 .map(|(vm, _)| vm)
                 .collect::<Vec<_>>()
         });
-        let post_filter = q.status.is_some() || !q.tags.is_empty() || q.image.is_some() || q.flavor.is_some() || q.locked.is_some();
+        let post_filter = q.status.is_some()
+            || !q.tags.is_empty()
+            || q.image.is_some()
+            || q.flavor.is_some()
+            || q.locked.is_some();
         let mut sq = ServerQuery {
             project_id,
             vm_states,
@@ -88,7 +102,9 @@ impl Engine {
         }
         if let Some(m) = &q.marker {
             // The marker must be visible to the caller.
-            self.server(actor, m).await.map_err(|_| ComputeError::BadRequest(format!("marker [{m}] not found")))?;
+            self.server(actor, m)
+                .await
+                .map_err(|_| ComputeError::BadRequest(format!("marker [{m}] not found")))?;
         }
         if !post_filter {
             return Ok(self.inner.store.list_servers(&sq).await?);
@@ -104,7 +120,9 @@ impl Engine {
             for s in page {
                 let ok = q.status.as_ref().is_none_or(|st| st.contains(&s.status()))
                     && q.tags.iter().all(|t| s.tags.contains(t))
-                    && q.image.as_ref().is_none_or(|i| s.image_id.as_ref() == Some(i))
+                    && q.image
+                        .as_ref()
+                        .is_none_or(|i| s.image_id.as_ref() == Some(i))
                     && q.flavor.as_ref().is_none_or(|f| &s.flavor.id == f)
                     && q.locked.is_none_or(|l| s.locked == l);
                 if ok {
@@ -121,7 +139,11 @@ impl Engine {
     }
 
     /// Creates `max_count` servers (at least `min_count` must fit).
-    pub async fn create_servers(&self, actor: &Actor, req: CreateServer) -> Result<Vec<Created>, ComputeError> {
+    pub async fn create_servers(
+        &self,
+        actor: &Actor,
+        req: CreateServer,
+    ) -> Result<Vec<Created>, ComputeError> {
         if actor.role < Role::Member {
             return Err(ComputeError::Forbidden(
                 "Policy doesn't allow os_compute_api:servers:create to be performed.".into(),
@@ -139,7 +161,10 @@ impl Engine {
             ComputeError::BadRequest(format!("Flavor {} could not be found.", req.flavor))
         })?;
         if flavor.disabled {
-            return Err(ComputeError::BadRequest(format!("Flavor {} is disabled.", flavor.id)));
+            return Err(ComputeError::BadRequest(format!(
+                "Flavor {} is disabled.",
+                flavor.id
+            )));
         }
         let image = match &req.image {
             Some(i) if !i.is_empty() => self
@@ -149,19 +174,26 @@ impl Engine {
             _ => self.image(actor, DEFAULT_IMAGE_ID).await?,
         };
         if image.status != lifeboat_core::ImageStatus::Active {
-            return Err(ComputeError::BadRequest(format!("Image {} is not active.", image.id)));
+            return Err(ComputeError::BadRequest(format!(
+                "Image {} is not active.",
+                image.id
+            )));
         }
         if flavor.ram < image.min_ram {
-            return Err(ComputeError::BadRequest("Flavor's memory is too small for requested image.".into()));
+            return Err(ComputeError::BadRequest(
+                "Flavor's memory is too small for requested image.".into(),
+            ));
         }
         if image.min_disk > flavor.disk && flavor.disk > 0 {
-            return Err(ComputeError::BadRequest("Flavor's disk is too small for requested image.".into()));
+            return Err(ComputeError::BadRequest(
+                "Flavor's disk is too small for requested image.".into(),
+            ));
         }
         let key_data = match &req.key_name {
             Some(k) => Some(
                 self.keypair(actor, k)
                     .await
-                    .map_err(|_| ComputeError::BadRequest(format!("Invalid key_name provided.")))?
+                    .map_err(|_| ComputeError::BadRequest("Invalid key_name provided.".into()))?
                     .public_key,
             ),
             None => None,
@@ -174,7 +206,10 @@ impl Engine {
                     ));
                 }
                 let (z, h) = z.split_once(':').unwrap();
-                (Some(z.to_string()).filter(|z| !z.is_empty()), Some(h.to_string()))
+                (
+                    Some(z.to_string()).filter(|z| !z.is_empty()),
+                    Some(h.to_string()),
+                )
             }
             other => (other.clone(), None),
         };
@@ -185,18 +220,32 @@ impl Engine {
             ));
         }
         if let Some(z) = &az {
-            let zones: Vec<String> = self.hosts().await.into_iter().map(|(h, _)| h.availability_zone).collect();
+            let zones: Vec<String> = self
+                .hosts()
+                .await
+                .into_iter()
+                .map(|(h, _)| h.availability_zone)
+                .collect();
             if !zones.contains(z) {
-                return Err(ComputeError::BadRequest(format!("The requested availability zone is not available")));
+                return Err(ComputeError::BadRequest(
+                    "The requested availability zone is not available".into(),
+                ));
             }
         }
         if let Some(h) = &host {
             if self.host_up(h).await.is_none() {
-                return Err(ComputeError::BadRequest(format!("Compute host {h} could not be found.")));
+                return Err(ComputeError::BadRequest(format!(
+                    "Compute host {h} could not be found."
+                )));
             }
         }
         self.validate_networks(&req.networks).await?;
-        if max > 1 && req.networks.iter().any(|n| n.port_id.is_some() || n.fixed_ip.is_some()) {
+        if max > 1
+            && req
+                .networks
+                .iter()
+                .any(|n| n.port_id.is_some() || n.fixed_ip.is_some())
+        {
             return Err(ComputeError::BadRequest(
                 "Multiple instances cannot be created with a specific port or fixed IP.".into(),
             ));
@@ -206,7 +255,11 @@ impl Engine {
         for i in 0..max {
             let admin_pass = req.admin_pass.clone().unwrap_or_else(generate_password);
             let seq = self.inner.store.next_counter("instance").await?;
-            let sname = if max > 1 { format!("{name}-{}", i + 1) } else { name.to_string() };
+            let sname = if max > 1 {
+                format!("{name}-{}", i + 1)
+            } else {
+                name.to_string()
+            };
             let t = now();
             let server = Server {
                 id: ids::uuid(),
@@ -274,7 +327,11 @@ impl Engine {
             let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params);
             let mut server = server;
             server.task_workflow = Some(wf.id.clone());
-            let saved = self.inner.store.insert_server_with_workflow(&server, &wf).await?;
+            let saved = self
+                .inner
+                .store
+                .insert_server_with_workflow(&server, &wf)
+                .await?;
             self.event(lifeboat_core::NewEvent {
                 level: lifeboat_core::Level::Info,
                 server_id: Some(saved.id.clone()),
@@ -295,12 +352,19 @@ impl Engine {
     }
 
     /// Updates name, description, access IPs or hostname.
-    pub async fn update_server(&self, actor: &Actor, id: &str, u: UpdateServer) -> Result<Server, ComputeError> {
+    pub async fn update_server(
+        &self,
+        actor: &Actor,
+        id: &str,
+        u: UpdateServer,
+    ) -> Result<Server, ComputeError> {
         let s = self.server(actor, id).await?;
         actions::check(Action::Update, &s, actor)?;
         if let Some(n) = &u.name {
             if n.trim().is_empty() || n.len() > 255 {
-                return Err(ComputeError::BadRequest("Invalid input for field/attribute name.".into()));
+                return Err(ComputeError::BadRequest(
+                    "Invalid input for field/attribute name.".into(),
+                ));
             }
         }
         self.update_server_record(id, |s| {
@@ -369,11 +433,19 @@ impl Engine {
     }
 
     /// Deletes one metadata key.
-    pub async fn delete_metadata(&self, actor: &Actor, id: &str, key: &str) -> Result<(), ComputeError> {
+    pub async fn delete_metadata(
+        &self,
+        actor: &Actor,
+        id: &str,
+        key: &str,
+    ) -> Result<(), ComputeError> {
         let s = self.server(actor, id).await?;
         actions::check(Action::Update, &s, actor)?;
         if !s.metadata.contains_key(key) {
-            return Err(ComputeError::NotFound { kind: "Metadata item", id: key.into() });
+            return Err(ComputeError::NotFound {
+                kind: "Metadata item",
+                id: key.into(),
+            });
         }
         self.mutate_server(id, |s| {
             s.metadata.remove(key);
@@ -384,7 +456,12 @@ impl Engine {
     }
 
     /// Replaces the tags (None: add one tag; see [`Engine::add_tag`]).
-    pub async fn set_tags(&self, actor: &Actor, id: &str, tags: Vec<String>) -> Result<Vec<String>, ComputeError> {
+    pub async fn set_tags(
+        &self,
+        actor: &Actor,
+        id: &str,
+        tags: Vec<String>,
+    ) -> Result<Vec<String>, ComputeError> {
         let s = self.server(actor, id).await?;
         actions::check(Action::Update, &s, actor)?;
         validate_tags(&tags)?;
@@ -407,7 +484,9 @@ impl Engine {
         validate_tags(&[tag.to_string()])?;
         let existed = s.tags.iter().any(|t| t == tag);
         if !existed && s.tags.len() >= 50 {
-            return Err(ComputeError::BadRequest("The number of tags exceeded the per-server limit 50".into()));
+            return Err(ComputeError::BadRequest(
+                "The number of tags exceeded the per-server limit 50".into(),
+            ));
         }
         self.mutate_server(id, |s| {
             if !s.tags.iter().any(|t| t == tag) {
@@ -425,7 +504,10 @@ impl Engine {
         let s = self.server(actor, id).await?;
         actions::check(Action::Update, &s, actor)?;
         if !s.tags.iter().any(|t| t == tag) {
-            return Err(ComputeError::NotFound { kind: "Tag", id: tag.into() });
+            return Err(ComputeError::NotFound {
+                kind: "Tag",
+                id: tag.into(),
+            });
         }
         self.mutate_server(id, |s| {
             s.tags.retain(|t| t != tag);
@@ -436,7 +518,11 @@ impl Engine {
     }
 
     /// The workflows of a server (Nova instance actions), newest first.
-    pub async fn server_workflows(&self, actor: &Actor, id: &str) -> Result<Vec<Workflow>, ComputeError> {
+    pub async fn server_workflows(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Vec<Workflow>, ComputeError> {
         let s = self.server(actor, id).await?;
         Ok(self.inner.store.list_workflows(Some(&s.id), 1000).await?)
     }
@@ -448,29 +534,50 @@ impl Engine {
             .store
             .get_workflow(id)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Workflow", id: id.into() })?;
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Workflow",
+                id: id.into(),
+            })?;
         if let Some(p) = &w.project_id {
             if !actor.can_see(p) {
-                return Err(ComputeError::NotFound { kind: "Workflow", id: id.into() });
+                return Err(ComputeError::NotFound {
+                    kind: "Workflow",
+                    id: id.into(),
+                });
             }
         } else if !actor.is_admin() {
-            return Err(ComputeError::NotFound { kind: "Workflow", id: id.into() });
+            return Err(ComputeError::NotFound {
+                kind: "Workflow",
+                id: id.into(),
+            });
         }
         Ok(w)
     }
 
     /// Recent workflows (admins: all; others: their project's).
-    pub async fn workflows(&self, actor: &Actor, limit: i64) -> Result<Vec<Workflow>, ComputeError> {
-        let all = self.inner.store.list_workflows(None, limit.clamp(1, 1000)).await?;
+    pub async fn workflows(
+        &self,
+        actor: &Actor,
+        limit: i64,
+    ) -> Result<Vec<Workflow>, ComputeError> {
+        let all = self
+            .inner
+            .store
+            .list_workflows(None, limit.clamp(1, 1000))
+            .await?;
         Ok(all
             .into_iter()
-            .filter(|w| actor.is_admin() || w.project_id.as_deref() == Some(actor.project_id.as_str()))
+            .filter(|w| {
+                actor.is_admin() || w.project_id.as_deref() == Some(actor.project_id.as_str())
+            })
             .collect())
     }
 
     /// Deletes a server (soft delete when `reclaim_instance_interval` > 0).
     pub async fn delete_server(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
-        self.server_action(actor, id, ServerAction::Delete).await.map(|_| ())
+        self.server_action(actor, id, ServerAction::Delete)
+            .await
+            .map(|_| ())
     }
 
     pub(crate) async fn reclaim_one(&self, s: Server) -> Result<(), ComputeError> {
@@ -480,7 +587,8 @@ impl Engine {
             project_id: s.project_id.clone(),
             role: Role::Admin,
         };
-        self.begin_workflow(&system, s, Action::ForceDelete, "force_delete", json!({})).await?;
+        self.begin_workflow(&system, s, Action::ForceDelete, "force_delete", json!({}))
+            .await?;
         Ok(())
     }
 
@@ -512,7 +620,12 @@ impl Engine {
 
     /// Runs a server action: checks the action table, then either applies
     /// it at once or starts its workflow.
-    pub async fn server_action(&self, actor: &Actor, id: &str, req: ServerAction) -> Result<ActionOutcome, ComputeError> {
+    pub async fn server_action(
+        &self,
+        actor: &Actor,
+        id: &str,
+        req: ServerAction,
+    ) -> Result<ActionOutcome, ComputeError> {
         let s = self.server(actor, id).await?;
         let action = req.kind();
         actions::check(action, &s, actor)?;
@@ -528,7 +641,16 @@ impl Engine {
                     && s.host.is_some();
                 if s.vm_state == VmState::SoftDeleted {
                     // Deleting a soft-deleted server reclaims it now.
-                    return Ok(accepted(self.begin_workflow(actor, s, Action::ForceDelete, "force_delete", json!({})).await?));
+                    return Ok(accepted(
+                        self.begin_workflow(
+                            actor,
+                            s,
+                            Action::ForceDelete,
+                            "force_delete",
+                            json!({}),
+                        )
+                        .await?,
+                    ));
                 }
                 let kind = if soft { "soft_delete" } else { "delete" };
                 if soft {
@@ -544,7 +666,10 @@ impl Engine {
                     self.launch(s2, wf.clone()).await?;
                     return Ok(accepted(wf));
                 }
-                Ok(accepted(self.begin_workflow(actor, s, action, kind, json!({})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, kind, json!({}))
+                        .await?,
+                ))
             }
             ServerAction::ForceDelete => {
                 if s.vm_state != VmState::SoftDeleted {
@@ -554,11 +679,17 @@ impl Engine {
                         s.vm_state.as_str()
                     )));
                 }
-                Ok(accepted(self.begin_workflow(actor, s, action, "force_delete", json!({})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "force_delete", json!({}))
+                        .await?,
+                ))
             }
             ServerAction::Reboot { hard } => {
                 let kind = if hard { "reboot_hard" } else { "reboot_soft" };
-                Ok(accepted(self.begin_workflow(actor, s, action, kind, json!({})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, kind, json!({}))
+                        .await?,
+                ))
             }
             ServerAction::Rebuild {
                 image,
@@ -571,15 +702,16 @@ impl Engine {
                 preserve_ephemeral: _,
                 hostname,
             } => {
-                let img = self
-                    .image(actor, &image)
-                    .await
-                    .map_err(|_| ComputeError::BadRequest(format!("Image {image} could not be found.")))?;
+                let img = self.image(actor, &image).await.map_err(|_| {
+                    ComputeError::BadRequest(format!("Image {image} could not be found."))
+                })?;
                 let key_data = match &key_name {
                     Some(Some(k)) => Some(Some(
                         self.keypair(actor, k)
                             .await
-                            .map_err(|_| ComputeError::BadRequest("Invalid key_name provided.".into()))?
+                            .map_err(|_| {
+                                ComputeError::BadRequest("Invalid key_name provided.".into())
+                            })?
                             .public_key,
                     )),
                     Some(None) => Some(None),
@@ -609,52 +741,76 @@ impl Engine {
                 }
                 s.image_id = Some(img.id.clone());
                 let wf = self
-                    .begin_workflow(actor, s, action, "rebuild", json!({"image_id": img.id, "admin_pass": pass}))
+                    .begin_workflow(
+                        actor,
+                        s,
+                        action,
+                        "rebuild",
+                        json!({"image_id": img.id, "admin_pass": pass}),
+                    )
                     .await?;
-                Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: None, admin_pass: Some(pass) })
+                Ok(ActionOutcome::Accepted {
+                    workflow_id: wf.id,
+                    image_id: None,
+                    admin_pass: Some(pass),
+                })
             }
             ServerAction::Resize { flavor } => {
-                let f = self
-                    .flavor(&flavor)
-                    .await
-                    .map_err(|_| ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'")))?;
+                let f = self.flavor(&flavor).await.map_err(|_| {
+                    ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'"))
+                })?;
                 if f.id == s.flavor.id {
                     return Err(ComputeError::BadRequest(
                         "When resizing, instances must change flavor!".into(),
                     ));
                 }
                 if f.disk < s.flavor.disk {
-                    return Err(ComputeError::BadRequest("Resize to zero disk flavor is not allowed.".into())
-                        .with_message("Unable to resize disk down."));
+                    return Err(ComputeError::BadRequest(
+                        "Resize to zero disk flavor is not allowed.".into(),
+                    )
+                    .with_message("Unable to resize disk down."));
                 }
                 let snap: lifeboat_core::FlavorSnapshot = (&f).into();
-                Ok(accepted(self.begin_workflow(actor, s, action, "resize", json!({"flavor": snap})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "resize", json!({"flavor": snap}))
+                        .await?,
+                ))
             }
             ServerAction::Migrate { host } => {
                 if let Some(h) = &host {
                     if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::BadRequest(format!("Compute host {h} could not be found.")));
-                    }
-                    if Some(h) == s.host.as_ref() {
                         return Err(ComputeError::BadRequest(format!(
-                            "The target host can't be the same one."
+                            "Compute host {h} could not be found."
                         )));
                     }
+                    if Some(h) == s.host.as_ref() {
+                        return Err(ComputeError::BadRequest(
+                            "The target host can't be the same one.".into(),
+                        ));
+                    }
                 }
-                Ok(accepted(self.begin_workflow(actor, s, action, "migrate", json!({"host": host})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "migrate", json!({"host": host}))
+                        .await?,
+                ))
             }
             ServerAction::LiveMigrate { host } => {
                 if let Some(h) = &host {
                     if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::BadRequest(format!("Compute host {h} could not be found.")));
-                    }
-                    if Some(h) == s.host.as_ref() {
                         return Err(ComputeError::BadRequest(format!(
-                            "The target host can't be the same one."
+                            "Compute host {h} could not be found."
                         )));
                     }
+                    if Some(h) == s.host.as_ref() {
+                        return Err(ComputeError::BadRequest(
+                            "The target host can't be the same one.".into(),
+                        ));
+                    }
                 }
-                Ok(accepted(self.begin_workflow(actor, s, action, "live_migrate", json!({"host": host})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "live_migrate", json!({"host": host}))
+                        .await?,
+                ))
             }
             ServerAction::Evacuate { host, admin_pass } => {
                 let src = s.host.clone().unwrap_or_default();
@@ -665,38 +821,81 @@ impl Engine {
                 }
                 if let Some(h) = &host {
                     if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::NotFound { kind: "Compute host", id: h.clone() });
+                        return Err(ComputeError::NotFound {
+                            kind: "Compute host",
+                            id: h.clone(),
+                        });
                     }
                 }
                 let pass = admin_pass.unwrap_or_else(generate_password);
                 let wf = self
-                    .begin_workflow(actor, s, action, "evacuate", json!({"host": host, "admin_pass": pass}))
+                    .begin_workflow(
+                        actor,
+                        s,
+                        action,
+                        "evacuate",
+                        json!({"host": host, "admin_pass": pass}),
+                    )
                     .await?;
-                Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: None, admin_pass: Some(pass) })
+                Ok(ActionOutcome::Accepted {
+                    workflow_id: wf.id,
+                    image_id: None,
+                    admin_pass: Some(pass),
+                })
             }
-            ServerAction::CreateImage { name, metadata } | ServerAction::CreateBackup { name, metadata, .. }
+            ServerAction::CreateImage { name, metadata }
+            | ServerAction::CreateBackup { name, metadata, .. }
                 if name.trim().is_empty() =>
             {
                 let _ = metadata;
-                Err(ComputeError::BadRequest("Invalid input for field/attribute name.".into()))
+                Err(ComputeError::BadRequest(
+                    "Invalid input for field/attribute name.".into(),
+                ))
             }
             ServerAction::CreateImage { name, metadata } => {
-                let img = self.new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata).await?;
-                let wf = self
-                    .begin_workflow(actor, s, action, "create_image", json!({"image_id": img.id}))
+                let img = self
+                    .new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata)
                     .await?;
-                Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: Some(img.id), admin_pass: None })
+                let wf = self
+                    .begin_workflow(
+                        actor,
+                        s,
+                        action,
+                        "create_image",
+                        json!({"image_id": img.id}),
+                    )
+                    .await?;
+                Ok(ActionOutcome::Accepted {
+                    workflow_id: wf.id,
+                    image_id: Some(img.id),
+                    admin_pass: None,
+                })
             }
-            ServerAction::CreateBackup { name, backup_type, rotation, metadata } => {
+            ServerAction::CreateBackup {
+                name,
+                backup_type,
+                rotation,
+                metadata,
+            } => {
                 let img = self
                     .new_snapshot_image(&s, &name, ImageKind::Backup, Some(&backup_type), &metadata)
                     .await?;
                 if rotation == 0 {
                     // Nova: rotation 0 deletes every backup of the type, including this one.
                     let wf = self
-                        .begin_workflow(actor, s, action, "create_backup", json!({"image_id": img.id, "backup_type": backup_type, "rotation": 0}))
+                        .begin_workflow(
+                            actor,
+                            s,
+                            action,
+                            "create_backup",
+                            json!({"image_id": img.id, "backup_type": backup_type, "rotation": 0}),
+                        )
                         .await?;
-                    return Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: None, admin_pass: None });
+                    return Ok(ActionOutcome::Accepted {
+                        workflow_id: wf.id,
+                        image_id: None,
+                        admin_pass: None,
+                    });
                 }
                 let wf = self
                     .begin_workflow(
@@ -707,14 +906,26 @@ impl Engine {
                         json!({"image_id": img.id, "backup_type": backup_type, "rotation": rotation}),
                     )
                     .await?;
-                Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: Some(img.id), admin_pass: None })
+                Ok(ActionOutcome::Accepted {
+                    workflow_id: wf.id,
+                    image_id: Some(img.id),
+                    admin_pass: None,
+                })
             }
             ServerAction::ChangePassword { admin_pass } => {
                 if admin_pass.is_empty() {
-                    return Err(ComputeError::BadRequest("Invalid input for field/attribute adminPass.".into()));
+                    return Err(ComputeError::BadRequest(
+                        "Invalid input for field/attribute adminPass.".into(),
+                    ));
                 }
                 let wf = self
-                    .begin_workflow(actor, s, action, "change_password", json!({"admin_pass": admin_pass}))
+                    .begin_workflow(
+                        actor,
+                        s,
+                        action,
+                        "change_password",
+                        json!({"admin_pass": admin_pass}),
+                    )
                     .await?;
                 Ok(accepted(wf))
             }
@@ -723,28 +934,48 @@ impl Engine {
                     Some(i) => Some(
                         self.image(actor, &i)
                             .await
-                            .map_err(|_| ComputeError::BadRequest(format!("Image {i} could not be found.")))?
+                            .map_err(|_| {
+                                ComputeError::BadRequest(format!("Image {i} could not be found."))
+                            })?
                             .id,
                     ),
                     None => None,
                 };
                 let pass = admin_pass.unwrap_or_else(generate_password);
                 let wf = self
-                    .begin_workflow(actor, s, action, "rescue", json!({"rescue_image": rescue_image, "admin_pass": pass}))
+                    .begin_workflow(
+                        actor,
+                        s,
+                        action,
+                        "rescue",
+                        json!({"rescue_image": rescue_image, "admin_pass": pass}),
+                    )
                     .await?;
-                Ok(ActionOutcome::Accepted { workflow_id: wf.id, image_id: None, admin_pass: Some(pass) })
+                Ok(ActionOutcome::Accepted {
+                    workflow_id: wf.id,
+                    image_id: None,
+                    admin_pass: Some(pass),
+                })
             }
             ServerAction::Shelve => {
                 let offload = self.inner.cfg.shelved_offload_time == 0;
-                Ok(accepted(self.begin_workflow(actor, s, action, "shelve", json!({"offload": offload})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "shelve", json!({"offload": offload}))
+                        .await?,
+                ))
             }
-            ServerAction::Unshelve { availability_zone, host } => {
+            ServerAction::Unshelve {
+                availability_zone,
+                host,
+            } => {
                 if host.is_some() && !actor.is_admin() {
                     return Err(ComputeError::Forbidden(
                         "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed.".into(),
                     ));
                 }
-                if (host.is_some() || availability_zone.is_some()) && s.vm_state != VmState::ShelvedOffloaded {
+                if (host.is_some() || availability_zone.is_some())
+                    && s.vm_state != VmState::ShelvedOffloaded
+                {
                     return Err(ComputeError::Conflict(format!(
                         "The unshelve action on a server with availability_zone or host can only be done on a shelved offloaded server. Instance {} is in vm_state {}",
                         s.id,
@@ -755,16 +986,17 @@ impl Engine {
                 if let Some(z) = availability_zone {
                     s.pinned_availability_zone = z;
                 }
-                Ok(accepted(self.begin_workflow(actor, s, action, "unshelve", json!({"host": host})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, "unshelve", json!({"host": host}))
+                        .await?,
+                ))
             }
             ServerAction::ResetState { state } => {
                 let vm = match state.as_str() {
                     "active" => VmState::Active,
                     "error" => VmState::Error,
                     other => {
-                        return Err(ComputeError::BadRequest(format!(
-                            "Invalid input for field/attribute state. Value: {other}. '{other}' is not one of ['active', 'error']"
-                        )))
+                        return Err(ComputeError::BadRequest(format!("Invalid input for field/attribute state. Value: {other}. '{other}' is not one of ['active', 'error']")))
                     }
                 };
                 self.mutate_server(id, |s| {
@@ -774,13 +1006,12 @@ impl Engine {
                     Ok(())
                 })
                 .await?;
-                self.log_short(actor, &s, "reset_state", &format!("state reset to {state}")).await;
+                self.log_short(actor, &s, "reset_state", &format!("state reset to {state}"))
+                    .await;
                 Ok(ActionOutcome::Done)
             }
             ServerAction::Lock { reason } => {
-                let by = if actor.is_admin() && actor.project_id != s.project_id {
-                    LockedBy::Admin
-                } else if actor.is_admin() {
+                let by = if actor.is_admin() {
                     LockedBy::Admin
                 } else {
                     LockedBy::Owner
@@ -811,7 +1042,8 @@ impl Engine {
                     .await?
                     .crash_dump(&s.instance_name)
                     .await?;
-                self.log_short(actor, &s, "trigger_crash_dump", "NMI injected").await;
+                self.log_short(actor, &s, "trigger_crash_dump", "NMI injected")
+                    .await;
                 Ok(ActionOutcome::Done)
             }
             ServerAction::ConsoleOutput { length } => {
@@ -830,20 +1062,24 @@ impl Engine {
                     .console_output(&s.instance_name, lines)
                     .await
                     .map_err(|e| match e {
-                        lifeboat_hypervisor::HvError::NotFound(_) => ComputeError::Conflict(format!(
-                            "Instance {} could not be found on its host.",
-                            s.id
-                        )),
+                        lifeboat_hypervisor::HvError::NotFound(_) => ComputeError::Conflict(
+                            format!("Instance {} could not be found on its host.", s.id),
+                        ),
                         e => e.into(),
                     })?;
                 Ok(ActionOutcome::ConsoleOutput { output })
             }
-            ServerAction::RemoteConsole { protocol, console_type } => Err(ComputeError::BadRequest(format!(
+            ServerAction::RemoteConsole {
+                protocol,
+                console_type,
+            } => Err(ComputeError::BadRequest(format!(
                 "Unavailable console type {console_type} for protocol {protocol}."
             ))),
             ServerAction::AddSecurityGroup { name } => {
                 if name.trim().is_empty() {
-                    return Err(ComputeError::BadRequest("Security group name cannot be empty".into()));
+                    return Err(ComputeError::BadRequest(
+                        "Security group name cannot be empty".into(),
+                    ));
                 }
                 if s.security_groups.contains(&name) {
                     return Err(ComputeError::BadRequest(format!(
@@ -880,8 +1116,12 @@ impl Engine {
                 self.remove_fixed_ip(&s, &address).await?;
                 Ok(ActionOutcome::Done)
             }
-            ServerAction::AddFloatingIp { address, fixed_address } => {
-                self.associate_fip(actor, &s, &address, fixed_address.as_deref()).await?;
+            ServerAction::AddFloatingIp {
+                address,
+                fixed_address,
+            } => {
+                self.associate_fip(actor, &s, &address, fixed_address.as_deref())
+                    .await?;
                 Ok(ActionOutcome::Done)
             }
             ServerAction::RemoveFloatingIp { address } => {
@@ -900,7 +1140,10 @@ impl Engine {
             | ServerAction::RevertResize
             | ServerAction::Restore => {
                 let kind = action.as_str().to_string();
-                Ok(accepted(self.begin_workflow(actor, s, action, &kind, json!({})).await?))
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, &kind, json!({}))
+                        .await?,
+                ))
             }
         }
     }
@@ -933,11 +1176,15 @@ impl Engine {
 
 fn validate_tags(tags: &[String]) -> Result<(), ComputeError> {
     if tags.len() > 50 {
-        return Err(ComputeError::BadRequest("The number of tags exceeded the per-server limit 50".into()));
+        return Err(ComputeError::BadRequest(
+            "The number of tags exceeded the per-server limit 50".into(),
+        ));
     }
     for t in tags {
         if t.is_empty() || t.len() > 60 || t.contains('/') || t.contains(',') {
-            return Err(ComputeError::BadRequest(format!("Invalid input for field/attribute tags. Value: {t}.")));
+            return Err(ComputeError::BadRequest(format!(
+                "Invalid input for field/attribute tags. Value: {t}."
+            )));
         }
     }
     Ok(())

@@ -18,7 +18,9 @@ use crate::{ComputeError, Engine};
 pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
     let was_active = p["was_active"].as_bool().unwrap_or(false);
     let mut v: Vec<&'static str> = match kind {
-        "create" => vec!["schedule", "network", "define", "spawn", "ready", "password"],
+        "create" => vec![
+            "schedule", "network", "define", "spawn", "ready", "password",
+        ],
         "delete" | "force_delete" => vec!["wait_superseded", "power_off", "destroy", "network"],
         "soft_delete" => vec!["wait_superseded", "power_off"],
         "restore" => vec!["power_on", "ready"],
@@ -99,7 +101,10 @@ impl Engine {
             .store
             .get_server(id)
             .await?
-            .ok_or_else(|| ComputeError::NotFound { kind: "Instance", id: id.into() })
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Instance",
+                id: id.into(),
+            })
     }
 
     async fn wait_ready(&self, s: &Server) -> StepResult<()> {
@@ -135,11 +140,18 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
     match step {
         "schedule" => {
             if s.host.is_none() {
-                let prefer = wf.params["host"].as_str().map(str::to_string).or_else(|| {
-                    (kind == "unshelve").then(|| s.node.clone()).flatten()
-                });
+                let prefer = wf.params["host"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| (kind == "unshelve").then(|| s.node.clone()).flatten());
                 let host = e
-                    .schedule(&s.flavor.resources(), s.pinned_availability_zone.as_deref(), prefer.as_deref(), None, kind == "create" && wf.params["host"].is_string())
+                    .schedule(
+                        &s.flavor.resources(),
+                        s.pinned_availability_zone.as_deref(),
+                        prefer.as_deref(),
+                        None,
+                        kind == "create" && wf.params["host"].is_string(),
+                    )
                     .await?;
                 e.mutate_server(&id, |s| {
                     s.host = Some(host.name.clone());
@@ -237,11 +249,21 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "reboot" => {
             let hard = kind == "reboot_hard";
             e.mutate_server(&id, |s| {
-                set_task(s, if hard { TaskState::RebootStartedHard } else { TaskState::RebootStarted });
+                set_task(
+                    s,
+                    if hard {
+                        TaskState::RebootStartedHard
+                    } else {
+                        TaskState::RebootStarted
+                    },
+                );
                 Ok(())
             })
             .await?;
-            e.server_agent(&s).await?.reboot(&s.instance_name, hard).await?;
+            e.server_agent(&s)
+                .await?
+                .reboot(&s.instance_name, hard)
+                .await?;
             e.mutate_server(&id, |s| {
                 s.power_state = PowerState::Running;
                 Ok(())
@@ -285,39 +307,61 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "rebuild" => {
-            let image_id = wf.params["image_id"].as_str().unwrap_or_default().to_string();
+            let image_id = wf.params["image_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let img = e.image_ref(&image_id).await?;
             e.mutate_server(&id, |s| {
                 set_task(s, TaskState::RebuildSpawning);
                 Ok(())
             })
             .await?;
-            e.server_agent(&s).await?.rebuild(&s.instance_name, &img).await?;
+            e.server_agent(&s)
+                .await?
+                .rebuild(&s.instance_name, &img)
+                .await?;
         }
         "schedule_dest" => {
             if wf.params["dest"].is_null() {
                 let need = match wf.params["flavor"].as_object() {
-                    Some(_) => serde_json::from_value::<lifeboat_core::FlavorSnapshot>(wf.params["flavor"].clone())
-                        .map_err(|e| ComputeError::Internal(e.to_string()))?
-                        .resources(),
+                    Some(_) => serde_json::from_value::<lifeboat_core::FlavorSnapshot>(
+                        wf.params["flavor"].clone(),
+                    )
+                    .map_err(|e| ComputeError::Internal(e.to_string()))?
+                    .resources(),
                     None => s.flavor.resources(),
                 };
                 let current = s.host.clone();
                 let dest = match kind.as_str() {
                     // Resizing prefers the same host (allow_resize_to_same_host).
                     "resize" => {
-                        let same = e.host_fits(current.as_deref().unwrap_or_default(), &need, &s.flavor.resources()).await;
+                        let same = e
+                            .host_fits(
+                                current.as_deref().unwrap_or_default(),
+                                &need,
+                                &s.flavor.resources(),
+                            )
+                            .await;
                         if same {
                             current.clone().unwrap_or_default()
                         } else {
-                            e.schedule(&need, None, None, current.as_deref(), false).await?.name
+                            e.schedule(&need, None, None, current.as_deref(), false)
+                                .await?
+                                .name
                         }
                     }
                     _ => {
                         let wanted = wf.params["host"].as_str().map(str::to_string);
-                        e.schedule(&need, None, wanted.as_deref(), current.as_deref(), wanted.is_some())
-                            .await?
-                            .name
+                        e.schedule(
+                            &need,
+                            None,
+                            wanted.as_deref(),
+                            current.as_deref(),
+                            wanted.is_some(),
+                        )
+                        .await?
+                        .name
                     }
                 };
                 wf.params["dest"] = json!(dest);
@@ -340,13 +384,22 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             let size = size_of(&new_flavor);
             let src = s.host.clone().unwrap_or_default();
             if dest == src {
-                e.agent_for(&src).await?.resize(&s.instance_name, &size).await?;
+                e.agent_for(&src)
+                    .await?
+                    .resize(&s.instance_name, &size)
+                    .await?;
             } else if s.source_host.is_none() {
                 let mut spec = e.vm_spec(&s).await?;
                 spec.size = size;
                 let target = e.agent_for(&dest).await?.prepare_incoming(&spec).await?;
-                e.agent_for(&src).await?.migrate_to(&s.instance_name, &target).await?;
-                e.agent_for(&dest).await?.resize(&s.instance_name, &size).await?;
+                e.agent_for(&src)
+                    .await?
+                    .migrate_to(&s.instance_name, &target)
+                    .await?;
+                e.agent_for(&dest)
+                    .await?
+                    .resize(&s.instance_name, &size)
+                    .await?;
             }
             e.mutate_server(&id, |s| {
                 if s.old_flavor.is_none() {
@@ -364,7 +417,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "confirm" => {
-            e.server_agent(&s).await?.confirm_resize(&s.instance_name).await?;
+            e.server_agent(&s)
+                .await?
+                .confirm_resize(&s.instance_name)
+                .await?;
             if let Some(src) = &s.source_host {
                 let _ = e.agent_for(src).await?.destroy(&s.instance_name).await;
             }
@@ -402,20 +458,42 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "snapshot" => {
-            let image_id = wf.params["image_id"].as_str().unwrap_or_default().to_string();
+            let image_id = wf.params["image_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             e.mutate_server(&id, |s| {
-                set_task(s, if kind == "create_backup" { TaskState::ImageBackup } else { TaskState::ImageUploading });
+                set_task(
+                    s,
+                    if kind == "create_backup" {
+                        TaskState::ImageBackup
+                    } else {
+                        TaskState::ImageUploading
+                    },
+                );
                 Ok(())
             })
             .await?;
-            e.set_image_status(&image_id, ImageStatus::Saving, None).await?;
-            let dest = e.image_path(&image_id);
-            let info = e.server_agent(&s).await?.snapshot_disk(&s.instance_name, &dest).await?;
-            e.set_image_status(&image_id, ImageStatus::Active, Some((info.path, info.size, info.format)))
+            e.set_image_status(&image_id, ImageStatus::Saving, None)
                 .await?;
+            let dest = e.image_path(&image_id);
+            let info = e
+                .server_agent(&s)
+                .await?
+                .snapshot_disk(&s.instance_name, &dest)
+                .await?;
+            e.set_image_status(
+                &image_id,
+                ImageStatus::Active,
+                Some((info.path, info.size, info.format)),
+            )
+            .await?;
         }
         "rotate" => {
-            let bt = wf.params["backup_type"].as_str().unwrap_or_default().to_string();
+            let bt = wf.params["backup_type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let rotation = wf.params["rotation"].as_u64().unwrap_or(0) as usize;
             e.rotate_backups(&s, &bt, rotation).await?;
         }
@@ -439,7 +517,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 let spec = e.vm_spec(&s).await?;
                 let dagent = e.agent_for(&dest).await?;
                 let target = dagent.prepare_incoming(&spec).await?;
-                e.server_agent(&s).await?.migrate_to(&s.instance_name, &target).await?;
+                e.server_agent(&s)
+                    .await?
+                    .migrate_to(&s.instance_name, &target)
+                    .await?;
                 dagent.finish_incoming(&s.instance_name).await?;
                 if s.vm_state == VmState::Paused {
                     dagent.pause(&s.instance_name).await?;
@@ -577,7 +658,9 @@ pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
                 s.power_state = PowerState::Running;
             }
             "stop" | "shelve" => s.power_state = PowerState::Shutdown,
-            "evacuate" if p["was_active"].as_bool() == Some(true) => s.power_state = PowerState::Running,
+            "evacuate" if p["was_active"].as_bool() == Some(true) => {
+                s.power_state = PowerState::Running
+            }
             _ => {}
         }
         if !finish_action(&kind, s) {

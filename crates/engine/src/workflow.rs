@@ -58,9 +58,17 @@ impl Engine {
     /// Records `wf` as the owner of `server`'s new task (server already
     /// mutated by `actions::begin`) in one transaction, then runs it in the
     /// background.
-    pub(crate) async fn launch(&self, mut server: Server, wf: Workflow) -> Result<Server, ComputeError> {
+    pub(crate) async fn launch(
+        &self,
+        mut server: Server,
+        wf: Workflow,
+    ) -> Result<Server, ComputeError> {
         server.task_workflow = Some(wf.id.clone());
-        let saved = self.inner.store.cas_server_with_workflow(&server, &wf).await?;
+        let saved = self
+            .inner
+            .store
+            .cas_server_with_workflow(&server, &wf)
+            .await?;
         self.event(NewEvent {
             level: Level::Info,
             server_id: Some(saved.id.clone()),
@@ -148,7 +156,10 @@ impl Engine {
                 &wf,
                 Level::Info,
                 Some(&name),
-                format!("{}: {} started (attempt {})", wf.kind, name, wf.steps[i].attempts),
+                format!(
+                    "{}: {} started (attempt {})",
+                    wf.kind, name, wf.steps[i].attempts
+                ),
             )
             .await;
             if self.inner.cfg.hang_at.as_deref() == Some(&format!("{}:{}", wf.kind, name)) {
@@ -160,8 +171,13 @@ impl Engine {
                     wf.steps[i].state = StepState::Done;
                     wf.steps[i].finished_at = Some(now());
                     self.persist(&mut wf).await?;
-                    self.step_event(&wf, Level::Info, Some(&name), format!("{}: {} done", wf.kind, name))
-                        .await;
+                    self.step_event(
+                        &wf,
+                        Level::Info,
+                        Some(&name),
+                        format!("{}: {} done", wf.kind, name),
+                    )
+                    .await;
                 }
                 Err(e) => {
                     wf.steps[i].state = StepState::Failed;
@@ -196,8 +212,13 @@ impl Engine {
                 Ok(()) => {
                     wf.steps[i].state = StepState::Undone;
                     self.persist(wf).await?;
-                    self.step_event(wf, Level::Info, Some(&name), format!("{}: {} undone", wf.kind, name))
-                        .await;
+                    self.step_event(
+                        wf,
+                        Level::Info,
+                        Some(&name),
+                        format!("{}: {} undone", wf.kind, name),
+                    )
+                    .await;
                 }
                 Err(e) => {
                     clean = false;
@@ -225,7 +246,11 @@ impl Engine {
             wf,
             Level::Error,
             None,
-            format!("{} {}: {error}", wf.kind, wf.state.as_str().replace('_', " ")),
+            format!(
+                "{} {}: {error}",
+                wf.kind,
+                wf.state.as_str().replace('_', " ")
+            ),
         )
         .await;
         Ok(())
@@ -236,7 +261,8 @@ impl Engine {
         wf.state = WorkflowState::Completed;
         steps::scrub_secrets(&mut wf.params);
         self.persist(wf).await?;
-        self.step_event(wf, Level::Info, None, format!("{} completed", wf.kind)).await;
+        self.step_event(wf, Level::Info, None, format!("{} completed", wf.kind))
+            .await;
         Ok(())
     }
 
@@ -246,8 +272,13 @@ impl Engine {
         let unfinished = self.inner.store.unfinished_workflows().await?;
         for wf in &unfinished {
             tracing::info!(workflow = %wf.id, kind = %wf.kind, "resuming workflow");
-            self.step_event(wf, Level::Warn, None, format!("{} resumed after restart", wf.kind))
-                .await;
+            self.step_event(
+                wf,
+                Level::Warn,
+                None,
+                format!("{} resumed after restart", wf.kind),
+            )
+            .await;
             self.spawn_run(wf.id.clone());
         }
         for s in self.inner.store.servers_with_tasks().await? {
@@ -275,15 +306,15 @@ impl Engine {
         mut f: impl FnMut(&mut Server) -> StepResult<()>,
     ) -> StepResult<Server> {
         for _ in 0..50 {
-            let mut s = self
-                .inner
-                .store
-                .get_server(id)
-                .await?
-                .ok_or_else(|| ComputeError::NotFound {
-                    kind: "Instance",
-                    id: id.to_string(),
-                })?;
+            let mut s =
+                self.inner
+                    .store
+                    .get_server(id)
+                    .await?
+                    .ok_or_else(|| ComputeError::NotFound {
+                        kind: "Instance",
+                        id: id.to_string(),
+                    })?;
             f(&mut s)?;
             match self.inner.store.cas_server(&s).await {
                 Ok(saved) => return Ok(saved),
@@ -294,7 +325,9 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ComputeError::Conflict(format!("server {id} is too busy; retry")))
+        Err(ComputeError::Conflict(format!(
+            "server {id} is too busy; retry"
+        )))
     }
 }
 

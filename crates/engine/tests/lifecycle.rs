@@ -4,8 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_core::{Action, ActionDenied, Actor, ImageKind, PowerState, Role, Server, Status, VmState};
-use lifeboat_engine::{ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, ListServers, ServerAction};
+use lifeboat_core::{
+    Action, ActionDenied, Actor, ImageKind, PowerState, Role, Server, Status, VmState,
+};
+use lifeboat_engine::{
+    ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, ListServers, ServerAction,
+};
 use lifeboat_hypervisor::fake::{FakeConfig, FakeDriver};
 
 struct Env {
@@ -17,9 +21,10 @@ struct Env {
 
 async fn env_with(hosts: usize, tweak: impl FnOnce(&mut EngineConfig)) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store = lifeboat_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .unwrap();
+    let store =
+        lifeboat_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap();
     let mut cfg = EngineConfig::new(dir.path().to_path_buf());
     cfg.sync_interval = Duration::from_millis(200);
     cfg.ready_timeout = Duration::from_secs(5);
@@ -30,14 +35,27 @@ async fn env_with(hosts: usize, tweak: impl FnOnce(&mut EngineConfig)) -> Env {
     let mut fakes = vec![];
     for i in 1..=hosts {
         let f = Arc::new(FakeDriver::new(FakeConfig::from_env(&format!("host{i}"))));
-        engine.add_host(&format!("host{i}"), "local", "nova", f.clone()).await.unwrap();
+        engine
+            .add_host(&format!("host{i}"), "local", "nova", f.clone())
+            .await
+            .unwrap();
         fakes.push(f);
     }
     engine.start().await.unwrap();
     let admin_user = engine.user("admin").await.unwrap();
     let project = engine.project("admin").await.unwrap();
-    let admin = Actor { user_id: admin_user.id, user_name: "admin".into(), project_id: project.id, role: Role::Admin };
-    Env { engine, admin, hosts: fakes, _dir: dir }
+    let admin = Actor {
+        user_id: admin_user.id,
+        user_name: "admin".into(),
+        project_id: project.id,
+        role: Role::Admin,
+    };
+    Env {
+        engine,
+        admin,
+        hosts: fakes,
+        _dir: dir,
+    }
 }
 
 async fn env() -> Env {
@@ -51,14 +69,30 @@ impl Env {
             Err(_) => self.engine.create_project(project, "").await.unwrap(),
         };
         let name = format!("{project}-{}", role.as_str());
-        let u = self.engine.create_user(&name, "password123", &p.id, role).await.unwrap();
-        Actor { user_id: u.id, user_name: name, project_id: p.id, role }
+        let u = self
+            .engine
+            .create_user(&name, "password123", &p.id, role)
+            .await
+            .unwrap();
+        Actor {
+            user_id: u.id,
+            user_name: name,
+            project_id: p.id,
+            role,
+        }
     }
 
     async fn create(&self, actor: &Actor, name: &str) -> Server {
         let c = self
             .engine
-            .create_servers(actor, CreateServer { name: name.into(), flavor: "m1.nano".into(), ..Default::default() })
+            .create_servers(
+                actor,
+                CreateServer {
+                    name: name.into(),
+                    flavor: "m1.nano".into(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         self.settle(&c[0].server.id).await
@@ -96,11 +130,17 @@ async fn create_and_every_lifecycle_action() {
     let id = s.id.clone();
 
     let s = e.act(&u, &id, ServerAction::Stop).await;
-    assert_eq!((s.status(), s.power_state), (Status::Shutoff, PowerState::Shutdown));
+    assert_eq!(
+        (s.status(), s.power_state),
+        (Status::Shutoff, PowerState::Shutdown)
+    );
     let s = e.act(&u, &id, ServerAction::Start).await;
     assert_eq!(s.status(), Status::Active);
     let s = e.act(&u, &id, ServerAction::Pause).await;
-    assert_eq!((s.status(), s.power_state), (Status::Paused, PowerState::Paused));
+    assert_eq!(
+        (s.status(), s.power_state),
+        (Status::Paused, PowerState::Paused)
+    );
     let s = e.act(&u, &id, ServerAction::Unpause).await;
     assert_eq!(s.status(), Status::Active);
     let s = e.act(&u, &id, ServerAction::Suspend).await;
@@ -111,21 +151,51 @@ async fn create_and_every_lifecycle_action() {
     assert_eq!(s.status(), Status::Active);
     let s = e.act(&u, &id, ServerAction::Reboot { hard: true }).await;
     assert_eq!(s.status(), Status::Active);
-    let s = e.act(&u, &id, ServerAction::Rescue { admin_pass: None, image: None }).await;
+    let s = e
+        .act(
+            &u,
+            &id,
+            ServerAction::Rescue {
+                admin_pass: None,
+                image: None,
+            },
+        )
+        .await;
     assert_eq!(s.status(), Status::Rescue);
     let s = e.act(&u, &id, ServerAction::Unrescue).await;
     assert_eq!(s.status(), Status::Active);
 
     // resize then revert, resize then confirm
-    let s = e.act(&u, &id, ServerAction::Resize { flavor: "m1.tiny".into() }).await;
+    let s = e
+        .act(
+            &u,
+            &id,
+            ServerAction::Resize {
+                flavor: "m1.tiny".into(),
+            },
+        )
+        .await;
     assert_eq!(s.status(), Status::VerifyResize);
     assert_eq!(s.flavor.original_name, "m1.tiny");
     let s = e.act(&u, &id, ServerAction::RevertResize).await;
-    assert_eq!((s.status(), s.flavor.original_name.as_str()), (Status::Active, "m1.nano"));
+    assert_eq!(
+        (s.status(), s.flavor.original_name.as_str()),
+        (Status::Active, "m1.nano")
+    );
     assert_eq!(s.power_state, PowerState::Running);
-    e.act(&u, &id, ServerAction::Resize { flavor: "m1.tiny".into() }).await;
+    e.act(
+        &u,
+        &id,
+        ServerAction::Resize {
+            flavor: "m1.tiny".into(),
+        },
+    )
+    .await;
     let s = e.act(&u, &id, ServerAction::ConfirmResize).await;
-    assert_eq!((s.status(), s.flavor.original_name.as_str()), (Status::Active, "m1.tiny"));
+    assert_eq!(
+        (s.status(), s.flavor.original_name.as_str()),
+        (Status::Active, "m1.tiny")
+    );
     assert!(s.old_flavor.is_none());
 
     // rebuild keeps identity and ports
@@ -151,44 +221,143 @@ async fn create_and_every_lifecycle_action() {
     assert_eq!(s.attachments[0].port_id, port);
 
     // snapshot and backups with rotation
-    let out = e.engine.server_action(&u, &id, ServerAction::CreateImage { name: "snap".into(), metadata: Default::default() }).await.unwrap();
-    let ActionOutcome::Accepted { image_id: Some(img), .. } = out else { panic!("{out:?}") };
+    let out = e
+        .engine
+        .server_action(
+            &u,
+            &id,
+            ServerAction::CreateImage {
+                name: "snap".into(),
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let ActionOutcome::Accepted {
+        image_id: Some(img),
+        ..
+    } = out
+    else {
+        panic!("{out:?}")
+    };
     e.settle(&id).await;
     let image = e.engine.image(&u, &img).await.unwrap();
     assert_eq!(image.status, lifeboat_core::ImageStatus::Active);
     assert_eq!(image.kind, ImageKind::Snapshot);
     for i in 0..3 {
-        e.act(&u, &id, ServerAction::CreateBackup { name: format!("b{i}"), backup_type: "daily".into(), rotation: 2, metadata: Default::default() })
-            .await;
+        e.act(
+            &u,
+            &id,
+            ServerAction::CreateBackup {
+                name: format!("b{i}"),
+                backup_type: "daily".into(),
+                rotation: 2,
+                metadata: Default::default(),
+            },
+        )
+        .await;
     }
-    let backups: Vec<_> = e.engine.images(&u).await.unwrap().into_iter().filter(|i| i.kind == ImageKind::Backup).collect();
-    assert_eq!(backups.iter().map(|b| b.name.as_str()).collect::<std::collections::BTreeSet<_>>(), ["b1", "b2"].into());
+    let backups: Vec<_> = e
+        .engine
+        .images(&u)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.kind == ImageKind::Backup)
+        .collect();
+    assert_eq!(
+        backups
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["b1", "b2"].into()
+    );
 
-    let s = e.act(&u, &id, ServerAction::ChangePassword { admin_pass: "s3cret-pass".into() }).await;
+    let s = e
+        .act(
+            &u,
+            &id,
+            ServerAction::ChangePassword {
+                admin_pass: "s3cret-pass".into(),
+            },
+        )
+        .await;
     assert_eq!(s.status(), Status::Active);
     let wfs = e.engine.server_workflows(&u, &id).await.unwrap();
     let pw = wfs.iter().find(|w| w.kind == "change_password").unwrap();
-    assert!(pw.params.get("admin_pass").is_none(), "secrets are scrubbed: {:?}", pw.params);
+    assert!(
+        pw.params.get("admin_pass").is_none(),
+        "secrets are scrubbed: {:?}",
+        pw.params
+    );
 
     // shelve (offloaded at once by default) and unshelve
     let s = e.act(&u, &id, ServerAction::Shelve).await;
     assert_eq!(s.status(), Status::ShelvedOffloaded);
     assert!(s.host.is_none());
-    let s = e.act(&u, &id, ServerAction::Unshelve { availability_zone: None, host: None }).await;
-    assert_eq!((s.status(), s.host.as_deref()), (Status::Active, Some("host1")));
+    let s = e
+        .act(
+            &u,
+            &id,
+            ServerAction::Unshelve {
+                availability_zone: None,
+                host: None,
+            },
+        )
+        .await;
+    assert_eq!(
+        (s.status(), s.host.as_deref()),
+        (Status::Active, Some("host1"))
+    );
 
     // console and crash dump
-    let out = e.engine.server_action(&u, &id, ServerAction::ConsoleOutput { length: Some(1) }).await.unwrap();
-    assert_eq!(out, ActionOutcome::ConsoleOutput { output: "LIFEBOAT-READY\n".into() });
-    assert_eq!(e.engine.server_action(&u, &id, ServerAction::TriggerCrashDump).await.unwrap(), ActionOutcome::Done);
+    let out = e
+        .engine
+        .server_action(&u, &id, ServerAction::ConsoleOutput { length: Some(1) })
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ActionOutcome::ConsoleOutput {
+            output: "LIFEBOAT-READY\n".into()
+        }
+    );
+    assert_eq!(
+        e.engine
+            .server_action(&u, &id, ServerAction::TriggerCrashDump)
+            .await
+            .unwrap(),
+        ActionOutcome::Done
+    );
 
     // floating IP
     let fip = e.engine.allocate_floating_ip(&u).await.unwrap();
-    e.engine.server_action(&u, &id, ServerAction::AddFloatingIp { address: fip.address.clone(), fixed_address: None }).await.unwrap();
+    e.engine
+        .server_action(
+            &u,
+            &id,
+            ServerAction::AddFloatingIp {
+                address: fip.address.clone(),
+                fixed_address: None,
+            },
+        )
+        .await
+        .unwrap();
     let s = e.engine.server(&u, &id).await.unwrap();
     assert_eq!(s.attachments[0].floating_ips, vec![fip.address.clone()]);
-    e.engine.server_action(&u, &id, ServerAction::RemoveFloatingIp { address: fip.address.clone() }).await.unwrap();
-    assert!(e.engine.server(&u, &id).await.unwrap().attachments[0].floating_ips.is_empty());
+    e.engine
+        .server_action(
+            &u,
+            &id,
+            ServerAction::RemoveFloatingIp {
+                address: fip.address.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(e.engine.server(&u, &id).await.unwrap().attachments[0]
+        .floating_ips
+        .is_empty());
 
     // delete
     e.act(&u, &id, ServerAction::Delete).await;
@@ -196,7 +365,10 @@ async fn create_and_every_lifecycle_action() {
     assert!(matches!(err, ComputeError::NotFound { .. }));
     let gone = e.engine.server(&e.admin, &id).await.unwrap();
     assert_eq!(gone.vm_state, VmState::Deleted);
-    assert!(e.hosts[0].status(&s.instance_name).await.is_err(), "VM destroyed");
+    assert!(
+        e.hosts[0].status(&s.instance_name).await.is_err(),
+        "VM destroyed"
+    );
     let ports: Vec<lifeboat_core::Port> = e.engine.store().list_by_ref(&id).await.unwrap();
     assert!(ports.is_empty(), "ports released");
 }
@@ -211,19 +383,45 @@ async fn wrong_state_lock_roles_and_tenants() {
     let other = e.member("other", Role::Member).await;
     let s = e.create(&u, "db").await;
 
-    let err = e.engine.server_action(&u, &s.id, ServerAction::Start).await.unwrap_err();
+    let err = e
+        .engine
+        .server_action(&u, &s.id, ServerAction::Start)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("Cannot 'start' instance {} while it is in vm_state active", s.id)
+        format!(
+            "Cannot 'start' instance {} while it is in vm_state active",
+            s.id
+        )
     );
-    assert!(matches!(err, ComputeError::Denied(ActionDenied::InvalidState { .. })));
+    assert!(matches!(
+        err,
+        ComputeError::Denied(ActionDenied::InvalidState { .. })
+    ));
 
-    e.engine.server_action(&u, &s.id, ServerAction::Lock { reason: Some("maint".into()) }).await.unwrap();
-    let err = e.engine.server_action(&u, &s.id, ServerAction::Stop).await.unwrap_err();
+    e.engine
+        .server_action(
+            &u,
+            &s.id,
+            ServerAction::Lock {
+                reason: Some("maint".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let err = e
+        .engine
+        .server_action(&u, &s.id, ServerAction::Stop)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), format!("Instance {} is locked", s.id));
     // admins bypass locks
     e.act(&e.admin, &s.id, ServerAction::Stop).await;
-    e.engine.server_action(&u, &s.id, ServerAction::Unlock).await.unwrap();
+    e.engine
+        .server_action(&u, &s.id, ServerAction::Unlock)
+        .await
+        .unwrap();
 
     // readers cannot mutate; other projects cannot see
     assert!(matches!(
@@ -231,28 +429,93 @@ async fn wrong_state_lock_roles_and_tenants() {
         Err(ComputeError::Denied(ActionDenied::Forbidden { .. }))
     ));
     assert!(e.engine.server(&r, &s.id).await.is_ok());
-    assert!(matches!(e.engine.server(&other, &s.id).await, Err(ComputeError::NotFound { .. })));
     assert!(matches!(
-        e.engine.server_action(&other, &s.id, ServerAction::Start).await,
+        e.engine.server(&other, &s.id).await,
         Err(ComputeError::NotFound { .. })
     ));
-    assert!(e.engine.list_servers(&other, &ListServers::default()).await.unwrap().is_empty());
-    assert_eq!(e.engine.list_servers(&e.admin, &ListServers { all_projects: true, ..Default::default() }).await.unwrap().len(), 1);
+    assert!(matches!(
+        e.engine
+            .server_action(&other, &s.id, ServerAction::Start)
+            .await,
+        Err(ComputeError::NotFound { .. })
+    ));
+    assert!(e
+        .engine
+        .list_servers(&other, &ListServers::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        e.engine
+            .list_servers(
+                &e.admin,
+                &ListServers {
+                    all_projects: true,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // admin-only actions
     assert!(matches!(
-        e.engine.server_action(&u, &s.id, ServerAction::Migrate { host: None }).await,
+        e.engine
+            .server_action(&u, &s.id, ServerAction::Migrate { host: None })
+            .await,
         Err(ComputeError::Denied(ActionDenied::Forbidden { .. }))
     ));
     assert!(matches!(
-        e.engine.server_action(&u, &s.id, ServerAction::ResetState { state: "error".into() }).await,
+        e.engine
+            .server_action(
+                &u,
+                &s.id,
+                ServerAction::ResetState {
+                    state: "error".into()
+                }
+            )
+            .await,
         Err(ComputeError::Denied(ActionDenied::Forbidden { .. }))
     ));
-    e.engine.server_action(&e.admin, &s.id, ServerAction::ResetState { state: "error".into() }).await.unwrap();
-    assert_eq!(e.engine.server(&u, &s.id).await.unwrap().status(), Status::Error);
+    e.engine
+        .server_action(
+            &e.admin,
+            &s.id,
+            ServerAction::ResetState {
+                state: "error".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.engine.server(&u, &s.id).await.unwrap().status(),
+        Status::Error
+    );
     // list filters
-    let errs = e.engine.list_servers(&u, &ListServers { status: Some(vec![Status::Error]), ..Default::default() }).await.unwrap();
+    let errs = e
+        .engine
+        .list_servers(
+            &u,
+            &ListServers {
+                status: Some(vec![Status::Error]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(errs.len(), 1);
-    let act = e.engine.list_servers(&u, &ListServers { status: Some(vec![Status::Active]), ..Default::default() }).await.unwrap();
+    let act = e
+        .engine
+        .list_servers(
+            &u,
+            &ListServers {
+                status: Some(vec![Status::Active]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(act.is_empty());
 }
 
@@ -263,12 +526,20 @@ async fn one_task_at_a_time() {
     let u = e.member("demo", Role::Member).await;
     let s = e.create(&u, "busy").await;
     let (a, b) = tokio::join!(
-        e.engine.server_action(&u, &s.id, ServerAction::Reboot { hard: false }),
+        e.engine
+            .server_action(&u, &s.id, ServerAction::Reboot { hard: false }),
         e.engine.server_action(&u, &s.id, ServerAction::Stop),
     );
     assert!(a.is_ok() != b.is_ok(), "exactly one accepted: {a:?} {b:?}");
-    let loser = if a.is_ok() { b.unwrap_err() } else { a.unwrap_err() };
-    assert!(loser.to_string().contains("task_state") || loser.to_string().contains("changed by another request"), "{loser}");
+    let loser = match (a, b) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        loser.to_string().contains("task_state")
+            || loser.to_string().contains("changed by another request"),
+        "{loser}"
+    );
     e.settle(&s.id).await;
 }
 
@@ -278,13 +549,31 @@ async fn failures_roll_back_or_error() {
     let u = e.member("demo", Role::Member).await;
     // create fails at spawn: server ERROR with fault, VM and ports cleaned up
     e.hosts[0].inject_failure("start", 1);
-    let c = e.engine.create_servers(&u, CreateServer { name: "bad".into(), flavor: "m1.nano".into(), ..Default::default() }).await.unwrap();
+    let c = e
+        .engine
+        .create_servers(
+            &u,
+            CreateServer {
+                name: "bad".into(),
+                flavor: "m1.nano".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let s = e.settle(&c[0].server.id).await;
     assert_eq!(s.status(), Status::Error);
     let fault = s.fault.clone().expect("fault");
     assert_eq!(fault.code, 500);
-    assert!(fault.message.contains("injected failure: start"), "{}", fault.message);
-    assert!(e.hosts[0].status(&s.instance_name).await.is_err(), "undefined on rollback");
+    assert!(
+        fault.message.contains("injected failure: start"),
+        "{}",
+        fault.message
+    );
+    assert!(
+        e.hosts[0].status(&s.instance_name).await.is_err(),
+        "undefined on rollback"
+    );
     let ports: Vec<lifeboat_core::Port> = e.engine.store().list_by_ref(&s.id).await.unwrap();
     assert!(ports.is_empty());
     let wf = &e.engine.server_workflows(&u, &s.id).await.unwrap()[0];
@@ -306,12 +595,33 @@ async fn failures_roll_back_or_error() {
     assert_eq!(s4.status(), Status::Active);
 
     // no host with room: NoValidHost fault
-    let big = lifeboat_core::Flavor { id: "99".into(), name: "huge".into(), vcpus: 1, ram: 1 << 40, ..lifeboat_core::Flavor::defaults()[0].clone() };
+    let big = lifeboat_core::Flavor {
+        id: "99".into(),
+        name: "huge".into(),
+        vcpus: 1,
+        ram: 1 << 40,
+        ..lifeboat_core::Flavor::defaults()[0].clone()
+    };
     e.engine.create_flavor(&e.admin, big).await.unwrap();
-    let c = e.engine.create_servers(&u, CreateServer { name: "huge".into(), flavor: "huge".into(), ..Default::default() }).await.unwrap();
+    let c = e
+        .engine
+        .create_servers(
+            &u,
+            CreateServer {
+                name: "huge".into(),
+                flavor: "huge".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let s = e.settle(&c[0].server.id).await;
     assert_eq!(s.status(), Status::Error);
-    assert!(s.fault.unwrap().message.starts_with("No valid host was found."));
+    assert!(s
+        .fault
+        .unwrap()
+        .message
+        .starts_with("No valid host was found."));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +632,10 @@ async fn soft_delete_restore_and_reclaim() {
     let d = e.act(&u, &s.id, ServerAction::Delete).await;
     assert_eq!(d.status(), Status::SoftDeleted);
     let r = e.act(&u, &s.id, ServerAction::Restore).await;
-    assert_eq!((r.status(), r.power_state), (Status::Active, PowerState::Running));
+    assert_eq!(
+        (r.status(), r.power_state),
+        (Status::Active, PowerState::Running)
+    );
     e.act(&u, &s.id, ServerAction::Delete).await;
     // the periodic task reclaims it after the interval
     for _ in 0..100 {
@@ -343,14 +656,40 @@ async fn multi_host_migrate_live_migrate_evacuate() {
     let src = s.host.clone().unwrap();
     let dst = if src == "host1" { "host2" } else { "host1" };
 
-    let m = e.act(&e.admin, &s.id, ServerAction::LiveMigrate { host: Some(dst.into()) }).await;
+    let m = e
+        .act(
+            &e.admin,
+            &s.id,
+            ServerAction::LiveMigrate {
+                host: Some(dst.into()),
+            },
+        )
+        .await;
     assert_eq!((m.status(), m.host.as_deref()), (Status::Active, Some(dst)));
     let idx = |h: &str| if h == "host1" { 0 } else { 1 };
     assert!(e.hosts[idx(&src)].status(&s.instance_name).await.is_err());
-    assert_eq!(e.hosts[idx(dst)].status(&s.instance_name).await.unwrap().power_state, PowerState::Running);
+    assert_eq!(
+        e.hosts[idx(dst)]
+            .status(&s.instance_name)
+            .await
+            .unwrap()
+            .power_state,
+        PowerState::Running
+    );
 
-    let m = e.act(&e.admin, &s.id, ServerAction::Migrate { host: Some(src.clone()) }).await;
-    assert_eq!((m.status(), m.host.as_deref(), m.source_host.as_deref()), (Status::VerifyResize, Some(src.as_str()), Some(dst)));
+    let m = e
+        .act(
+            &e.admin,
+            &s.id,
+            ServerAction::Migrate {
+                host: Some(src.clone()),
+            },
+        )
+        .await;
+    assert_eq!(
+        (m.status(), m.host.as_deref(), m.source_host.as_deref()),
+        (Status::VerifyResize, Some(src.as_str()), Some(dst))
+    );
     let m = e.act(&e.admin, &s.id, ServerAction::RevertResize).await;
     assert_eq!((m.status(), m.host.as_deref()), (Status::Active, Some(dst)));
 
@@ -359,15 +698,47 @@ async fn multi_host_migrate_live_migrate_evacuate() {
     assert_eq!(sh.status(), Status::Shelved);
     let off = e.act(&u, &s.id, ServerAction::ShelveOffload).await;
     assert_eq!(off.status(), Status::ShelvedOffloaded);
-    let un = e.act(&u, &s.id, ServerAction::Unshelve { availability_zone: None, host: None }).await;
+    let un = e
+        .act(
+            &u,
+            &s.id,
+            ServerAction::Unshelve {
+                availability_zone: None,
+                host: None,
+            },
+        )
+        .await;
     assert_eq!(un.status(), Status::Active);
     let host_now = un.host.clone().unwrap();
 
     // evacuate refused while the host is up; accepted when down
-    let err = e.engine.server_action(&e.admin, &s.id, ServerAction::Evacuate { host: None, admin_pass: None }).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("Compute service of {host_now} is still in use."));
+    let err = e
+        .engine
+        .server_action(
+            &e.admin,
+            &s.id,
+            ServerAction::Evacuate {
+                host: None,
+                admin_pass: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Compute service of {host_now} is still in use.")
+    );
     e.engine.set_host_up(&host_now, false).await.unwrap();
-    let ev = e.act(&e.admin, &s.id, ServerAction::Evacuate { host: None, admin_pass: None }).await;
+    let ev = e
+        .act(
+            &e.admin,
+            &s.id,
+            ServerAction::Evacuate {
+                host: None,
+                admin_pass: None,
+            },
+        )
+        .await;
     assert_eq!(ev.status(), Status::Active);
     assert_ne!(ev.host.as_deref(), Some(host_now.as_str()));
     let _ = Action::Evacuate;

@@ -142,7 +142,10 @@ impl FakeDriver {
     /// Simulates a VM dying outside Lifeboat (for reconciliation tests).
     pub fn kill_outside(&self, name: &str) -> bool {
         let mut vms = self.vms.lock().unwrap();
-        let found = vms.get_mut(name).map(|v| v.power = PowerState::Shutdown).is_some();
+        let found = vms
+            .get_mut(name)
+            .map(|v| v.power = PowerState::Shutdown)
+            .is_some();
         drop(vms);
         self.persist();
         found
@@ -204,7 +207,10 @@ fn need(vm: &FakeVm, ok: &[PowerState], what: &str) -> HvResult<()> {
 
 fn not_offloaded(vm: &FakeVm) -> HvResult<()> {
     if vm.offloaded {
-        Err(HvError::InvalidState(format!("{} is offloaded", vm.spec.name)))
+        Err(HvError::InvalidState(format!(
+            "{} is offloaded",
+            vm.spec.name
+        )))
     } else {
         Ok(())
     }
@@ -289,7 +295,8 @@ impl Hypervisor for FakeDriver {
     }
 
     async fn reboot(&self, name: &str, hard: bool) -> HvResult<()> {
-        self.enter(if hard { "reboot_hard" } else { "reboot" }).await?;
+        self.enter(if hard { "reboot_hard" } else { "reboot" })
+            .await?;
         self.with_vm(name, |vm| {
             not_offloaded(vm)?;
             if !hard {
@@ -536,7 +543,13 @@ mod tests {
             name: name.into(),
             server_id: "id".into(),
             hostname: "h".into(),
-            size: VmSize { vcpus: 1, ram_mb: 128, disk_gb: 1, ephemeral_gb: 0, swap_mb: 0 },
+            size: VmSize {
+                vcpus: 1,
+                ram_mb: 128,
+                disk_gb: 1,
+                ephemeral_gb: 0,
+                swap_mb: 0,
+            },
             image: ImageRef::default(),
             nics: vec![],
             user_data: None,
@@ -549,7 +562,10 @@ mod tests {
         let d = FakeDriver::new(FakeConfig::from_env("h1"));
         d.define(&spec("vm1")).await.unwrap();
         d.define(&spec("vm1")).await.unwrap();
-        assert!(matches!(d.pause("vm1").await, Err(HvError::InvalidState(_))));
+        assert!(matches!(
+            d.pause("vm1").await,
+            Err(HvError::InvalidState(_))
+        ));
         d.start("vm1").await.unwrap();
         d.start("vm1").await.unwrap();
         d.pause("vm1").await.unwrap();
@@ -560,7 +576,15 @@ mod tests {
         d.resume("vm1").await.unwrap();
         let out = d.console_output("vm1", Some(1)).await.unwrap();
         assert_eq!(out, "LIFEBOAT-READY\n");
-        d.resize("vm1", &VmSize { disk_gb: 2, ..spec("x").size }).await.unwrap();
+        d.resize(
+            "vm1",
+            &VmSize {
+                disk_gb: 2,
+                ..spec("x").size
+            },
+        )
+        .await
+        .unwrap();
         d.revert_resize("vm1").await.unwrap();
         assert!(d.offload("vm1").await.is_err());
         d.stop("vm1", 0).await.unwrap();

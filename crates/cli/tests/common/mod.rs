@@ -12,7 +12,11 @@ use serde_json::{json, Value};
 pub const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `lifeboat serve`.
@@ -26,16 +30,22 @@ pub struct Serve {
 impl Serve {
     pub fn start(data_dir: &Path, port: u16, envs: &[(&str, &str)], extra: &[&str]) -> Serve {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--driver", "fake", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--sync-interval", "1"])
-            .args(extra)
-            .env_remove("LIFEBOAT_TEST_HANG_AT")
-            .env_remove("LIFEBOAT_FAKE_FAIL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--driver",
+            "fake",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--sync-interval", "1"])
+        .args(extra)
+        .env_remove("LIFEBOAT_TEST_HANG_AT")
+        .env_remove("LIFEBOAT_FAKE_FAIL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -51,7 +61,12 @@ impl Serve {
             }
         });
         let url = format!("http://127.0.0.1:{port}");
-        let s = Serve { child, url, data_dir: data_dir.to_path_buf(), stderr };
+        let s = Serve {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            stderr,
+        };
         s.wait_up();
         s
     }
@@ -64,7 +79,10 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("lifeboat serve did not come up: {}", self.stderr.lock().unwrap());
+        panic!(
+            "lifeboat serve did not come up: {}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
@@ -75,7 +93,10 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("'{needle}' not seen on stderr: {}", self.stderr.lock().unwrap());
+        panic!(
+            "'{needle}' not seen on stderr: {}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     /// SIGKILL.
@@ -85,7 +106,10 @@ impl Serve {
     }
 
     pub fn credentials(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.data_dir.join("admin-credentials.json")).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(self.data_dir.join("admin-credentials.json")).unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -106,7 +130,10 @@ pub struct Api {
 
 impl Api {
     pub fn login(url: &str, user: &str, password: &str) -> Api {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let http = reqwest::Client::new();
         let body: Value = rt.block_on(async {
             http.post(format!("{url}/api/v1/auth/tokens"))
@@ -118,20 +145,34 @@ impl Api {
                 .await
                 .unwrap()
         });
-        let token = body["token"].as_str().unwrap_or_else(|| panic!("login: {body}")).to_string();
-        Api { url: url.into(), token, http, rt }
+        let token = body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login: {body}"))
+            .to_string();
+        Api {
+            url: url.into(),
+            token,
+            http,
+            rt,
+        }
     }
 
     pub fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.rt.block_on(async {
-            let mut r = self.http.request(method, format!("{}{path}", self.url)).header("X-Auth-Token", &self.token);
+            let mut r = self
+                .http
+                .request(method, format!("{}{path}", self.url))
+                .header("X-Auth-Token", &self.token);
             if let Some(b) = body {
                 r = r.json(&b);
             }
             let resp = r.send().await.unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 

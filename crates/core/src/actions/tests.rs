@@ -19,7 +19,11 @@ fn server(vm: VmState, task: Option<TaskState>) -> Server {
         image_id: None,
         vm_state: vm,
         task_state: task,
-        power_state: if vm == VmState::Active { PowerState::Running } else { PowerState::Shutdown },
+        power_state: if vm == VmState::Active {
+            PowerState::Running
+        } else {
+            PowerState::Shutdown
+        },
         old_vm_state: None,
         progress: 0,
         host: Some("h1".into()),
@@ -80,13 +84,22 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("force_delete", &["*"]),
     ("restore", &["soft-delete"]),
     ("reboot_soft", &["active"]),
-    ("reboot_hard", &["active", "stopped", "paused", "suspended", "error"]),
+    (
+        "reboot_hard",
+        &["active", "stopped", "paused", "suspended", "error"],
+    ),
     ("rebuild", &["active", "stopped", "error"]),
     ("resize", &["active", "stopped"]),
     ("confirm_resize", &["resized"]),
     ("revert_resize", &["resized"]),
-    ("create_image", &["active", "stopped", "paused", "suspended"]),
-    ("create_backup", &["active", "stopped", "paused", "suspended"]),
+    (
+        "create_image",
+        &["active", "stopped", "paused", "suspended"],
+    ),
+    (
+        "create_backup",
+        &["active", "stopped", "paused", "suspended"],
+    ),
     ("change_password", &["active"]),
     ("reset_state", &["*"]),
     ("pause", &["active"]),
@@ -105,7 +118,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("unshelve", &["shelved", "shelved_offloaded"]),
     ("migrate", &["active", "stopped"]),
     ("live_migrate", &["active", "paused"]),
-    ("trigger_crash_dump", &["active", "paused", "rescued", "resized", "error"]),
+    (
+        "trigger_crash_dump",
+        &["active", "paused", "rescued", "resized", "error"],
+    ),
     ("console_output", &["*"]),
     ("remote_console", &["*"]),
     ("add_security_group", &["*"]),
@@ -188,10 +204,18 @@ fn every_action_with_every_task_state() {
 fn long_actions_declare_a_task_state() {
     for r in TABLE {
         if r.long && r.action != Action::Update {
-            assert!(r.task_state.is_some(), "{} is long but sets no task_state", r.action);
+            assert!(
+                r.task_state.is_some(),
+                "{} is long but sets no task_state",
+                r.action
+            );
         }
         if !r.long {
-            assert!(r.task_state.is_none(), "{} is short but sets a task_state", r.action);
+            assert!(
+                r.task_state.is_none(),
+                "{} is short but sets a task_state",
+                r.action
+            );
         }
     }
 }
