@@ -109,6 +109,32 @@ async fn main() -> anyhow::Result<()> {
         ids.len() as f64 / secs
     );
 
+    // Wait for the create workflows to finish; count outcomes.
+    let count = |status: &'static str| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        async move {
+            let v: Value = http
+                .get(format!("{url}/api/v1/servers?status={status}&limit=100000"))
+                .header("X-Auth-Token", token.as_str())
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            v.as_array().map(|a| a.len()).unwrap_or(0)
+        }
+    };
+    while count("BUILD").await > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let settled = start.elapsed().as_secs_f64();
+    let (active, errored) = (count("ACTIVE").await, count("ERROR").await);
+    println!(
+        "settle: {active} ACTIVE, {errored} ERROR after {settled:.1}s = {:.0} servers/s end to end",
+        active as f64 / settled
+    );
+
     let mut show = vec![];
     for i in 0..1000 {
         let id = &ids[(i * 7919) % ids.len()];

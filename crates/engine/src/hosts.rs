@@ -85,23 +85,21 @@ impl Engine {
 
     async fn candidates(&self) -> Result<Vec<HostCandidate>, ComputeError> {
         let hosts = self.inner.hosts.read().await.clone();
-        let mut used: std::collections::HashMap<String, Resources> = Default::default();
-        for s in self
+        let used: std::collections::HashMap<String, Resources> = self
             .inner
             .store
-            .list_servers(&ServerQuery::default())
+            .host_usage()
             .await?
-        {
-            for h in [&s.host, &s.source_host].into_iter().flatten() {
-                let r = used.entry(h.clone()).or_default();
-                let need = if s.source_host.as_deref() == Some(h.as_str()) {
-                    s.old_flavor.as_ref().unwrap_or(&s.flavor).resources()
-                } else {
-                    s.flavor.resources()
+            .into_iter()
+            .map(|(h, (c, r, d))| {
+                let res = Resources {
+                    vcpus: c.max(0) as u32,
+                    ram_mb: r.max(0) as u64,
+                    disk_gb: d.max(0) as u64,
                 };
-                *r = r.plus(&need);
-            }
-        }
+                (h, res)
+            })
+            .collect();
         Ok(hosts
             .values()
             .map(|h| HostCandidate {

@@ -3,7 +3,8 @@
 //! a server keeps its fixed IP, MAC and floating IP.
 
 use lifeboat_core::{
-    allocate_ip, ids, Actor, Attachment, FloatingIp, Network, Port, Server, Workflow,
+    gateway_of, host_count, ids, nth_host, Actor, Attachment, FloatingIp, Network, Port, Server,
+    Workflow,
 };
 use lifeboat_store::StoreError;
 
@@ -21,7 +22,7 @@ impl Engine {
         let nets: Vec<Network> = self.inner.store.list().await?;
         if nets.is_empty() {
             for (name, cidr, external) in [
-                (DEFAULT_NETWORK, "10.0.0.0/24", false),
+                (DEFAULT_NETWORK, "10.0.0.0/16", false),
                 (PUBLIC_NETWORK, "172.24.4.0/24", true),
             ] {
                 self.inner
@@ -31,7 +32,7 @@ impl Engine {
                         name: name.into(),
                         project_id: None,
                         cidr: cidr.into(),
-                        gateway: cidr.replace(".0/24", ".1"),
+                        gateway: gateway_of(cidr).unwrap_or_default(),
                         external,
                     })
                     .await?;
@@ -99,17 +100,12 @@ impl Engine {
         server: &Server,
         fixed: Option<&str>,
     ) -> Result<Port, ComputeError> {
-        for _ in 0..20 {
-            let used: Vec<Port> = self.inner.store.list_by_owner(&net.id).await?;
+        // Addresses come from a per-network counter; the unique index on
+        // (network, address) settles races and skips addresses in use.
+        for _ in 0..host_count(&net.cidr).clamp(1, 4096) {
             let ip = match fixed {
                 Some(f) => f.to_string(),
-                None => allocate_ip(&net.cidr, used.iter().map(|p| p.fixed_ip.as_str()))
-                    .ok_or_else(|| {
-                        ComputeError::Conflict(format!(
-                            "No more IP addresses available on network {}.",
-                            net.id
-                        ))
-                    })?,
+                None => self.next_address(net).await?,
             };
             let port = Port {
                 id: ids::uuid(),
@@ -130,9 +126,21 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ComputeError::Conflict(
-            "could not allocate an IP address; retry".into(),
-        ))
+        Err(ComputeError::Conflict(format!(
+            "No more IP addresses available on network {}.",
+            net.id
+        )))
+    }
+
+    async fn next_address(&self, net: &Network) -> Result<String, ComputeError> {
+        let k = self
+            .inner
+            .store
+            .next_counter(&format!("ip:{}", net.id))
+            .await?;
+        nth_host(&net.cidr, (k - 1) as u64).ok_or_else(|| {
+            ComputeError::Internal(format!("network {} has an invalid CIDR", net.id))
+        })
     }
 
     fn attachment(net: &Network, p: &Port, fips: Vec<String>) -> Attachment {
@@ -256,10 +264,8 @@ impl Engine {
             ));
         }
         let net = self.network_by_id_or_name(PUBLIC_NETWORK).await?;
-        for _ in 0..20 {
-            let used: Vec<FloatingIp> = self.inner.store.list().await?;
-            let addr = allocate_ip(&net.cidr, used.iter().map(|f| f.address.as_str()))
-                .ok_or_else(|| ComputeError::Conflict("No more floating IPs available.".into()))?;
+        for _ in 0..host_count(&net.cidr).clamp(1, 4096) {
+            let addr = self.next_address(&net).await?;
             let f = FloatingIp {
                 id: ids::uuid(),
                 address: addr,
@@ -274,7 +280,7 @@ impl Engine {
             }
         }
         Err(ComputeError::Conflict(
-            "could not allocate a floating IP; retry".into(),
+            "No more floating IP addresses available.".into(),
         ))
     }
 

@@ -33,6 +33,13 @@ CREATE TABLE servers (
     vm_state TEXT NOT NULL,
     task_state TEXT,
     host TEXT,
+    source_host TEXT,
+    vcpus BIGINT NOT NULL DEFAULT 0,
+    ram_mb BIGINT NOT NULL DEFAULT 0,
+    disk_gb BIGINT NOT NULL DEFAULT 0,
+    src_vcpus BIGINT NOT NULL DEFAULT 0,
+    src_ram_mb BIGINT NOT NULL DEFAULT 0,
+    src_disk_gb BIGINT NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     version BIGINT NOT NULL,
@@ -41,6 +48,8 @@ CREATE TABLE servers (
 CREATE INDEX servers_project ON servers (project_id, created_at);
 CREATE INDEX servers_created ON servers (created_at, id);
 CREATE INDEX servers_host ON servers (host);
+CREATE INDEX servers_source_host ON servers (source_host);
+CREATE INDEX servers_task ON servers (task_state);
 CREATE TABLE records (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,

@@ -40,12 +40,33 @@ fn decode(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<Server>> {
         .collect()
 }
 
+/// Resources a server holds on its host and (during a resize/migration) on
+/// its source host: (vcpus, ram MiB, disk GiB). Deleted servers hold nothing.
+fn usage(s: &Server) -> ((i64, i64, i64), (i64, i64, i64)) {
+    let r = |f: &lifeboat_core::FlavorSnapshot| {
+        let x = f.resources();
+        (x.vcpus as i64, x.ram_mb as i64, x.disk_gb as i64)
+    };
+    if s.vm_state == VmState::Deleted {
+        return ((0, 0, 0), (0, 0, 0));
+    }
+    let here = r(&s.flavor);
+    let src = match &s.source_host {
+        Some(_) => r(s.old_flavor.as_ref().unwrap_or(&s.flavor)),
+        None => (0, 0, 0),
+    };
+    (here, src)
+}
+
 async fn insert(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Server> {
     let mut s = s.clone();
     s.version = 1;
+    let (u, src) = usage(&s);
     sqlx::query(
-        "INSERT INTO servers (id, project_id, name, vm_state, task_state, host, created_at,
-         updated_at, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO servers (id, project_id, name, vm_state, task_state, host, source_host,
+         vcpus, ram_mb, disk_gb, src_vcpus, src_ram_mb, src_disk_gb, created_at,
+         updated_at, version, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&s.id)
     .bind(&s.project_id)
@@ -53,6 +74,13 @@ async fn insert(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Serve
     .bind(s.vm_state.as_str())
     .bind(s.task_state.map(|t| t.as_str()))
     .bind(s.host.clone())
+    .bind(s.source_host.clone())
+    .bind(u.0)
+    .bind(u.1)
+    .bind(u.2)
+    .bind(src.0)
+    .bind(src.1)
+    .bind(src.2)
     .bind(ts(&s.created_at))
     .bind(ts(&s.updated_at))
     .bind(s.version)
@@ -67,15 +95,25 @@ async fn cas(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Server> 
     let mut next = s.clone();
     next.version = s.version + 1;
     next.updated_at = lifeboat_core::now();
+    let (u, src) = usage(&next);
     let r = sqlx::query(
         "UPDATE servers SET project_id = $1, name = $2, vm_state = $3, task_state = $4,
-         host = $5, updated_at = $6, version = $7, data = $8 WHERE id = $9 AND version = $10",
+         host = $5, source_host = $6, vcpus = $7, ram_mb = $8, disk_gb = $9, src_vcpus = $10,
+         src_ram_mb = $11, src_disk_gb = $12, updated_at = $13, version = $14, data = $15
+         WHERE id = $16 AND version = $17",
     )
     .bind(&next.project_id)
     .bind(&next.name)
     .bind(next.vm_state.as_str())
     .bind(next.task_state.map(|t| t.as_str()))
     .bind(next.host.clone())
+    .bind(next.source_host.clone())
+    .bind(u.0)
+    .bind(u.1)
+    .bind(u.2)
+    .bind(src.0)
+    .bind(src.1)
+    .bind(src.2)
     .bind(ts(&next.updated_at))
     .bind(next.version)
     .bind(serde_json::to_string(&next)?)
@@ -217,6 +255,32 @@ impl Store {
             query = query.bind(a);
         }
         decode(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Resources allocated per host (servers on it plus resize/migration
+    /// sources): host → (vcpus, ram MiB, disk GiB).
+    pub async fn host_usage(
+        &self,
+    ) -> StoreResult<std::collections::HashMap<String, (i64, i64, i64)>> {
+        let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
+        for sql in [
+            "SELECT host AS h, CAST(SUM(vcpus) AS BIGINT) AS c, CAST(SUM(ram_mb) AS BIGINT) AS r, CAST(SUM(disk_gb) AS BIGINT) AS d FROM servers
+             WHERE host IS NOT NULL GROUP BY host",
+            "SELECT source_host AS h, CAST(SUM(src_vcpus) AS BIGINT) AS c, CAST(SUM(src_ram_mb) AS BIGINT) AS r, CAST(SUM(src_disk_gb) AS BIGINT) AS d
+             FROM servers WHERE source_host IS NOT NULL GROUP BY source_host",
+        ] {
+            for row in sqlx::query(sql).fetch_all(&self.pool).await? {
+                let h: String = row.try_get("h")?;
+                let c: i64 = row.try_get("c")?;
+                let r: i64 = row.try_get("r")?;
+                let d: i64 = row.try_get("d")?;
+                let e = out.entry(h).or_default();
+                e.0 += c;
+                e.1 += r;
+                e.2 += d;
+            }
+        }
+        Ok(out)
     }
 
     /// Servers with a task in progress (crash recovery).

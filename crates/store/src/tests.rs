@@ -172,8 +172,28 @@ async fn suite(store: &Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.count_servers(Some("pb")).await.unwrap(), 12);
+
     assert!(store.purge_server(&ids[1]).await.unwrap());
     assert_eq!(store.count_servers(None).await.unwrap(), 24);
+    // per-host usage, including a resize source
+    let mut h = store.get_server(&ids[3]).await.unwrap().unwrap();
+    h.host = Some("h1".into());
+    let h = store.cas_server(&h).await.unwrap();
+    let mut m = store.get_server(&ids[4]).await.unwrap().unwrap();
+    m.host = Some("h2".into());
+    m.source_host = Some("h1".into());
+    m.old_flavor = Some((&Flavor::defaults()[3]).into());
+    store.cas_server(&m).await.unwrap();
+    let usage = store.host_usage().await.unwrap();
+    assert_eq!(usage["h1"], (2, 128 + 512, 1 + 2));
+    assert_eq!(usage["h2"], (1, 128, 1));
+    let mut gone = h.clone();
+    gone.vm_state = VmState::Deleted;
+    let gone = store.cas_server(&gone).await.unwrap();
+    assert_eq!(store.host_usage().await.unwrap()["h1"], (1, 512, 2));
+    let mut back = gone.clone();
+    back.vm_state = VmState::Active;
+    store.cas_server(&back).await.unwrap();
 
     // records: insert, duplicate names, owner/ref lookups
     for f in Flavor::defaults() {

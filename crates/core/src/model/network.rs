@@ -79,6 +79,31 @@ pub fn allocate_ip<'a>(cidr: &str, used: impl IntoIterator<Item = &'a str>) -> O
         .map(|a| std::net::Ipv4Addr::from(a).to_string())
 }
 
+/// The `n`-th host address of `cidr` (0-based, skipping the network address
+/// and the gateway `.1`), wrapping around; None for an invalid CIDR.
+pub fn nth_host(cidr: &str, n: u64) -> Option<String> {
+    let (net, len) = parse_cidr(cidr)?;
+    let usable = (1u64 << (32 - len)).saturating_sub(3);
+    if usable == 0 {
+        return None;
+    }
+    let a = net as u64 + 2 + (n % usable);
+    Some(std::net::Ipv4Addr::from(a as u32).to_string())
+}
+
+/// Number of assignable addresses of `cidr`.
+pub fn host_count(cidr: &str) -> u64 {
+    parse_cidr(cidr)
+        .map(|(_, len)| (1u64 << (32 - len)).saturating_sub(3))
+        .unwrap_or(0)
+}
+
+/// The gateway (first host address) of `cidr`.
+pub fn gateway_of(cidr: &str) -> Option<String> {
+    let (net, _) = parse_cidr(cidr)?;
+    Some(std::net::Ipv4Addr::from(net + 1).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +118,10 @@ mod tests {
         assert!(allocate_ip("10.0.0.0/30", ["10.0.0.2"]).is_none());
         assert!(parse_cidr("10.0.0.0/33").is_none());
         assert!(parse_cidr("bogus").is_none());
+        assert_eq!(nth_host("10.0.0.0/16", 0).unwrap(), "10.0.0.2");
+        assert_eq!(nth_host("10.0.0.0/16", 254).unwrap(), "10.0.1.0");
+        assert_eq!(nth_host("10.0.0.0/30", 1).unwrap(), "10.0.0.2", "wraps");
+        assert_eq!(host_count("10.0.0.0/24"), 253);
+        assert_eq!(gateway_of("10.1.0.0/16").unwrap(), "10.1.0.1");
     }
 }

@@ -1,0 +1,324 @@
+//! The qemu process: command line, daemonized launch, pid checks, signals and
+//! the accelerator probe.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use super::Accel;
+use crate::{HvError, HvResult};
+
+/// A disk attached to the VM, in bus order (`vda`, `vdb`, ...).
+#[derive(Debug, Clone)]
+pub struct DiskSlot {
+    /// Block node name (`root`, `ephemeral`, `swap`, `rescue`): also the NBD
+    /// export name during migration.
+    pub node: String,
+    /// qcow2 file.
+    pub path: PathBuf,
+}
+
+/// Everything needed to run one qemu process for a VM.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// `qemu-system-x86_64`.
+    pub qemu_binary: PathBuf,
+    /// VM name.
+    pub name: String,
+    /// The VM's directory (absolute).
+    pub dir: PathBuf,
+    /// Accelerator.
+    pub accel: Accel,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// RAM MiB.
+    pub ram_mb: u64,
+    /// Direct-boot kernel; BIOS boot from the first disk when None.
+    pub kernel: Option<PathBuf>,
+    /// Direct-boot initramfs.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub append: String,
+    /// Disks in order.
+    pub disks: Vec<DiskSlot>,
+    /// MAC addresses of user-mode (restricted) NICs.
+    pub macs: Vec<String>,
+    /// `-incoming` URI.
+    pub incoming: Option<String>,
+    /// Start with vCPUs stopped (`-S`).
+    pub start_paused: bool,
+}
+
+/// Files of a VM directory.
+pub mod files {
+    /// QMP socket used by operations.
+    pub const QMP: &str = "qmp.sock";
+    /// Second QMP socket used by status polling (never blocked by a long job).
+    pub const QMP_POLL: &str = "qmp-poll.sock";
+    /// Guest agent chardev socket.
+    pub const GA: &str = "ga.sock";
+    /// Serial console log.
+    pub const SERIAL: &str = "serial.log";
+    /// Older serial console log (rotated).
+    pub const SERIAL_OLD: &str = "serial.log.1";
+    /// qemu pid.
+    pub const PID: &str = "pid";
+}
+
+fn p(dir: &Path, f: &str) -> String {
+    dir.join(f).to_string_lossy().into_owned()
+}
+
+impl Launch {
+    /// The qemu command line (without the binary).
+    pub fn args(&self) -> Vec<String> {
+        let d = &self.dir;
+        let mut a: Vec<String> = vec![];
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&["-name", &format!("{},process=lifeboat-{}", self.name, self.name)]);
+        push(&["-machine", "pc"]);
+        match self.accel {
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+            _ => push(&["-accel", "tcg,tb-size=32"]),
+        }
+        push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+        push(&["-m", &self.ram_mb.max(32).to_string()]);
+        push(&["-smp", &self.vcpus.max(1).to_string()]);
+        push(&["-no-shutdown", "-daemonize", "-pidfile", &p(d, files::PID)]);
+        for (id, f) in [("qmp", files::QMP), ("qmppoll", files::QMP_POLL)] {
+            push(&[
+                "-chardev",
+                &format!("socket,id={id},path={},server=on,wait=off", p(d, f)),
+                "-mon",
+                &format!("chardev={id},mode=control"),
+            ]);
+        }
+        push(&[
+            "-chardev",
+            &format!("file,id=con0,path={},append=on", p(d, files::SERIAL)),
+            "-device",
+            "isa-serial,chardev=con0",
+        ]);
+        push(&[
+            "-chardev",
+            &format!("socket,id=ga0,path={},server=on,wait=off", p(d, files::GA)),
+            "-device",
+            "virtio-serial-pci,id=vser0",
+            "-device",
+            "virtserialport,bus=vser0.0,chardev=ga0,name=org.lifeboat.agent.0",
+        ]);
+        for disk in &self.disks {
+            let bd = serde_json::json!({
+                "driver": "qcow2",
+                "node-name": disk.node,
+                "file": {"driver": "file", "filename": disk.path},
+            });
+            push(&[
+                "-blockdev",
+                &bd.to_string(),
+                "-device",
+                &format!("virtio-blk-pci,drive={0},id={0}-dev", disk.node),
+            ]);
+        }
+        for (i, mac) in self.macs.iter().enumerate() {
+            push(&[
+                "-netdev",
+                &format!("user,id=net{i},restrict=on"),
+                "-device",
+                &format!("virtio-net-pci,netdev=net{i},mac={mac}"),
+            ]);
+        }
+        if let Some(k) = &self.kernel {
+            push(&["-kernel", &k.to_string_lossy(), "-append", &self.append]);
+            if let Some(i) = &self.initrd {
+                push(&["-initrd", &i.to_string_lossy()]);
+            }
+        }
+        if let Some(u) = &self.incoming {
+            push(&["-incoming", u]);
+        }
+        if self.start_paused {
+            push(&["-S"]);
+        }
+        a
+    }
+
+    /// Starts qemu daemonized (its own session, so it outlives this
+    /// process); returns its pid once QMP listens.
+    pub async fn spawn(&self) -> HvResult<u32> {
+        for f in [files::QMP, files::QMP_POLL, files::GA, files::PID] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        let args = self.args();
+        tracing::debug!(vm = %self.name, "qemu {}", args.join(" "));
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            Command::new(&self.qemu_binary)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .map_err(|_| HvError::Timeout(format!("{}: qemu did not daemonize", self.name)))?
+        .map_err(|e| HvError::Other(format!("{}: {e}", self.qemu_binary.display())))?;
+        if !out.status.success() {
+            return Err(HvError::Other(format!(
+                "{}: qemu failed ({}): {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let pid = read_pid(&self.dir)
+            .ok_or_else(|| HvError::Other(format!("{}: qemu wrote no pid file", self.name)))?;
+        Ok(pid)
+    }
+}
+
+/// The pid in `<dir>/pid`, if the file exists.
+pub fn read_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join(files::PID))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a live (not zombie) qemu of the VM in `dir`.
+pub fn alive(pid: u32, dir: &Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 3, after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("X");
+    if matches!(state, "Z" | "X" | "x") {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let needle = dir.join(files::QMP);
+    let needle = needle.to_string_lossy();
+    String::from_utf8_lossy(&cmdline).contains(needle.as_ref())
+}
+
+/// The live qemu pid of the VM in `dir`.
+pub fn running_pid(dir: &Path) -> Option<u32> {
+    read_pid(dir).filter(|p| alive(*p, dir))
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Waits until the qemu of `dir` is gone, up to `deadline`.
+pub async fn wait_gone(pid: u32, dir: &Path, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while alive(pid, dir) {
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// SIGKILLs the qemu of `dir` and waits for it to go.
+pub async fn kill_hard(pid: u32, dir: &Path) -> HvResult<()> {
+    signal(pid, libc::SIGKILL);
+    if wait_gone(pid, dir, Duration::from_secs(10)).await {
+        Ok(())
+    } else {
+        Err(HvError::Other(format!("qemu {pid} survived SIGKILL")))
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> HvResult<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| HvError::Other(format!("no free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| HvError::Other(e.to_string()))?.port())
+}
+
+/// A 512-byte boot sector that prints `OK` on COM1 and exits qemu through
+/// `isa-debug-exit` (exit status 3).
+fn probe_boot_sector() -> Vec<u8> {
+    let mut b = vec![
+        0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+        0xB0, b'O', 0xEE, // mov al, 'O'; out dx, al
+        0xB0, b'K', 0xEE, // mov al, 'K'; out dx, al
+        0xBA, 0xF4, 0x00, // mov dx, 0xf4
+        0xB0, 0x01, 0xEE, // mov al, 1; out dx, al  → exit (1<<1)|1 = 3
+        0xF4, 0xEB, 0xFD, // hlt; jmp hlt
+    ];
+    b.resize(510, 0);
+    b.extend([0x55, 0xAA]);
+    b
+}
+
+/// Boots a tiny guest with `-accel kvm` and reports whether it finished
+/// within `deadline`. A broken or much-too-slow KVM (nested kvm-pvm) fails.
+pub async fn kvm_boots(qemu_binary: &Path, deadline: Duration) -> Result<Duration, String> {
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm");
+    if let Err(e) = kvm {
+        return Err(format!("/dev/kvm: {e}"));
+    }
+    let dir = std::env::temp_dir().join(format!("lifeboat-kvm-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let img = dir.join("boot.img");
+    std::fs::write(&img, probe_boot_sector()).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let run = Command::new(qemu_binary)
+        .args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "pc",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-m",
+            "16",
+            "-serial",
+            "stdio",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
+            "-drive",
+        ])
+        .arg(format!("file={},format=raw,if=ide", img.display()))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let res = tokio::time::timeout(deadline, run).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match res {
+        Err(_) => Err(format!("no boot within {deadline:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(out)) => {
+            let said = String::from_utf8_lossy(&out.stdout);
+            if out.status.code() == Some(3) && said.contains("OK") {
+                Ok(started.elapsed())
+            } else {
+                Err(format!(
+                    "probe guest failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        }
+    }
+}
