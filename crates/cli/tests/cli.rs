@@ -358,3 +358,44 @@ mod reqwest {
         })
     }
 }
+
+#[test]
+fn serve_on_postgres_keeps_state_across_restarts() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(lifeboat_store::testing::fresh_pg_database()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let serve = Serve::start(dir.path(), port, &[], &["--database", &db]);
+    let c = serve.credentials();
+    let (u, p) = (
+        c["username"].as_str().unwrap().to_string(),
+        c["password"].as_str().unwrap().to_string(),
+    );
+    let api = Api::login(&serve.url, &u, &p);
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "pg", "flavor": "m1.nano"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+    assert_eq!(api.settle(&id, Duration::from_secs(20))["status"], "ACTIVE");
+    assert!(
+        !dir.path().join("lifeboat.db").exists(),
+        "no SQLite file when using PostgreSQL"
+    );
+    drop(api);
+    serve.kill9();
+    let serve = Serve::start(dir.path(), port, &[], &["--database", &db]);
+    let api = Api::login(&serve.url, &u, &p);
+    let s = api.get(&format!("/api/v1/servers/{id}"));
+    assert_eq!(s["status"], "ACTIVE");
+    assert!(
+        serve.stderr.lock().unwrap().contains("***@"),
+        "database password redacted in logs"
+    );
+}

@@ -81,6 +81,9 @@ pub(crate) struct Inner {
     pub hosts: RwLock<HashMap<String, HostHandle>>,
     pub events: broadcast::Sender<lifeboat_core::Event>,
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Serialises "pick a host, then claim it" so concurrent builds cannot
+    /// overcommit a host (one manager; several managers need a DB lock).
+    pub placement: tokio::sync::Mutex<()>,
 }
 
 /// The compute service. Cheap to clone.
@@ -101,6 +104,7 @@ impl Engine {
                 hosts: RwLock::new(HashMap::new()),
                 events: tx,
                 running: Default::default(),
+                placement: tokio::sync::Mutex::new(()),
             }),
         }
     }

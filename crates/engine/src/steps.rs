@@ -139,6 +139,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
     let kind = wf.kind.clone();
     match step {
         "schedule" => {
+            let _claim = e.inner.placement.lock().await;
             if s.host.is_none() {
                 let prefer = wf.params["host"]
                     .as_str()

@@ -760,3 +760,102 @@ async fn vm_stopped_outside_is_noticed() {
     }
     panic!("power state not synced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_building_supersedes_the_create() {
+    let e = env().await;
+    e.hosts[0].set_delay(Duration::from_millis(200));
+    let u = e.member("demo", Role::Member).await;
+    let c = e
+        .engine
+        .create_servers(
+            &u,
+            CreateServer {
+                name: "short-lived".into(),
+                flavor: "m1.nano".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = c[0].server.id.clone();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    e.engine
+        .server_action(&u, &id, ServerAction::Delete)
+        .await
+        .unwrap();
+    let s = e.settle(&id).await;
+    assert_eq!(s.vm_state, VmState::Deleted, "{s:?}");
+    let wfs = e.engine.server_workflows(&e.admin, &id).await.unwrap();
+    let create = wfs.iter().find(|w| w.kind == "create").unwrap();
+    assert_eq!(
+        create.state,
+        lifeboat_core::WorkflowState::RolledBack,
+        "{create:?}"
+    );
+    assert_eq!(
+        create.error.as_deref(),
+        Some("superseded by another request")
+    );
+    assert!(e.hosts[0].list().await.unwrap().is_empty(), "no VM leaked");
+    let ports: Vec<lifeboat_core::Port> = e.engine.store().list_by_ref(&id).await.unwrap();
+    assert!(ports.is_empty(), "no port leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_respects_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        lifeboat_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap();
+    let engine = Engine::new(store, EngineConfig::new(dir.path().to_path_buf()));
+    engine.bootstrap_identity().await.unwrap();
+    engine.bootstrap_catalog(&Default::default()).await.unwrap();
+    let mut cfg = FakeConfig::from_env("small");
+    cfg.capacity = (2, 300, 10);
+    engine
+        .add_host("small", "local", "nova", Arc::new(FakeDriver::new(cfg)))
+        .await
+        .unwrap();
+    engine.start().await.unwrap();
+    let p = engine.project("admin").await.unwrap();
+    let u = engine
+        .create_user("m", "password123", &p.id, Role::Member)
+        .await
+        .unwrap();
+    let actor = Actor {
+        user_id: u.id,
+        user_name: "m".into(),
+        project_id: p.id,
+        role: Role::Member,
+    };
+    let made = engine
+        .create_servers(
+            &actor,
+            CreateServer {
+                name: "x".into(),
+                flavor: "m1.nano".into(),
+                min_count: 3,
+                max_count: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut states = vec![];
+    for c in &made {
+        let mut s = engine.server(&actor, &c.server.id).await.unwrap();
+        for _ in 0..200 {
+            if s.task_state.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s = engine.server(&actor, &c.server.id).await.unwrap();
+        }
+        states.push(s.status());
+    }
+    states.sort_by_key(|s| s.as_str());
+    // 128 MiB each on a 300 MiB host: two fit, the third finds no host.
+    assert_eq!(states, vec![Status::Active, Status::Active, Status::Error]);
+}

@@ -10,6 +10,7 @@ mod events;
 mod identity;
 mod records;
 mod servers;
+pub mod testing;
 mod workflows;
 
 pub use db::{Backend, Store};

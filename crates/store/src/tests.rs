@@ -373,40 +373,9 @@ async fn sqlite_suite() {
     assert_eq!(again.count_servers(None).await.unwrap(), 24);
 }
 
-/// Creates a fresh database on the server at `LIFEBOAT_TEST_PG_URL`; returns its URL.
-pub async fn fresh_pg_database() -> Option<String> {
-    let Ok(base) = std::env::var("LIFEBOAT_TEST_PG_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but LIFEBOAT_TEST_PG_URL is not: PostgreSQL tests must run in CI");
-        }
-        eprintln!("skipping PostgreSQL test: set LIFEBOAT_TEST_PG_URL");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let name = format!("lifeboat_t_{}", uuid_like());
-    let admin = sqlx::AnyPool::connect(&base)
-        .await
-        .expect("connect to LIFEBOAT_TEST_PG_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    Some(format!("{prefix}/{name}"))
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{}", n, std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_suite() {
-    let Some(url) = fresh_pg_database().await else {
+    let Some(url) = crate::testing::fresh_pg_database().await else {
         return;
     };
     let store = Store::open(&url).await.unwrap();
