@@ -17,7 +17,7 @@ su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='lifeboat'\"" |
 su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='lifeboat_test'\"" | grep -q 1 ||
   su postgres -c "createdb -O lifeboat lifeboat_test"
 # Drop databases left by earlier test runs.
-for db in $(su postgres -c "psql -tAc \"SELECT datname FROM pg_database WHERE datname LIKE 'lifeboat_t_%'\""); do
+for db in $(su postgres -c "psql -tAc \"SELECT datname FROM pg_database WHERE datname ~ '^lifeboat_t_[0-9a-f]+'\""); do
   su postgres -c "dropdb --if-exists $db" || true
 done
 echo "postgres: ready"
