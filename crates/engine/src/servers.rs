@@ -776,7 +776,7 @@ impl Engine {
                         .await?,
                 ))
             }
-            ServerAction::Migrate { host } => {
+            ServerAction::Migrate { host } | ServerAction::LiveMigrate { host } => {
                 if let Some(h) = &host {
                     if self.host_up(h).await.is_none() {
                         return Err(ComputeError::BadRequest(format!(
@@ -789,26 +789,9 @@ impl Engine {
                         ));
                     }
                 }
+                let kind = action.as_str().to_string();
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, "migrate", json!({"host": host}))
-                        .await?,
-                ))
-            }
-            ServerAction::LiveMigrate { host } => {
-                if let Some(h) = &host {
-                    if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::BadRequest(format!(
-                            "Compute host {h} could not be found."
-                        )));
-                    }
-                    if Some(h) == s.host.as_ref() {
-                        return Err(ComputeError::BadRequest(
-                            "The target host can't be the same one.".into(),
-                        ));
-                    }
-                }
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, "live_migrate", json!({"host": host}))
+                    self.begin_workflow(actor, s, action, &kind, json!({"host": host}))
                         .await?,
                 ))
             }

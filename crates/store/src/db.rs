@@ -22,7 +22,7 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Schema migrations, applied in order; each is (version, sqlite DDL, postgres DDL).
+/// Schema migrations, applied in order: (version, SQLite id column, PostgreSQL id column).
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, SCHEMA_V1_SQLITE, SCHEMA_V1_PG)];
 
 const SCHEMA_V1_COMMON: &str = "
@@ -76,9 +76,10 @@ CREATE INDEX workflows_state ON workflows (state);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 ";
 
-const SCHEMA_V1_SQLITE: &str = "
+/// The events table; only the auto-increment id differs between backends.
+const EVENTS_TABLE: &str = "
 CREATE TABLE events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id ID_COLUMN,
     time TEXT NOT NULL,
     level TEXT NOT NULL,
     server_id TEXT,
@@ -91,20 +92,8 @@ CREATE INDEX events_server ON events (server_id, id);
 CREATE INDEX events_workflow ON events (workflow_id, id);
 ";
 
-const SCHEMA_V1_PG: &str = "
-CREATE TABLE events (
-    id BIGSERIAL PRIMARY KEY,
-    time TEXT NOT NULL,
-    level TEXT NOT NULL,
-    server_id TEXT,
-    project_id TEXT,
-    workflow_id TEXT,
-    step TEXT,
-    message TEXT NOT NULL
-);
-CREATE INDEX events_server ON events (server_id, id);
-CREATE INDEX events_workflow ON events (workflow_id, id);
-";
+const SCHEMA_V1_SQLITE: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
+const SCHEMA_V1_PG: &str = "BIGSERIAL PRIMARY KEY";
 
 impl Store {
     /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or
@@ -172,13 +161,14 @@ impl Store {
             if *v <= current {
                 continue;
             }
+            let id_column = if self.backend == Backend::Sqlite {
+                sqlite
+            } else {
+                pg
+            };
             let ddl = format!(
                 "{SCHEMA_V1_COMMON}{}",
-                if self.backend == Backend::Sqlite {
-                    sqlite
-                } else {
-                    pg
-                }
+                EVENTS_TABLE.replace("ID_COLUMN", id_column)
             );
             for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
