@@ -24,6 +24,7 @@ impl Engine {
             endpoint: endpoint.to_string(),
             availability_zone: availability_zone.to_string(),
             driver: info.driver.clone(),
+            accelerator: info.accelerator.clone(),
             enabled: true,
             capacity: Resources {
                 vcpus: info.vcpus,

@@ -15,6 +15,9 @@ pub struct Host {
     pub availability_zone: String,
     /// Hypervisor driver name (qemu, fake).
     pub driver: String,
+    /// Accelerator in use (kvm, tcg, none).
+    #[serde(default)]
+    pub accelerator: String,
     /// Whether the scheduler may place servers here.
     pub enabled: bool,
     /// Capacity offered.
