@@ -765,6 +765,7 @@ pub async fn host(cmd: HostCmd) -> anyhow::Result<()> {
             ("ENDPOINT", "/endpoint"),
             ("ZONE", "/availability_zone"),
             ("DRIVER", "/driver"),
+            ("ACCEL", "/accelerator"),
             ("UP", "/up"),
             ("VCPUS", "/capacity/vcpus"),
             ("RAM", "/capacity/ram_mb"),

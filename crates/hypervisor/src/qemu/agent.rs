@@ -2,9 +2,11 @@
 //! virtio-serial port `org.lifeboat.agent.0`, which qemu exposes on the host
 //! as the Unix socket `ga.sock`.
 //!
-//! A request is `{"id": N, "cmd": "...", ...args}`; the answer carries the
-//! same id and either `"ok": true` with a result or an `"error"`. Lines that
-//! do not answer the request (announcements, stale answers) are skipped.
+//! Protocol (`docs/guest-agent-protocol.md`): a request is
+//! `{"id": N, "cmd": "...", ...args}`; the answer carries the same id and
+//! either `"ok": true, "result": ..` or `"ok": false, "error": ".."`. Lines
+//! that do not answer the request (the `ready` event sent on connect, stale
+//! answers) are skipped.
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,4 +69,21 @@ pub async fn request(sock: &Path, cmd: &str, args: Value, deadline: Duration) ->
     timeout(deadline, fut)
         .await
         .map_err(|_| HvError::Timeout(format!("guest agent {cmd}")))?
+}
+
+/// The textual output of an answer (`output`, or `result` as text).
+pub fn output_of(v: &Value) -> String {
+    for key in ["output", "result"] {
+        match v.get(key) {
+            Some(Value::String(s)) => return s.clone(),
+            Some(Value::Null) | None => {}
+            Some(other) => {
+                if let Some(s) = other.get("output").and_then(Value::as_str) {
+                    return s.to_string();
+                }
+                return other.to_string();
+            }
+        }
+    }
+    String::new()
 }

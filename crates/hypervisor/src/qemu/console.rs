@@ -41,7 +41,11 @@ pub fn rotate(dir: &Path, max: u64) {
     if meta.len() <= max {
         return;
     }
-    let Ok(mut f) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    else {
         return;
     };
     let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -73,17 +77,28 @@ fn read_from(path: &Path, offset: u64) -> Vec<u8> {
 }
 
 /// Current length of `serial.log`.
+#[cfg(test)]
 pub fn len(dir: &Path) -> u64 {
     std::fs::metadata(dir.join(files::SERIAL))
         .map(|m| m.len())
         .unwrap_or(0)
 }
 
-/// Whether `needle` appears in `serial.log` after `offset` (from the start
-/// if the log was rotated meanwhile).
+/// `serial.log` after `offset` (from the start if the log was rotated
+/// meanwhile).
+pub fn since(dir: &Path, offset: u64) -> Vec<u8> {
+    read_from(&dir.join(files::SERIAL), offset)
+}
+
+/// Whether `needle` appears in `serial.log` after `offset`.
+#[cfg(test)]
 pub fn seen_since(dir: &Path, offset: u64, needle: &str) -> bool {
-    let data = read_from(&dir.join(files::SERIAL), offset);
-    memfind(&data, needle.as_bytes()).is_some()
+    contains(&since(dir, offset), needle)
+}
+
+/// Whether `hay` contains `needle`.
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    memfind(hay, needle.as_bytes()).is_some()
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -106,7 +121,10 @@ pub fn ready_since_boot(dir: &Path) -> bool {
     let data = all(dir);
     match memrfind(&data, READY_MARKER.as_bytes()) {
         None => false,
-        Some(r) => memrfind(&data, BOOT_LINE.as_bytes()).map_or(true, |b| r > b),
+        Some(r) => match memrfind(&data, BOOT_LINE.as_bytes()) {
+            Some(b) => r > b,
+            None => true,
+        },
     }
 }
 
@@ -148,7 +166,12 @@ mod tests {
         assert!(ready_since_boot(dir));
         rotate(dir, 4096);
         assert_eq!(len(dir), 0);
-        assert!(std::fs::metadata(dir.join(files::SERIAL_OLD)).unwrap().len() <= 4096);
+        assert!(
+            std::fs::metadata(dir.join(files::SERIAL_OLD))
+                .unwrap()
+                .len()
+                <= 4096
+        );
         writeln!(f, "after rotation").unwrap();
         assert_eq!(
             tail(dir, Some(3)),

@@ -25,7 +25,10 @@ pub struct DiskInfo {
 pub async fn qemu_img(args: &[&str]) -> HvResult<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(600),
-        Command::new("qemu-img").args(args).kill_on_drop(true).output(),
+        Command::new("qemu-img")
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .map_err(|_| HvError::Timeout(format!("qemu-img {}", args.join(" "))))?

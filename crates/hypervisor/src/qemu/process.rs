@@ -77,7 +77,10 @@ impl Launch {
         let d = &self.dir;
         let mut a: Vec<String> = vec![];
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-        push(&["-name", &format!("{},process=lifeboat-{}", self.name, self.name)]);
+        push(&[
+            "-name",
+            &format!("{},process=lifeboat-{}", self.name, self.name),
+        ]);
         push(&["-machine", "pc"]);
         match self.accel {
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
@@ -101,6 +104,8 @@ impl Launch {
             "-device",
             "isa-serial,chardev=con0",
         ]);
+        // Guest panics become the run state `guest-panicked` (Crashed).
+        push(&["-device", "pvpanic"]);
         push(&[
             "-chardev",
             &format!("socket,id=ga0,path={},server=on,wait=off", p(d, files::GA)),
@@ -243,11 +248,13 @@ pub async fn kill_hard(pid: u32, dir: &Path) -> HvResult<()> {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> HvResult<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
+/// A free TCP port on `addr` (bound, then released).
+pub fn free_port(addr: &str) -> HvResult<u16> {
+    let l = std::net::TcpListener::bind((addr, 0))
         .map_err(|e| HvError::Other(format!("no free port: {e}")))?;
-    Ok(l.local_addr().map_err(|e| HvError::Other(e.to_string()))?.port())
+    Ok(l.local_addr()
+        .map_err(|e| HvError::Other(e.to_string()))?
+        .port())
 }
 
 /// A 512-byte boot sector that prints `OK` on COM1 and exits qemu through
