@@ -9,7 +9,6 @@
 //! - `qemu`: real QEMU/KVM virtual machines (see the qemu module).
 
 pub mod fake;
-pub mod qemu;
 mod types;
 
 pub use types::*;
