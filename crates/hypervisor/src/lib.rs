@@ -6,9 +6,10 @@
 //! HTTP/JSON or in-process. Drivers:
 //! - [`fake::FakeDriver`]: an in-process test double with delays, failure
 //!   injection and optional persistence (so it survives a process restart).
-//! - `qemu`: real QEMU/KVM virtual machines (see the qemu module).
+//! - [`qemu::QemuDriver`]: real QEMU/KVM virtual machines.
 
 pub mod fake;
+pub mod qemu;
 mod types;
 
 pub use types::*;

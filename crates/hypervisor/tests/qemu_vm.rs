@@ -1,0 +1,504 @@
+//! The QEMU driver on real virtual machines (TCG unless KVM works here).
+//!
+//! The guest is the project's image in `guest/out` (built by
+//! `guest/build-image.sh` when missing; `LIFEBOAT_GUEST_DIR` overrides the
+//! directory). Without `qemu-system-x86_64` the tests print a skip message,
+//! or fail when `CI` is set. Tests take turns (one lock) so that at most two
+//! VMs run at a time on a 2-core machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lifeboat_core::PowerState;
+use lifeboat_hypervisor::qemu::{Accel, QemuConfig, QemuDriver};
+use lifeboat_hypervisor::{HvError, Hypervisor, ImageRef, Nic, VmSize, VmSpec};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ACCEL: tokio::sync::OnceCell<Accel> = tokio::sync::OnceCell::const_new();
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "lifeboat_hypervisor=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn qemu_present() -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
+        .unwrap_or(false)
+}
+
+/// The guest image directory, building it if needed; None = skip.
+fn guest_dir() -> Option<PathBuf> {
+    if !qemu_present() {
+        if std::env::var_os("CI").is_some() {
+            panic!("qemu-system-x86_64 is not installed (CI is set: failing instead of skipping)");
+        }
+        eprintln!("SKIP: qemu-system-x86_64 is not installed");
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("LIFEBOAT_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("guest/out"));
+    let ready = |d: &Path| d.join("vmlinux").is_file() && d.join("initramfs.cpio.gz").is_file();
+    if !ready(&dir) {
+        let script = root.join("guest/build-image.sh");
+        eprintln!("building the guest image with {}", script.display());
+        let st = Command::new("bash")
+            .arg(&script)
+            .current_dir(&root)
+            .status()
+            .expect("run guest/build-image.sh");
+        assert!(st.success(), "guest/build-image.sh failed: {st}");
+    }
+    assert!(ready(&dir), "no guest image in {}", dir.display());
+    Some(std::fs::canonicalize(dir).unwrap())
+}
+
+fn image(dir: &Path) -> ImageRef {
+    ImageRef {
+        id: "lifeboat-guest".into(),
+        disk: None,
+        kernel: Some(dir.join("vmlinux").to_string_lossy().into_owned()),
+        initrd: Some(dir.join("initramfs.cpio.gz").to_string_lossy().into_owned()),
+        cmdline: None,
+    }
+}
+
+fn spec(name: &str, image: ImageRef) -> VmSpec {
+    VmSpec {
+        name: name.into(),
+        server_id: format!("{name}-id"),
+        hostname: name.into(),
+        size: VmSize {
+            vcpus: 1,
+            ram_mb: 128,
+            disk_gb: 1,
+            ephemeral_gb: 1,
+            swap_mb: 0,
+        },
+        image,
+        nics: vec![Nic {
+            port_id: "p1".into(),
+            mac: "52:54:00:12:34:56".into(),
+            ip: "10.0.0.5".into(),
+            prefix: 24,
+            gateway: "10.0.0.1".into(),
+        }],
+        user_data: None,
+        root_disk: None,
+    }
+}
+
+async fn driver(state: &Path, host: &str) -> QemuDriver {
+    let accel = *ACCEL
+        .get_or_init(|| async {
+            let a =
+                lifeboat_hypervisor::qemu::probe_accelerator(Path::new("qemu-system-x86_64")).await;
+            eprintln!("accelerator: {}", a.name());
+            a
+        })
+        .await;
+    let mut cfg = QemuConfig::new(state, host);
+    cfg.accel = accel;
+    cfg.vm_ready_timeout = Duration::from_secs(180);
+    QemuDriver::new(cfg).await.expect("driver")
+}
+
+/// Kills every qemu left in a state dir when a test ends (also on panic).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir(self.0.join("vms")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) {
+                let cmdline =
+                    std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&*e.path().to_string_lossy()) {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                }
+            }
+        }
+    }
+}
+
+async fn power(d: &QemuDriver, name: &str) -> PowerState {
+    d.status(name).await.unwrap().power_state
+}
+
+fn qemu_img(args: &[&str]) -> String {
+    let out = Command::new("qemu-img").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn virtual_size(path: &Path) -> u64 {
+    let info: serde_json::Value = serde_json::from_str(&qemu_img(&[
+        "info",
+        "-U",
+        "--output=json",
+        &path.to_string_lossy(),
+    ]))
+    .unwrap();
+    info["virtual-size"].as_u64().unwrap()
+}
+
+fn qemu_io(path: &Path, cmd: &str) -> bool {
+    Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", cmd, &path.to_string_lossy()])
+        .output()
+        .map(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("fail"))
+        .unwrap_or(false)
+}
+
+fn cmdline_of(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ")
+}
+
+async fn wait_console(d: &QemuDriver, name: &str, needle: &str, secs: u64) -> String {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let out = d.console_output(name, None).await.unwrap();
+        if out.contains(needle) || Instant::now() > end {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_of_one_real_vm() {
+    init_tracing();
+    let Some(gdir) = guest_dir() else { return };
+    let _turn = TURN.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
+    let d = driver(tmp.path(), "host-a").await;
+    let name = "instance-00000001";
+    let s = spec(name, image(&gdir));
+
+    // Define (idempotent), wrong-state errors, start (idempotent) until ready.
+    d.define(&s).await.unwrap();
+    d.define(&s).await.unwrap();
+    let vm_dir = d.vm_dir(name);
+    assert!(vm_dir.join("spec.json").is_file());
+    assert_eq!(virtual_size(&vm_dir.join("root.qcow2")), 1 << 30);
+    assert_eq!(virtual_size(&vm_dir.join("ephemeral.qcow2")), 1 << 30);
+    assert_eq!(power(&d, name).await, PowerState::Shutdown);
+    assert!(matches!(d.pause(name).await, Err(HvError::InvalidState(_))));
+    assert!(matches!(
+        d.reboot(name, false).await,
+        Err(HvError::InvalidState(_))
+    ));
+    let t = Instant::now();
+    d.start(name).await.unwrap();
+    eprintln!("boot to ready: {:?} ({})", t.elapsed(), d.accel().name());
+    d.start(name).await.unwrap();
+    let st = d.status(name).await.unwrap();
+    assert_eq!(st.power_state, PowerState::Running);
+    assert!(st.guest_ready);
+    let pid = st.pid.unwrap();
+    let cmd = cmdline_of(pid);
+    assert!(cmd.contains("-machine pc"), "{cmd}");
+    assert!(cmd.contains("mac=52:54:00:12:34:56"), "{cmd}");
+    assert_eq!(d.list().await.unwrap().len(), 1);
+
+    // Console output.
+    let out = d.console_output(name, None).await.unwrap();
+    assert!(out.contains("LIFEBOAT-READY"), "{out}");
+    let last2 = d.console_output(name, Some(2)).await.unwrap();
+    assert_eq!(last2.lines().count(), 2);
+
+    // Pause / unpause.
+    d.pause(name).await.unwrap();
+    d.pause(name).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Paused);
+    assert!(matches!(
+        d.crash_dump(name).await,
+        Err(HvError::InvalidState(_))
+    ));
+    d.unpause(name).await.unwrap();
+    d.unpause(name).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Running);
+
+    // Guest agent: password and maintenance.
+    d.set_password(name, "root", "s3cret-Pa55").await.unwrap();
+    let out = d.run_maintenance(name, "self-test").await.unwrap();
+    assert!(out.contains("kernel:"), "{out}");
+    assert!(d.run_maintenance(name, "no-such-procedure").await.is_err());
+
+    // Crash dump: an NMI the guest kernel reports on the console.
+    d.crash_dump(name).await.unwrap();
+    let out = wait_console(&d, name, "NMI received", 20).await;
+    assert!(out.contains("NMI received"), "{out}");
+
+    // Soft reboot (guest agent) and hard reboot (reset): ready again.
+    let t = Instant::now();
+    d.reboot(name, false).await.unwrap();
+    eprintln!("soft reboot: {:?}", t.elapsed());
+    assert!(d.status(name).await.unwrap().guest_ready);
+    let t = Instant::now();
+    d.reboot(name, true).await.unwrap();
+    eprintln!("hard reboot: {:?}", t.elapsed());
+    assert_eq!(d.pid(name), Some(pid), "a reset keeps the process");
+
+    // Suspend (RAM to a file, process gone) and resume (guest keeps going).
+    let t = Instant::now();
+    d.suspend(name).await.unwrap();
+    eprintln!("suspend: {:?}", t.elapsed());
+    d.suspend(name).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Suspended);
+    assert_eq!(d.pid(name), None);
+    assert!(vm_dir.join("vmstate").is_file());
+    assert!(matches!(d.start(name).await, Err(HvError::InvalidState(_))));
+    let t = Instant::now();
+    d.resume(name).await.unwrap();
+    eprintln!("resume: {:?}", t.elapsed());
+    d.resume(name).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Running);
+    assert!(!vm_dir.join("vmstate").exists());
+    d.set_password(name, "root", "after-resume").await.unwrap();
+
+    // Live snapshot (blockdev-backup) of the running VM, then one of the
+    // paused VM that must equal the disk in use.
+    let snaps = tmp.path().join("snaps");
+    let live = snaps.join("live.qcow2");
+    let t = Instant::now();
+    let info = d
+        .snapshot_disk(name, &live.to_string_lossy())
+        .await
+        .unwrap();
+    eprintln!("live snapshot: {:?}", t.elapsed());
+    assert_eq!(info.format, "qcow2");
+    assert!(info.size > 0);
+    assert_eq!(virtual_size(&live), 1 << 30);
+    let root = vm_dir.join("root.qcow2");
+    d.pause(name).await.unwrap();
+    d.snapshot_disk(name, &live.to_string_lossy())
+        .await
+        .unwrap();
+    qemu_img(&[
+        "compare",
+        "-U",
+        &live.to_string_lossy(),
+        &root.to_string_lossy(),
+    ]);
+    d.unpause(name).await.unwrap();
+
+    // Graceful stop (ACPI) then idempotent stop.
+    let t = Instant::now();
+    d.stop(name, 30).await.unwrap();
+    eprintln!("acpi stop: {:?}", t.elapsed());
+    d.stop(name, 30).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Shutdown);
+    assert_eq!(d.pid(name), None);
+    let out = d.console_output(name, None).await.unwrap();
+    assert!(out.contains("powered off"), "{out}");
+
+    // Stopped snapshot (qemu-img convert) after writing a pattern.
+    assert!(qemu_io(&root, "write -P 0xab 0 1M"));
+    let cold = snaps.join("cold.qcow2");
+    d.snapshot_disk(name, &cold.to_string_lossy())
+        .await
+        .unwrap();
+    qemu_img(&["compare", &cold.to_string_lossy(), &root.to_string_lossy()]);
+    assert!(qemu_io(&cold, "read -P 0xab 0 1M"));
+
+    // Rebuild: a fresh root disk (the pattern is gone), same identity.
+    d.rebuild(name, &image(&gdir)).await.unwrap();
+    assert!(qemu_io(&root, "read -P 0 0 1M"));
+    assert_eq!(power(&d, name).await, PowerState::Shutdown);
+
+    // Resize: bigger disk and more RAM/vCPUs on the next boot; revert, then
+    // resize again and confirm.
+    let bigger = VmSize {
+        vcpus: 2,
+        ram_mb: 160,
+        disk_gb: 2,
+        ephemeral_gb: 1,
+        swap_mb: 64,
+    };
+    assert!(qemu_io(&root, "write -P 0xcd 0 1M"));
+    d.resize(name, &bigger).await.unwrap();
+    assert_eq!(virtual_size(&root), 2 << 30);
+    assert!(vm_dir.join("root.pre-resize.qcow2").is_file());
+    assert!(vm_dir.join("swap.qcow2").is_file());
+    assert!(matches!(
+        d.resize(name, &s.size).await,
+        Err(HvError::InvalidState(_))
+    ));
+    d.start(name).await.unwrap();
+    let cmd = cmdline_of(d.pid(name).unwrap());
+    assert!(cmd.contains("-m 160") && cmd.contains("-smp 2"), "{cmd}");
+    assert!(cmd.contains("swap.qcow2"), "{cmd}");
+    d.stop(name, 0).await.unwrap();
+    d.revert_resize(name).await.unwrap();
+    assert_eq!(virtual_size(&root), 1 << 30);
+    assert!(qemu_io(&root, "read -P 0xcd 0 1M"), "the old disk is back");
+    assert!(!vm_dir.join("root.pre-resize.qcow2").exists());
+    d.resize(name, &bigger).await.unwrap();
+    d.confirm_resize(name).await.unwrap();
+    d.confirm_resize(name).await.unwrap();
+    assert!(!vm_dir.join("root.pre-resize.qcow2").exists());
+    assert_eq!(virtual_size(&root), 2 << 30);
+
+    // Rescue: the rescue image boots with the server's disk as the second
+    // disk; unrescue boots the server's own disk again.
+    d.start(name).await.unwrap();
+    d.rescue(name, &image(&gdir)).await.unwrap();
+    let cmd = cmdline_of(d.pid(name).unwrap());
+    let (r, s_root) = (
+        cmd.find("rescue.qcow2").unwrap(),
+        cmd.find("root.qcow2").unwrap(),
+    );
+    assert!(r < s_root, "rescue disk first: {cmd}");
+    assert!(d.status(name).await.unwrap().guest_ready);
+    d.unrescue(name).await.unwrap();
+    let cmd = cmdline_of(d.pid(name).unwrap());
+    assert!(!cmd.contains("rescue.qcow2"), "{cmd}");
+    assert!(!vm_dir.join("rescue.qcow2").exists());
+
+    // Offload: only when stopped; the disks stay; a new define brings it back.
+    assert!(matches!(
+        d.offload(name).await,
+        Err(HvError::InvalidState(_))
+    ));
+    d.stop(name, 0).await.unwrap();
+    d.offload(name).await.unwrap();
+    assert!(matches!(d.start(name).await, Err(HvError::InvalidState(_))));
+    assert!(root.is_file());
+    d.define(&s).await.unwrap();
+    d.start(name).await.unwrap();
+
+    // Destroy (idempotent).
+    d.destroy(name).await.unwrap();
+    d.destroy(name).await.unwrap();
+    assert!(!vm_dir.exists());
+    assert!(matches!(d.status(name).await, Err(HvError::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readoption_and_a_vm_killed_outside() {
+    init_tracing();
+    let Some(gdir) = guest_dir() else { return };
+    let _turn = TURN.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
+    let name = "instance-00000002";
+    let pid = {
+        let d = driver(tmp.path(), "host-a").await;
+        d.define(&spec(name, image(&gdir))).await.unwrap();
+        d.start(name).await.unwrap();
+        d.pid(name).unwrap()
+    };
+    // A new driver instance (a restarted host agent) re-adopts the VM.
+    let d = driver(tmp.path(), "host-a").await;
+    let st = d.status(name).await.unwrap();
+    assert_eq!(st.power_state, PowerState::Running);
+    assert_eq!(st.pid, Some(pid));
+    assert!(st.guest_ready);
+    d.set_password(name, "root", "readopted").await.unwrap();
+    d.pause(name).await.unwrap();
+    d.unpause(name).await.unwrap();
+
+    // Killed outside Lifeboat: noticed as not running, and can start again.
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let end = Instant::now() + Duration::from_secs(10);
+    while d.pid(name).is_some() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = d.status(name).await.unwrap();
+    assert!(
+        matches!(st.power_state, PowerState::Crashed | PowerState::Shutdown),
+        "{st:?}"
+    );
+    assert_eq!(st.pid, None);
+    assert!(!st.guest_ready);
+    d.start(name).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Running);
+
+    // A guest that powers itself off is reported shut down, not crashed.
+    d.stop(name, 30).await.unwrap();
+    assert_eq!(power(&d, name).await, PowerState::Shutdown);
+    d.destroy(name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_cold_migration_between_two_drivers() {
+    init_tracing();
+    let Some(gdir) = guest_dir() else { return };
+    let _turn = TURN.lock().await;
+    let tmp_a = tempfile::tempdir().unwrap();
+    let tmp_b = tempfile::tempdir().unwrap();
+    let _ra = Reaper(tmp_a.path().to_path_buf());
+    let _rb = Reaper(tmp_b.path().to_path_buf());
+    let a = driver(tmp_a.path(), "host-a").await;
+    let b = driver(tmp_b.path(), "host-b").await;
+    let name = "instance-00000003";
+    let s = spec(name, image(&gdir));
+    a.define(&s).await.unwrap();
+    // Data on a disk (the guest leaves the ephemeral disk alone) that must
+    // arrive at the destination.
+    assert!(qemu_io(
+        &a.vm_dir(name).join("ephemeral.qcow2"),
+        "write -P 0x77 1M 1M"
+    ));
+    a.start(name).await.unwrap();
+
+    // Live: A → B while the guest runs.
+    let t = Instant::now();
+    let target = b.prepare_incoming(&s).await.unwrap();
+    assert_eq!(target.host, "host-b");
+    assert_eq!(b.prepare_incoming(&s).await.unwrap(), target);
+    a.migrate_to(name, &target).await.unwrap();
+    b.finish_incoming(name).await.unwrap();
+    eprintln!("live migration: {:?}", t.elapsed());
+    assert!(matches!(a.status(name).await, Err(HvError::NotFound(_))));
+    let st = b.status(name).await.unwrap();
+    assert_eq!(st.power_state, PowerState::Running);
+    if let Err(e) = b.set_password(name, "root", "migrated").await {
+        let out = b.console_output(name, Some(30)).await.unwrap();
+        panic!("guest agent after migration: {e}\nconsole:\n{out}");
+    }
+    assert!(b.status(name).await.unwrap().guest_ready);
+    let out = b.run_maintenance(name, "self-test").await.unwrap();
+    assert!(out.contains("kernel:"), "{out}");
+
+    // Cold: B → A while stopped (disks copied over NBD), then boot on A.
+    b.stop(name, 0).await.unwrap();
+    let beph = b.vm_dir(name).join("ephemeral.qcow2");
+    assert!(
+        qemu_io(&beph, "read -P 0x77 1M 1M"),
+        "mirrored during live migration"
+    );
+    assert!(qemu_io(&beph, "write -P 0x5a 4M 1M"));
+    let target = a.prepare_incoming(&s).await.unwrap();
+    b.migrate_to(name, &target).await.unwrap();
+    b.migrate_to(name, &target).await.unwrap();
+    assert!(matches!(b.status(name).await, Err(HvError::NotFound(_))));
+    a.start(name).await.unwrap();
+    assert_eq!(power(&a, name).await, PowerState::Running);
+    a.stop(name, 0).await.unwrap();
+    let aeph = a.vm_dir(name).join("ephemeral.qcow2");
+    assert!(qemu_io(&aeph, "read -P 0x5a 4M 1M"));
+    assert!(qemu_io(&aeph, "read -P 0x77 1M 1M"));
+    a.destroy(name).await.unwrap();
+}
