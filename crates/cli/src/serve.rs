@@ -93,7 +93,7 @@ fn qemu_installed() -> bool {
         .unwrap_or(false)
 }
 
-fn make_driver(
+async fn make_driver(
     kind: DriverKind,
     host: &str,
     state_dir: &Path,
@@ -106,7 +106,14 @@ fn make_driver(
             Ok(Arc::new(FakeDriver::new(cfg)))
         }
         DriverKind::Qemu => {
-            bail!("the qemu driver is not built into this binary yet; use --driver fake")
+            if !qemu_installed() {
+                bail!("--driver qemu: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+            }
+            let cfg = lifeboat_hypervisor::qemu::QemuConfig::new(state_dir, host);
+            let d = lifeboat_hypervisor::qemu::QemuDriver::new(cfg)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the qemu driver: {e}"))?;
+            Ok(Arc::new(d))
         }
     }
 }
@@ -188,18 +195,22 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .filter(|p| p.is_file()),
     };
     engine.bootstrap_catalog(&guest).await?;
-    let driver = a
-        .driver
-        .unwrap_or(if qemu_installed() && cfg!(feature = "qemu") {
-            DriverKind::Qemu
-        } else {
-            DriverKind::Fake
-        });
+    let driver = a.driver.unwrap_or(if qemu_installed() {
+        DriverKind::Qemu
+    } else {
+        DriverKind::Fake
+    });
+    if driver == DriverKind::Qemu && guest.kernel.is_none() {
+        eprintln!(
+            "lifeboat: warning: no guest image found (run guest/build-image.sh or pass --guest-dir); servers cannot boot"
+        );
+    }
     let hv = make_driver(
         driver,
         &a.host_name,
         &data_dir.join("hosts").join(&a.host_name),
-    )?;
+    )
+    .await?;
     engine.add_host(&a.host_name, "local", "nova", hv).await?;
     let token = agent_token(&data_dir)?;
     for spec in &a.agents {
@@ -241,7 +252,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", a.token_file.display()))?
         .trim()
         .to_string();
-    let hv = make_driver(a.driver, &a.name, &a.data_dir)?;
+    let hv = make_driver(a.driver, &a.name, &a.data_dir).await?;
     let app = lifeboat_agent::router(hv, token);
     let listener = tokio::net::TcpListener::bind(a.listen).await?;
     eprintln!("lifeboat agent {}: serving on http://{}", a.name, a.listen);

@@ -27,7 +27,7 @@ impl Engine {
             accelerator: info.accelerator.clone(),
             enabled: true,
             capacity: Resources {
-                vcpus: info.vcpus,
+                vcpus: (info.vcpus as f64 * self.inner.cfg.cpu_allocation_ratio).floor() as u32,
                 ram_mb: info.ram_mb,
                 disk_gb: info.disk_gb,
             },

@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub hang_at: Option<String>,
     /// Seconds to wait for a guest to report ready.
     pub ready_timeout: Duration,
+    /// Virtual CPUs placed per host CPU (Nova's initial_cpu_allocation_ratio).
+    pub cpu_allocation_ratio: f64,
 }
 
 impl EngineConfig {
@@ -63,6 +65,7 @@ impl EngineConfig {
             sync_interval: Duration::from_secs(5),
             hang_at: std::env::var("LIFEBOAT_TEST_HANG_AT").ok(),
             ready_timeout: Duration::from_secs(300),
+            cpu_allocation_ratio: 4.0,
         }
     }
 }

@@ -29,11 +29,31 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(data_dir: &Path, port: u16, envs: &[(&str, &str)], extra: &[&str]) -> Serve {
+        Self::spawn(data_dir, port, "fake", envs, extra)
+    }
+
+    pub fn start_with_driver(data_dir: &Path, port: u16, driver: &str, extra: &[&str]) -> Serve {
+        Self::spawn(data_dir, port, driver, &[], extra)
+    }
+
+    /// Waits for the "serving on" line (the listener may be up before the
+    /// engine finished starting the driver).
+    pub fn wait_ready_line(&mut self) {
+        self.wait_stderr("serving on", Duration::from_secs(60));
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        port: u16,
+        driver: &str,
+        envs: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Serve {
         let mut cmd = Command::new(BIN);
         cmd.args([
             "serve",
             "--driver",
-            "fake",
+            driver,
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])

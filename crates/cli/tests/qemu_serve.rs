@@ -1,0 +1,161 @@
+//! Real VMs through the whole stack: `lifeboat serve --driver qemu` with the
+//! guest image. A server keeps running while `lifeboat serve` is SIGKILLed
+//! and restarted, and is still managed afterwards; a VM killed outside
+//! Lifeboat is noticed within seconds. Needs qemu-system-x86_64 and the guest
+//! image (guest/build-image.sh): fails under CI without them, skips otherwise.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Api, Serve};
+use serde_json::json;
+
+fn guest_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
+    let qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if qemu && dir.join("vmlinux").is_file() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI needs qemu-system-x86_64 and guest/out (guest/build-image.sh)");
+    }
+    eprintln!("skipping: qemu-system-x86_64 or guest/out missing");
+    None
+}
+
+fn start(dir: &std::path::Path, port: u16, guest: &std::path::Path) -> Serve {
+    let mut s =
+        Serve::start_with_driver(dir, port, "qemu", &["--guest-dir", guest.to_str().unwrap()]);
+    s.wait_ready_line();
+    s
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn qemu_pid(instance: &str) -> Option<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &format!("process=lifeboat-{instance}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
+    let Some(guest) = guest_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let serve = start(dir.path(), port, &guest);
+    let c = serve.credentials();
+    let (u, p) = (
+        c["username"].as_str().unwrap().to_string(),
+        c["password"].as_str().unwrap().to_string(),
+    );
+    let api = Api::login(&serve.url, &u, &p);
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "survivor", "flavor": "m1.nano"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+    let s = api.settle(&id, Duration::from_secs(120));
+    assert_eq!(s["status"], "ACTIVE", "{s}");
+    let instance = s["instance_name"].as_str().unwrap().to_string();
+    let pid = qemu_pid(&instance).expect("a qemu process runs the server");
+
+    // SIGKILL the manager: the VM keeps running.
+    drop(api);
+    serve.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(pid_alive(pid), "the VM died with the manager");
+
+    let serve = start(dir.path(), port, &guest);
+    let api = Api::login(&serve.url, &u, &p);
+    let s = api.get(&format!("/api/v1/servers/{id}"));
+    assert_eq!(
+        (s["status"].as_str(), s["power_state"].as_i64()),
+        (Some("ACTIVE"), Some(1)),
+        "{s}"
+    );
+    assert_eq!(
+        qemu_pid(&instance),
+        Some(pid),
+        "same VM process after the restart"
+    );
+    // still managed: the guest agent answers a password change, a reboot works
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "change_password", "admin_pass": "n3w-passw0rd"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(api.settle(&id, Duration::from_secs(60))["status"], "ACTIVE");
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "reboot", "hard": true}),
+    );
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(
+        api.settle(&id, Duration::from_secs(120))["status"],
+        "ACTIVE"
+    );
+    let (st, out) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "console_output", "length": 200}),
+    );
+    assert_eq!(st, 200);
+    assert!(
+        out["output"].as_str().unwrap().contains("LIFEBOAT-READY"),
+        "{out}"
+    );
+
+    // killed outside Lifeboat: noticed within seconds
+    let pid = qemu_pid(&instance).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = api.get(&format!("/api/v1/servers/{id}"));
+        if s["status"] == "SHUTOFF" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "VM death not noticed: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "start"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(
+        api.settle(&id, Duration::from_secs(120))["status"],
+        "ACTIVE"
+    );
+    let (st, _) = api.req(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/servers/{id}"),
+        None,
+    );
+    assert_eq!(st, 202);
+    assert_eq!(
+        api.settle(&id, Duration::from_secs(60))["status"],
+        "DELETED"
+    );
+    assert!(
+        qemu_pid(&instance).is_none(),
+        "VM process gone after delete"
+    );
+}
