@@ -39,17 +39,18 @@ fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn qemu_pid(instance: &str) -> Option<u32> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", &format!("process=lifeboat-{instance}")])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
+/// The live qemu process of `instance` in this data dir (its pid file).
+fn qemu_pid(data_dir: &std::path::Path, instance: &str) -> Option<u32> {
+    let pid_file = data_dir.join("hosts/host1/vms").join(instance).join("pid");
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(instance)
+        .then_some(pid)
 }
 
 #[test]
@@ -73,7 +74,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     let s = api.settle(&id, Duration::from_secs(120));
     assert_eq!(s["status"], "ACTIVE", "{s}");
     let instance = s["instance_name"].as_str().unwrap().to_string();
-    let pid = qemu_pid(&instance).expect("a qemu process runs the server");
+    let pid = qemu_pid(dir.path(), &instance).expect("a qemu process runs the server");
 
     // SIGKILL the manager: the VM keeps running.
     drop(api);
@@ -90,7 +91,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         "{s}"
     );
     assert_eq!(
-        qemu_pid(&instance),
+        qemu_pid(dir.path(), &instance),
         Some(pid),
         "same VM process after the restart"
     );
@@ -121,7 +122,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     );
 
     // killed outside Lifeboat: noticed within seconds
-    let pid = qemu_pid(&instance).unwrap();
+    let pid = qemu_pid(dir.path(), &instance).unwrap();
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -154,8 +155,12 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         api.settle(&id, Duration::from_secs(60))["status"],
         "DELETED"
     );
-    assert!(
-        qemu_pid(&instance).is_none(),
-        "VM process gone after delete"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while qemu_pid(dir.path(), &instance).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "VM process still there after delete"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

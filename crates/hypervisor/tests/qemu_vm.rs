@@ -320,7 +320,10 @@ async fn lifecycle_of_one_real_vm() {
 
     // Rebuild: a fresh root disk (the pattern is gone), same identity.
     d.rebuild(name, &image(&gdir)).await.unwrap();
-    assert!(qemu_io(&root, "read -P 0 0 1M"));
+    assert!(
+        !qemu_io(&root, "read -P 0xab 0 1M"),
+        "old data survived the rebuild"
+    );
     assert_eq!(power(&d, name).await, PowerState::Shutdown);
 
     // Resize: bigger disk and more RAM/vCPUs on the next boot; revert, then

@@ -66,6 +66,15 @@ impl Accel {
     }
 }
 
+/// SHA-512 crypt(3) of `password` with a random salt, computed on the host.
+fn host_side_hash(password: &str) -> String {
+    use rand::RngCore;
+    let mut salt = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let salt = lifeboat_guest_agent::crypt::salt_from_bytes(&salt);
+    lifeboat_guest_agent::crypt::sha512_crypt(password.as_bytes(), &salt, None)
+}
+
 /// QEMU driver settings.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -108,7 +117,7 @@ impl QemuConfig {
             kvm_probe_timeout: Duration::from_millis(1500),
             serial_log_max: 1 << 20,
             migration_bandwidth: 4 << 30,
-            base_cmdline: "console=ttyS0".into(),
+            base_cmdline: "console=ttyS0 quiet".into(),
             min_root_bytes: 64 << 20,
             migration_address: "127.0.0.1".into(),
         }
@@ -408,9 +417,67 @@ impl QemuDriver {
                 let img_size = disk::info(Path::new(img)).await?.virtual_size;
                 disk::create_overlay(&tmp, Path::new(img), self.root_size(spec, img_size)).await?
             }
-            None => disk::create(&tmp, self.root_size(spec, 0)).await?,
+            None => {
+                // A kernel+initramfs image has no disk: the root disk is the
+                // guest's data disk. An overlay of a cached, already formatted
+                // blank disk saves the guest formatting it on first boot.
+                let size = self.root_size(spec, 0);
+                match self.formatted_blank(size).await {
+                    Some(base) => disk::create_overlay(&tmp, &base, size).await?,
+                    None => disk::create(&tmp, size).await?,
+                }
+            }
         }
         std::fs::rename(&tmp, path).map_err(other)
+    }
+
+    /// `<state_dir>/base/blank-<size>.qcow2`: an ext2 filesystem (the guest's
+    /// busybox makes the same) of `size` bytes, made once with the host's
+    /// mke2fs. None when mke2fs is missing (the guest then formats).
+    async fn formatted_blank(&self, size: u64) -> Option<PathBuf> {
+        let dir = self.inner.cfg.state_dir.join("base");
+        let base = dir.join(format!("blank-{size}.qcow2"));
+        if base.is_file() {
+            return Some(base);
+        }
+        std::fs::create_dir_all(&dir).ok()?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let raw = dir.join(format!("blank-{size}.{nonce}.raw.tmp"));
+        let f = std::fs::File::create(&raw).ok()?;
+        f.set_len(size).ok()?;
+        drop(f);
+        let made = tokio::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext2", "-L", "lifeboat-data"])
+            .arg(&raw)
+            .status()
+            .await
+            .map(|st| st.success())
+            .unwrap_or(false);
+        let out = if made {
+            let tmp = dir.join(format!("blank-{size}.{nonce}.qcow2.tmp"));
+            let ok = disk::qemu_img(&[
+                "convert",
+                "-q",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                raw.to_str()?,
+                tmp.to_str()?,
+            ])
+            .await
+            .is_ok()
+                && std::fs::rename(&tmp, &base).is_ok();
+            ok.then_some(base)
+        } else {
+            tracing::info!("mke2fs unavailable: guests format their blank disk on first boot");
+            None
+        };
+        let _ = std::fs::remove_file(&raw);
+        out
     }
 
     /// Creates missing ephemeral and swap disks.
@@ -1236,7 +1303,7 @@ impl Hypervisor for QemuDriver {
         self.ga_retry(
             name,
             "set-password",
-            json!({"user": user, "password": password}),
+            json!({"user": user, "hash": host_side_hash(password)}),
             Duration::from_secs(30),
         )
         .await?;
