@@ -230,7 +230,7 @@ const fn rule(action: Action, nova_name: &'static str) -> ActionRule {
         outcome: Outcome::Unchanged,
         on_failure: OnFailure::Revert,
         checks_lock: true,
-        must_have_launched: false,
+        must_have_launched: true,
         must_be_running: false,
         needs_host: false,
         policy: Policy::Member,
@@ -238,15 +238,14 @@ const fn rule(action: Action, nova_name: &'static str) -> ActionRule {
     }
 }
 
+/// Nova's `ALLOW_REBOOT`: the task_states a HARD reboot may interrupt.
 const REBOOT_TASKS: &[Option<TaskState>] = &[
     None,
     Some(T::Rebooting),
     Some(T::RebootPending),
     Some(T::RebootStarted),
-    Some(T::RebootingHard),
-    Some(T::RebootPendingHard),
-    Some(T::RebootStartedHard),
     Some(T::Resuming),
+    Some(T::RebootingHard),
     Some(T::Unpausing),
     Some(T::Pausing),
     Some(T::Suspending),
@@ -261,11 +260,13 @@ pub static TABLE: &[ActionRule] = &[
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
         checks_lock: false,
+        must_have_launched: false,
         ..rule(Action::Create, "create")
     },
     ActionRule {
         task_states: Any,
         long: false,
+        must_have_launched: false,
         ..rule(Action::Update, "update")
     },
     ActionRule {
@@ -273,6 +274,7 @@ pub static TABLE: &[ActionRule] = &[
         task_state: Some(T::Deleting),
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
+        must_have_launched: false,
         ..rule(Action::Delete, "delete")
     },
     ActionRule {
@@ -280,6 +282,7 @@ pub static TABLE: &[ActionRule] = &[
         task_state: Some(T::Deleting),
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
+        must_have_launched: false,
         ..rule(Action::ForceDelete, "forceDelete")
     },
     ActionRule {
@@ -291,7 +294,7 @@ pub static TABLE: &[ActionRule] = &[
     ActionRule {
         vm_states: Only(&[V::Active]),
         task_states: Only(&[None]),
-        task_state: Some(T::RebootPending),
+        task_state: Some(T::Rebooting),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
         ..rule(Action::RebootSoft, "reboot")
@@ -299,7 +302,7 @@ pub static TABLE: &[ActionRule] = &[
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
         task_states: Only(REBOOT_TASKS),
-        task_state: Some(T::RebootPendingHard),
+        task_state: Some(T::RebootingHard),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
         ..rule(Action::RebootHard, "reboot")
@@ -333,11 +336,13 @@ pub static TABLE: &[ActionRule] = &[
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageSnapshotPending),
+        checks_lock: false,
         ..rule(Action::CreateImage, "createImage")
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageBackup),
+        checks_lock: false,
         ..rule(Action::CreateBackup, "createBackup")
     },
     ActionRule {
@@ -351,6 +356,7 @@ pub static TABLE: &[ActionRule] = &[
         checks_lock: false,
         policy: Policy::Admin,
         long: false,
+        must_have_launched: false,
         ..rule(Action::ResetState, "os-resetState")
     },
     ActionRule {
@@ -385,12 +391,14 @@ pub static TABLE: &[ActionRule] = &[
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::Lock, "lock")
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::Unlock, "unlock")
     },
     ActionRule {
@@ -412,6 +420,7 @@ pub static TABLE: &[ActionRule] = &[
         task_state: Some(T::Rebuilding),
         outcome: Outcome::Previous,
         on_failure: OnFailure::Error,
+        checks_lock: false,
         policy: Policy::Admin,
         ..rule(Action::Evacuate, "evacuate")
     },
@@ -423,7 +432,7 @@ pub static TABLE: &[ActionRule] = &[
         ..rule(Action::Start, "start")
     },
     ActionRule {
-        vm_states: Only(&[V::Active, V::Rescued, V::Error]),
+        vm_states: Only(&[V::Active, V::Error]),
         task_state: Some(T::PoweringOff),
         outcome: Outcome::To(V::Stopped),
         needs_host: true,
@@ -439,6 +448,7 @@ pub static TABLE: &[ActionRule] = &[
         vm_states: Only(&[V::Shelved]),
         task_state: Some(T::ShelvingOffloading),
         outcome: Outcome::To(V::ShelvedOffloaded),
+        policy: Policy::Admin,
         ..rule(Action::ShelveOffload, "shelveOffload")
     },
     ActionRule {
@@ -465,7 +475,6 @@ pub static TABLE: &[ActionRule] = &[
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
-        must_be_running: true,
         needs_host: true,
         long: false,
         ..rule(Action::TriggerCrashDump, "trigger_crash_dump")
@@ -476,6 +485,7 @@ pub static TABLE: &[ActionRule] = &[
         needs_host: true,
         policy: Policy::Reader,
         long: false,
+        must_have_launched: false,
         ..rule(Action::ConsoleOutput, "os-getConsoleOutput")
     },
     ActionRule {
@@ -483,40 +493,47 @@ pub static TABLE: &[ActionRule] = &[
         checks_lock: false,
         needs_host: true,
         long: false,
+        must_have_launched: false,
         ..rule(Action::RemoteConsole, "remote_consoles")
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::AddSecurityGroup, "addSecurityGroup")
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::RemoveSecurityGroup, "removeSecurityGroup")
     },
     ActionRule {
         task_states: Any,
         long: false,
+        must_have_launched: false,
         ..rule(Action::AddFixedIp, "addFixedIp")
     },
     ActionRule {
         task_states: Any,
         long: false,
+        must_have_launched: false,
         ..rule(Action::RemoveFixedIp, "removeFixedIp")
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::AddFloatingIp, "addFloatingIp")
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
+        must_have_launched: false,
         ..rule(Action::RemoveFloatingIp, "removeFloatingIp")
     },
 ];

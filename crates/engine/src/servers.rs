@@ -671,19 +671,10 @@ impl Engine {
                         .await?,
                 ))
             }
-            ServerAction::ForceDelete => {
-                if s.vm_state != VmState::SoftDeleted {
-                    return Err(ComputeError::Conflict(format!(
-                        "Cannot 'forceDelete' instance {} while it is in vm_state {}",
-                        s.id,
-                        s.vm_state.as_str()
-                    )));
-                }
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, "force_delete", json!({}))
-                        .await?,
-                ))
-            }
+            ServerAction::ForceDelete => Ok(accepted(
+                self.begin_workflow(actor, s, action, "force_delete", json!({}))
+                    .await?,
+            )),
             ServerAction::Reboot { hard } => {
                 let kind = if hard { "reboot_hard" } else { "reboot_soft" };
                 Ok(accepted(
@@ -1024,7 +1015,14 @@ impl Engine {
                 self.agent_for(s.host.as_deref().unwrap_or_default())
                     .await?
                     .crash_dump(&s.instance_name)
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        lifeboat_hypervisor::HvError::InvalidState(_)
+                        | lifeboat_hypervisor::HvError::NotFound(_) => {
+                            ComputeError::Conflict(format!("Instance {} is not running.", s.id))
+                        }
+                        e => e.into(),
+                    })?;
                 self.log_short(actor, &s, "trigger_crash_dump", "NMI injected")
                     .await;
                 Ok(ActionOutcome::Done)

@@ -696,7 +696,13 @@ async fn multi_host_migrate_live_migrate_evacuate() {
     // shelve without offload then explicit offload
     let sh = e.act(&u, &s.id, ServerAction::Shelve).await;
     assert_eq!(sh.status(), Status::Shelved);
-    let off = e.act(&u, &s.id, ServerAction::ShelveOffload).await;
+    assert!(matches!(
+        e.engine
+            .server_action(&u, &s.id, ServerAction::ShelveOffload)
+            .await,
+        Err(ComputeError::Denied(ActionDenied::Forbidden { .. }))
+    ));
+    let off = e.act(&e.admin, &s.id, ServerAction::ShelveOffload).await;
     assert_eq!(off.status(), Status::ShelvedOffloaded);
     let un = e
         .act(

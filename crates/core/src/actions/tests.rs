@@ -112,7 +112,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("unrescue", &["rescued"]),
     ("evacuate", &["active", "stopped", "error"]),
     ("start", &["stopped"]),
-    ("stop", &["active", "rescued", "error"]),
+    ("stop", &["active", "error"]),
     ("shelve", &["active", "stopped", "paused", "suspended"]),
     ("shelve_offload", &["shelved"]),
     ("unshelve", &["shelved", "shelved_offloaded"]),
@@ -286,11 +286,37 @@ fn admin_lock_cannot_be_removed_by_owner() {
 }
 
 #[test]
-fn crash_dump_needs_running_guest() {
-    let mut s = server(VmState::Paused, None);
-    s.power_state = PowerState::Paused;
-    let e = check(Action::TriggerCrashDump, &s, &actor(Role::Member)).unwrap_err();
-    assert_eq!(e.to_string(), format!("Instance {} is not running.", s.id));
+fn never_launched_servers_refuse_state_checked_actions() {
+    let mut s = server(VmState::Error, None);
+    s.launched_at = None;
+    let e = check(Action::Rebuild, &s, &actor(Role::Member)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("Instance {} is in an invalid state for 'rebuild'", s.id)
+    );
+    assert!(check(Action::Delete, &s, &actor(Role::Member)).is_ok());
+    assert!(check(Action::ResetState, &s, &actor(Role::Admin)).is_ok());
+}
+
+#[test]
+fn hard_reboot_cannot_interrupt_a_hard_reboot_in_progress() {
+    let m = actor(Role::Member);
+    for t in [TaskState::RebootPendingHard, TaskState::RebootStartedHard] {
+        let s = server(VmState::Active, Some(t));
+        assert!(check(Action::RebootHard, &s, &m).is_err(), "{t}");
+    }
+    let s = server(VmState::Active, Some(TaskState::RebootingHard));
+    assert!(check(Action::RebootHard, &s, &m).is_ok());
+}
+
+#[test]
+fn snapshots_and_evacuation_ignore_locks() {
+    let mut s = server(VmState::Active, None);
+    s.locked = true;
+    s.locked_by = Some(LockedBy::Owner);
+    assert!(check(Action::CreateImage, &s, &actor(Role::Member)).is_ok());
+    assert!(check(Action::CreateBackup, &s, &actor(Role::Member)).is_ok());
+    assert!(check(Action::Stop, &s, &actor(Role::Member)).is_err());
 }
 
 #[test]
