@@ -164,3 +164,140 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+fn start_agent(
+    name: &str,
+    port: u16,
+    data_dir: &std::path::Path,
+    token: &std::path::Path,
+) -> std::process::Child {
+    let child = std::process::Command::new(common::BIN)
+        .args([
+            "agent",
+            "--name",
+            name,
+            "--driver",
+            "qemu",
+            "--listen",
+            &format!("127.0.0.2:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--token-file")
+        .arg(token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.2", port)).is_err() {
+        assert!(Instant::now() < deadline, "agent {name} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn live_migration_between_agents_and_agent_restart() {
+    let Some(guest) = guest_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    drop(start(dir.path(), port, &guest)); // creates the agent token
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent_port = free_port();
+    let token = dir.path().join("agent-token");
+    let mut agent = start_agent("host2", agent_port, agent_dir.path(), &token);
+    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
+    let mut serve = Serve::start_with_driver(
+        dir.path(),
+        port,
+        "qemu",
+        &[
+            "--guest-dir",
+            guest.to_str().unwrap(),
+            "--agent",
+            &agent_arg,
+        ],
+    );
+    serve.wait_ready_line();
+    let c = serve.credentials();
+    let api = Api::login(
+        &serve.url,
+        c["username"].as_str().unwrap(),
+        c["password"].as_str().unwrap(),
+    );
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "mover", "flavor": "m1.nano", "availability_zone": "nova:host1"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+    let s = api.settle(&id, Duration::from_secs(120));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host1")),
+        "{s}"
+    );
+    let instance = s["instance_name"].as_str().unwrap().to_string();
+
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "live_migrate", "host": "host2"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(120));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host2")),
+        "{s}"
+    );
+    assert!(qemu_pid(dir.path(), &instance).is_none(), "source VM gone");
+    let remote_pid = |d: &std::path::Path| -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(d.join("vms").join(&instance).join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
+    };
+    let pid = remote_pid(agent_dir.path()).expect("VM runs under the host2 agent");
+
+    // The agent restarts; its VM keeps running and is re-adopted.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(
+        remote_pid(agent_dir.path()) == Some(pid),
+        "VM survived its agent"
+    );
+    let mut agent = start_agent("host2", agent_port, agent_dir.path(), &token);
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "change_password", "admin_pass": "after-restart"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(60));
+    assert_eq!(s["status"], "ACTIVE", "{s}");
+    let (st, out) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "console_output", "length": 50}),
+    );
+    assert_eq!(st, 200);
+    assert!(
+        out["output"].as_str().unwrap().contains("lifeboat"),
+        "{out}"
+    );
+    let (st, _) = api.req(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/servers/{id}"),
+        None,
+    );
+    assert_eq!(st, 202);
+    assert_eq!(
+        api.settle(&id, Duration::from_secs(60))["status"],
+        "DELETED"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
