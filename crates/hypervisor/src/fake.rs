@@ -59,7 +59,7 @@ impl FakeConfig {
             delay,
             failures,
             state_file: None,
-            capacity: (1024, 4 * 1024 * 1024, 100_000),
+            capacity: (100_000, 1 << 40, 1 << 30),
         }
     }
 }
