@@ -599,7 +599,7 @@ async fn failures_roll_back_or_error() {
         id: "99".into(),
         name: "huge".into(),
         vcpus: 1,
-        ram: 1 << 40,
+        ram: 1 << 50,
         ..lifeboat_core::Flavor::defaults()[0].clone()
     };
     e.engine.create_flavor(&e.admin, big).await.unwrap();
