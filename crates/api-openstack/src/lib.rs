@@ -1,6 +1,124 @@
-//! Lifeboat OpenStack front (being built).
+//! Lifeboat's OpenStack front: a Keystone v3 subset at `/identity`, Compute
+//! v2.1 at `/compute/v2.1` (microversions 2.1–2.100) and a minimal Image v2
+//! at `/image/v2`, for the real openstacksdk and `openstack` CLI.
+//!
+//! Handlers only parse, authenticate, translate and render: every rule is
+//! the engine's ([`lifeboat_engine::Engine`]) and the action table's
+//! (`lifeboat_core::actions`). Engine errors become Nova faults
+//! ([`fault::Fault`]).
 
-/// The front's router (placeholder until the front lands).
-pub fn router(_engine: lifeboat_engine::Engine, _public_url: String) -> axum::Router {
-    axum::Router::new()
+pub mod actions;
+pub mod auth;
+pub mod availability_zones;
+pub mod fault;
+pub mod flavors;
+pub mod identity;
+pub mod images;
+pub mod keypairs;
+pub mod limits;
+pub mod microversion;
+pub mod servers;
+pub mod versions;
+
+use axum::http::HeaderValue;
+use axum::Router;
+use lifeboat_core::Time;
+use lifeboat_engine::Engine;
+
+/// Shared state of the front.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The compute service.
+    pub engine: Engine,
+    /// Public base URL, e.g. `http://127.0.0.1:8774` (no trailing slash).
+    pub public_url: String,
+}
+
+impl Ctx {
+    /// `{public}/compute/v2.1`.
+    pub fn compute_url(&self) -> String {
+        format!("{}/compute/v2.1", self.public_url)
+    }
+    /// `{public}/compute` (bookmark links).
+    pub fn bookmark_url(&self) -> String {
+        format!("{}/compute", self.public_url)
+    }
+    /// `{public}/identity/v3`.
+    pub fn identity_url(&self) -> String {
+        format!("{}/identity/v3", self.public_url)
+    }
+    /// `{public}/image`.
+    pub fn image_url(&self) -> String {
+        format!("{}/image", self.public_url)
+    }
+}
+
+/// Nova's `utils.isotime`: `2013-09-03T04:01:32Z`.
+pub fn isotime(t: &Time) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A naive timestamp with microseconds, as Nova renders
+/// `OS-SRV-USG:launched_at`: `2013-09-23T13:37:00.880302`.
+pub fn naive_time(t: &Time) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// Keystone's token times: `2015-11-05T22:00:11.000000Z`.
+pub fn keystone_time(t: &Time) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Adds `X-OpenStack-Request-Id` / `X-Compute-Request-Id` to every response.
+async fn request_id(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut()
+            .insert("x-openstack-request-id", v.clone());
+        resp.headers_mut().insert("x-compute-request-id", v);
+    }
+    resp
+}
+
+/// The front's router; mount at the root of the listener.
+pub fn router(engine: Engine, public_url: String) -> Router {
+    let ctx = Ctx {
+        engine,
+        public_url: public_url.trim_end_matches('/').to_string(),
+    };
+    let compute = servers::routes()
+        .merge(actions::routes())
+        .merge(flavors::routes())
+        .merge(keypairs::routes())
+        .merge(limits::routes())
+        .merge(availability_zones::routes())
+        .merge(images::compute_routes())
+        .merge(versions::versioned_routes())
+        .layer(axum::middleware::from_fn(microversion::layer));
+    Router::new()
+        .merge(identity::routes())
+        .merge(versions::root_routes())
+        .merge(images::routes())
+        .merge(compute)
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_formats() {
+        let t = chrono::DateTime::parse_from_rfc3339("2013-09-23T13:37:00.880302Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(isotime(&t), "2013-09-23T13:37:00Z");
+        assert_eq!(naive_time(&t), "2013-09-23T13:37:00.880302");
+        assert_eq!(keystone_time(&t), "2013-09-23T13:37:00.880302Z");
+    }
 }

@@ -789,7 +789,7 @@ impl Engine {
             ServerAction::Evacuate { host, admin_pass } => {
                 let src = s.host.clone().unwrap_or_default();
                 if self.host_up(&src).await == Some(true) {
-                    return Err(ComputeError::Conflict(format!(
+                    return Err(ComputeError::BadRequest(format!(
                         "Compute service of {src} is still in use."
                     )));
                 }

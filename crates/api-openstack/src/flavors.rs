@@ -1,0 +1,245 @@
+//! `/flavors` (and flavor management for admins).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use lifeboat_core::{Actor, Flavor};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::fault::{Fault, R};
+use crate::microversion::Mv;
+use crate::servers::{invalid, next_link, parse_body, Pairs};
+use crate::Ctx;
+
+fn links(ctx: &Ctx, id: &str) -> Value {
+    json!([
+        {"rel": "self", "href": format!("{}/flavors/{id}", ctx.compute_url())},
+        {"rel": "bookmark", "href": format!("{}/flavors/{id}", ctx.bookmark_url())},
+    ])
+}
+
+/// The brief flavor view.
+pub fn basic(ctx: &Ctx, mv: Mv, f: &Flavor) -> Value {
+    let mut v = json!({"id": f.id, "name": f.name, "links": links(ctx, &f.id)});
+    if mv.ge(55) {
+        v["description"] = json!(f.description);
+    }
+    v
+}
+
+/// The detailed flavor view.
+pub fn detail(ctx: &Ctx, mv: Mv, f: &Flavor) -> Value {
+    let mut v = json!({
+        "id": f.id,
+        "name": f.name,
+        "ram": f.ram,
+        "disk": f.disk,
+        "vcpus": f.vcpus,
+        "links": links(ctx, &f.id),
+        "OS-FLV-EXT-DATA:ephemeral": f.ephemeral,
+        "OS-FLV-DISABLED:disabled": f.disabled,
+        // Before 2.75 a zero swap is rendered as an empty string.
+        "swap": if f.swap == 0 && !mv.ge(75) { json!("") } else { json!(f.swap) },
+        "rxtx_factor": f.rxtx_factor,
+        "os-flavor-access:is_public": f.is_public,
+    });
+    if mv.ge(55) {
+        v["description"] = json!(f.description);
+    }
+    if mv.ge(61) {
+        v["extra_specs"] = json!(f.extra_specs);
+    }
+    v
+}
+
+fn get_q<'a>(q: &'a Pairs, k: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(x, _)| x == k)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn visible(ctx: &Ctx, a: &Actor, q: &Pairs) -> R<Vec<Flavor>> {
+    let mut fs = ctx.engine.flavors(a).await?;
+    if a.is_admin() {
+        // Nova's _parse_is_public: absent means public only, "none" means all.
+        match get_q(q, "is_public").map(|v| v.to_lowercase()) {
+            None => fs.retain(|f| f.is_public),
+            Some(v) if v == "none" => {}
+            Some(v) => {
+                let want = matches!(v.as_str(), "true" | "1" | "yes" | "t" | "on" | "y");
+                fs.retain(|f| f.is_public == want);
+            }
+        }
+    }
+    if let Some(r) = get_q(q, "minRam") {
+        let r: u64 = r
+            .parse()
+            .map_err(|_| Fault::bad_request(format!("Invalid minRam filter [{r}]")))?;
+        fs.retain(|f| f.ram >= r);
+    }
+    if let Some(d) = get_q(q, "minDisk") {
+        let d: u64 = d
+            .parse()
+            .map_err(|_| Fault::bad_request(format!("Invalid minDisk filter [{d}]")))?;
+        fs.retain(|f| f.disk >= d);
+    }
+    fs.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(m) = get_q(q, "marker") {
+        let pos = fs
+            .iter()
+            .position(|f| f.id == m)
+            .ok_or_else(|| Fault::bad_request(format!("marker [{m}] not found")))?;
+        fs.drain(..=pos);
+    }
+    if let Some(l) = get_q(q, "limit") {
+        let l: usize = l.parse().map_err(|_| {
+            invalid(
+                "limit",
+                &format!("Value: {l}. '{l}' is not of type 'integer'"),
+            )
+        })?;
+        fs.truncate(l);
+    }
+    Ok(fs)
+}
+
+fn paged(ctx: &Ctx, path: &str, q: &Pairs, items: Vec<Value>, last: Option<&Flavor>) -> Value {
+    let mut body = json!({ "flavors": items });
+    if let (Some(l), Some(last)) = (get_q(q, "limit"), last) {
+        if l.parse::<usize>().ok() == Some(body["flavors"].as_array().map_or(0, |a| a.len())) {
+            body["flavors_links"] = next_link(ctx, path, q, &last.id);
+        }
+    }
+    body
+}
+
+async fn list(
+    State(ctx): State<Ctx>,
+    mv: Mv,
+    Caller(a): Caller,
+    Query(q): Query<Pairs>,
+) -> R<Json<Value>> {
+    let fs = visible(&ctx, &a, &q).await?;
+    let items = fs.iter().map(|f| basic(&ctx, mv, f)).collect();
+    Ok(Json(paged(&ctx, "flavors", &q, items, fs.last())))
+}
+
+async fn list_detail(
+    State(ctx): State<Ctx>,
+    mv: Mv,
+    Caller(a): Caller,
+    Query(q): Query<Pairs>,
+) -> R<Json<Value>> {
+    let fs = visible(&ctx, &a, &q).await?;
+    let items = fs.iter().map(|f| detail(&ctx, mv, f)).collect();
+    Ok(Json(paged(&ctx, "flavors/detail", &q, items, fs.last())))
+}
+
+async fn find(ctx: &Ctx, id: &str) -> R<Flavor> {
+    ctx.engine
+        .flavor(id)
+        .await
+        .ok()
+        .filter(|f| f.id == id)
+        .ok_or_else(|| Fault::not_found(format!("Flavor {id} could not be found.")))
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    mv: Mv,
+    _c: Caller,
+    Path(id): Path<String>,
+) -> R<Json<Value>> {
+    let f = find(&ctx, &id).await?;
+    Ok(Json(json!({"flavor": detail(&ctx, mv, &f)})))
+}
+
+async fn extra_specs(State(ctx): State<Ctx>, _c: Caller, Path(id): Path<String>) -> R<Json<Value>> {
+    let f = find(&ctx, &id).await?;
+    Ok(Json(json!({"extra_specs": f.extra_specs})))
+}
+
+async fn create(State(ctx): State<Ctx>, mv: Mv, Caller(a): Caller, body: Bytes) -> R<Json<Value>> {
+    let v = parse_body(&body)?;
+    let f = &v["flavor"];
+    if !f.is_object() {
+        return Err(invalid("flavor", "'flavor' is a required property"));
+    }
+    let num = |k: &str| -> R<u64> {
+        match &f[k] {
+            Value::Number(n) => n.as_u64().ok_or_else(|| invalid(k, "Value must be >= 0")),
+            Value::String(s) => s.parse().map_err(|_| invalid(k, "not an integer")),
+            Value::Null => Ok(0),
+            _ => Err(invalid(k, "not an integer")),
+        }
+    };
+    let name = f["name"]
+        .as_str()
+        .ok_or_else(|| invalid("flavor", "'name' is a required property"))?;
+    let id = match &f["id"] {
+        Value::String(s) if !s.is_empty() && s != "auto" => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let flavor = Flavor {
+        id,
+        name: name.to_string(),
+        vcpus: num("vcpus")? as u32,
+        ram: num("ram")?,
+        disk: num("disk")?,
+        ephemeral: num("OS-FLV-EXT-DATA:ephemeral")?,
+        swap: num("swap")?,
+        rxtx_factor: f["rxtx_factor"].as_f64().unwrap_or(1.0),
+        is_public: f["os-flavor-access:is_public"].as_bool().unwrap_or(true),
+        disabled: false,
+        description: if mv.ge(55) {
+            f["description"].as_str().map(str::to_string)
+        } else {
+            None
+        },
+        extra_specs: Default::default(),
+    };
+    let saved = ctx.engine.create_flavor(&a, flavor).await?;
+    Ok(Json(json!({"flavor": detail(&ctx, mv, &saved)})))
+}
+
+async fn delete(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<StatusCode> {
+    ctx.engine.delete_flavor(&a, &id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The flavor routes.
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/compute/v2.1/flavors", get(list).post(create))
+        .route("/compute/v2.1/flavors/detail", get(list_detail))
+        .route("/compute/v2.1/flavors/:id", get(show).delete(delete))
+        .route("/compute/v2.1/flavors/:id/os-extra_specs", get(extra_specs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_free_detail(mv: Mv) -> Value {
+        // detail() only uses the ctx for links; build a throwaway value.
+        let f = Flavor::defaults().remove(0);
+        json!({
+            "swap": if f.swap == 0 && !mv.ge(75) { json!("") } else { json!(f.swap) },
+        })
+    }
+
+    #[test]
+    fn swap_is_a_string_before_2_75() {
+        assert_eq!(ctx_free_detail(Mv(74))["swap"], "");
+        assert_eq!(ctx_free_detail(Mv(75))["swap"], 0);
+    }
+}

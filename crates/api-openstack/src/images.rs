@@ -1,0 +1,324 @@
+//! A minimal Image v2 (Glance) at `/image/v2`: list, show and delete of the
+//! base image and the snapshots and backups createImage/createBackup make;
+//! plus Nova's deprecated image proxy at `/compute/v2.1/images` (< 2.36).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lifeboat_core::{Image, ImageKind, ImageStatus};
+use serde_json::{json, Map, Value};
+
+use crate::auth::Caller;
+use crate::fault::{Fault, R};
+use crate::microversion::Mv;
+use crate::servers::Pairs;
+use crate::Ctx;
+
+/// Glance's status string.
+pub fn glance_status(s: ImageStatus) -> &'static str {
+    match s {
+        ImageStatus::Queued => "queued",
+        ImageStatus::Saving => "saving",
+        ImageStatus::Active => "active",
+        ImageStatus::Deleted => "deleted",
+        ImageStatus::Killed => "killed",
+    }
+}
+
+fn glance_time(t: &lifeboat_core::Time) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// An image as Glance v2 renders it (custom properties are top-level keys).
+pub fn glance_image(i: &Image) -> Value {
+    let mut m = Map::new();
+    for (k, v) in &i.properties {
+        m.insert(k.clone(), json!(v));
+    }
+    match i.kind {
+        ImageKind::Base => {}
+        ImageKind::Snapshot => {
+            m.insert("image_type".into(), json!("snapshot"));
+        }
+        ImageKind::Backup => {
+            m.insert("image_type".into(), json!("backup"));
+            m.insert("backup_type".into(), json!(i.backup_type));
+        }
+    }
+    if let Some(u) = &i.instance_uuid {
+        m.insert("instance_uuid".into(), json!(u));
+        m.insert("user_id".into(), Value::Null);
+    }
+    let fixed = json!({
+        "id": i.id,
+        "name": i.name,
+        "status": glance_status(i.status),
+        "visibility": i.visibility,
+        "protected": false,
+        "os_hidden": false,
+        "checksum": null,
+        "os_hash_algo": null,
+        "os_hash_value": null,
+        "owner": i.owner,
+        "size": i.size,
+        "virtual_size": null,
+        "min_disk": i.min_disk,
+        "min_ram": i.min_ram,
+        "disk_format": i.disk_format,
+        "container_format": i.container_format,
+        "created_at": glance_time(&i.created_at),
+        "updated_at": glance_time(&i.updated_at),
+        "tags": [],
+        "self": format!("/v2/images/{}", i.id),
+        "file": format!("/v2/images/{}/file", i.id),
+        "schema": "/v2/schemas/image",
+    });
+    if let Value::Object(f) = fixed {
+        m.extend(f);
+    }
+    Value::Object(m)
+}
+
+/// Glance's error body (`{"message", "code", "title"}`, webob style).
+fn glance_error(status: StatusCode, msg: String) -> Response {
+    let title = match status.as_u16() {
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        _ => "Bad Request",
+    };
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "title": title, "message": msg})),
+    )
+        .into_response()
+}
+
+fn from_engine(e: lifeboat_engine::ComputeError) -> Response {
+    use lifeboat_engine::ComputeError as E;
+    match e {
+        E::NotFound { id, .. } => glance_error(
+            StatusCode::NOT_FOUND,
+            format!("No image found with ID {id}"),
+        ),
+        E::Forbidden(m) => glance_error(StatusCode::FORBIDDEN, m),
+        E::Conflict(m) => glance_error(StatusCode::CONFLICT, m),
+        other => glance_error(StatusCode::BAD_REQUEST, other.to_string()),
+    }
+}
+
+async fn list(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Query(q): Query<Pairs>,
+) -> Result<Json<Value>, Response> {
+    let mut imgs = ctx.engine.images(&a).await.map_err(from_engine)?;
+    for (k, v) in &q {
+        match k.as_str() {
+            "id" => {
+                let ids: Vec<&str> = v.strip_prefix("in:").unwrap_or(v).split(',').collect();
+                imgs.retain(|i| ids.contains(&i.id.as_str()));
+            }
+            "name" => {
+                let names: Vec<&str> = v.strip_prefix("in:").unwrap_or(v).split(',').collect();
+                imgs.retain(|i| names.contains(&i.name.as_str()));
+            }
+            "status" => imgs.retain(|i| glance_status(i.status) == v.as_str()),
+            "visibility" if v != "all" => imgs.retain(|i| &i.visibility == v),
+            "owner" => imgs.retain(|i| i.owner.as_deref() == Some(v.as_str())),
+            "image_type" => imgs.retain(|i| {
+                matches!(
+                    (i.kind, v.as_str()),
+                    (ImageKind::Snapshot, "snapshot") | (ImageKind::Backup, "backup")
+                )
+            }),
+            "instance_uuid" => imgs.retain(|i| i.instance_uuid.as_deref() == Some(v.as_str())),
+            _ => {}
+        }
+    }
+    imgs.sort_by(|x, y| y.created_at.cmp(&x.created_at).then(y.id.cmp(&x.id)));
+    let get = |k: &str| q.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    if let Some(m) = get("marker") {
+        let pos = imgs.iter().position(|i| i.id == m).ok_or_else(|| {
+            glance_error(StatusCode::BAD_REQUEST, format!("marker [{m}] not found"))
+        })?;
+        imgs.drain(..=pos);
+    }
+    let mut next = None;
+    if let Some(l) = get("limit").and_then(|l| l.parse::<usize>().ok()) {
+        if imgs.len() > l {
+            imgs.truncate(l);
+            next = imgs.last().map(|i| {
+                let mut qs: Vec<String> = q
+                    .iter()
+                    .filter(|(k, _)| k != "marker")
+                    .map(|(k, v)| format!("{}={}", crate::servers::enc(k), crate::servers::enc(v)))
+                    .collect();
+                qs.push(format!("marker={}", i.id));
+                format!("/v2/images?{}", qs.join("&"))
+            });
+        }
+    }
+    let mut body = json!({
+        "images": imgs.iter().map(glance_image).collect::<Vec<_>>(),
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    });
+    if let Some(n) = next {
+        body["next"] = json!(n);
+    }
+    Ok(Json(body))
+}
+
+async fn show(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Response> {
+    let imgs = ctx.engine.images(&a).await.map_err(from_engine)?;
+    let img = imgs.iter().find(|i| i.id == id).ok_or_else(|| {
+        glance_error(
+            StatusCode::NOT_FOUND,
+            format!("No image found with ID {id}"),
+        )
+    })?;
+    Ok(Json(glance_image(img)))
+}
+
+async fn delete(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Response> {
+    let imgs = ctx.engine.images(&a).await.map_err(from_engine)?;
+    if !imgs.iter().any(|i| i.id == id) {
+        return Err(glance_error(
+            StatusCode::NOT_FOUND,
+            format!("No image found with ID {id}"),
+        ));
+    }
+    ctx.engine
+        .delete_image(&a, &id)
+        .await
+        .map_err(from_engine)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn version_doc(ctx: &Ctx) -> Value {
+    let v = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": format!("{}/v2/", ctx.image_url())}]});
+    json!({"versions": [v("v2.16", "CURRENT"), v("v2.0", "SUPPORTED")]})
+}
+
+async fn versions(State(ctx): State<Ctx>) -> Response {
+    (StatusCode::MULTIPLE_CHOICES, Json(version_doc(&ctx))).into_response()
+}
+
+async fn versions_ok(State(ctx): State<Ctx>) -> Json<Value> {
+    Json(version_doc(&ctx))
+}
+
+async fn schema_image() -> Json<Value> {
+    Json(json!({"name": "image", "additionalProperties": {"type": "string"}, "properties": {}}))
+}
+
+/// The image service routes (outside the compute microversion layer).
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/image", get(versions))
+        .route("/image/", get(versions))
+        .route("/image/versions", get(versions_ok))
+        .route("/image/v2", get(versions_ok))
+        .route("/image/v2/", get(versions_ok))
+        .route("/image/v2/images", get(list))
+        .route("/image/v2/images/:id", get(show).delete(delete))
+        .route("/image/v2/schemas/image", get(schema_image))
+}
+
+// ---- Nova's image proxy (deprecated; 404 from 2.36) ----
+
+fn nova_status(s: ImageStatus) -> &'static str {
+    match s {
+        ImageStatus::Active => "ACTIVE",
+        ImageStatus::Saving => "SAVING",
+        ImageStatus::Queued => "SAVING",
+        ImageStatus::Deleted => "DELETED",
+        ImageStatus::Killed => "ERROR",
+    }
+}
+
+fn nova_image(ctx: &Ctx, i: &Image, detail: bool) -> Value {
+    let links = json!([
+        {"rel": "self", "href": format!("{}/images/{}", ctx.compute_url(), i.id)},
+        {"rel": "bookmark", "href": format!("{}/images/{}", ctx.bookmark_url(), i.id)},
+        {"rel": "alternate", "type": "application/vnd.openstack.image", "href": format!("{}/images/{}", ctx.image_url(), i.id)},
+    ]);
+    let mut v = json!({"id": i.id, "name": i.name, "links": links});
+    if detail {
+        v["minRam"] = json!(i.min_ram);
+        v["minDisk"] = json!(i.min_disk);
+        v["progress"] = json!(if i.status == ImageStatus::Active {
+            100
+        } else {
+            25
+        });
+        v["status"] = json!(nova_status(i.status));
+        v["metadata"] = json!(i.properties);
+        v["created"] = json!(crate::isotime(&i.created_at));
+        v["updated"] = json!(crate::isotime(&i.updated_at));
+        v["OS-EXT-IMG-SIZE:size"] = json!(i.size);
+        if let Some(u) = &i.instance_uuid {
+            v["server"] = json!({"id": u, "links": [
+                {"rel": "self", "href": format!("{}/servers/{u}", ctx.compute_url())},
+                {"rel": "bookmark", "href": format!("{}/servers/{u}", ctx.bookmark_url())},
+            ]});
+        }
+    }
+    v
+}
+
+async fn proxy_list(State(ctx): State<Ctx>, mv: Mv, Caller(a): Caller) -> R<Json<Value>> {
+    if mv.ge(36) {
+        return Err(Fault::version_not_found());
+    }
+    let imgs = ctx.engine.images(&a).await?;
+    Ok(Json(
+        json!({"images": imgs.iter().map(|i| nova_image(&ctx, i, false)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn proxy_detail(State(ctx): State<Ctx>, mv: Mv, Caller(a): Caller) -> R<Json<Value>> {
+    if mv.ge(36) {
+        return Err(Fault::version_not_found());
+    }
+    let imgs = ctx.engine.images(&a).await?;
+    Ok(Json(
+        json!({"images": imgs.iter().map(|i| nova_image(&ctx, i, true)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn proxy_show(
+    State(ctx): State<Ctx>,
+    mv: Mv,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<Json<Value>> {
+    if mv.ge(36) {
+        return Err(Fault::version_not_found());
+    }
+    let imgs = ctx.engine.images(&a).await?;
+    let i = imgs
+        .iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| Fault::not_found("Image not found."))?;
+    Ok(Json(json!({"image": nova_image(&ctx, i, true)})))
+}
+
+/// Nova's image proxy routes (inside the microversion layer).
+pub fn compute_routes() -> Router<Ctx> {
+    Router::new()
+        .route("/compute/v2.1/images", get(proxy_list))
+        .route("/compute/v2.1/images/detail", get(proxy_detail))
+        .route("/compute/v2.1/images/:id", get(proxy_show))
+}
