@@ -288,6 +288,50 @@ fn live_migration_between_agents_and_agent_restart() {
         out["output"].as_str().unwrap().contains("lifeboat"),
         "{out}"
     );
+    // host2 dies with its VM: the manager marks it down and the server is
+    // evacuated (rebuilt from its image) onto host1, keeping its port.
+    let port_before =
+        api.get(&format!("/api/v1/servers/{id}"))["attachments"][0]["port_id"].clone();
+    let pid = remote_pid(agent_dir.path()).unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hosts = api.get("/api/v1/hosts");
+        if hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "host2" && h["up"] == false)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "host2 not marked down: {hosts}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "evacuate"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(120));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host1")),
+        "{s}"
+    );
+    assert_eq!(
+        s["attachments"][0]["port_id"], port_before,
+        "same port after evacuation"
+    );
+    assert!(
+        qemu_pid(dir.path(), &instance).is_some(),
+        "the VM runs on host1"
+    );
     let (st, _) = api.req(
         reqwest::Method::DELETE,
         &format!("/api/v1/servers/{id}"),
@@ -298,6 +342,4 @@ fn live_migration_between_agents_and_agent_restart() {
         api.settle(&id, Duration::from_secs(60))["status"],
         "DELETED"
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
 }
