@@ -288,6 +288,34 @@ fn live_migration_between_agents_and_agent_restart() {
         out["output"].as_str().unwrap().contains("lifeboat"),
         "{out}"
     );
+    // Cold migration back to host1 (disks copied), confirmed; then live
+    // migration to host2 again.
+    let act = |body: serde_json::Value, status: &str, host: &str| {
+        let (st, v) = api.post(&format!("/api/v1/servers/{id}/actions"), body);
+        assert_eq!(st, 202, "{v}");
+        let s = api.settle(&id, Duration::from_secs(120));
+        assert_eq!(
+            (s["status"].as_str(), s["host"].as_str()),
+            (Some(status), Some(host)),
+            "{s}"
+        );
+    };
+    act(
+        json!({"action": "migrate", "host": "host1"}),
+        "VERIFY_RESIZE",
+        "host1",
+    );
+    act(json!({"action": "confirm_resize"}), "ACTIVE", "host1");
+    assert!(
+        remote_pid(agent_dir.path()).is_none(),
+        "source VM gone after confirm"
+    );
+    act(
+        json!({"action": "live_migrate", "host": "host2"}),
+        "ACTIVE",
+        "host2",
+    );
+
     // host2 dies with its VM: the manager marks it down and the server is
     // evacuated (rebuilt from its image) onto host1, keeping its port.
     let port_before =
