@@ -312,3 +312,21 @@ def test_pagination_250(lb):
     assert brief == seen
     names = {s.name for s in paula.compute.servers(details=False)}
     assert "page-1" in names and "page-250" in names
+
+
+def test_keypair_generation_below_2_92(lb, alice):
+    old = lb.connect("alice", compute_api_version="2.91")
+    kp = old.compute.create_keypair(name="generated")
+    assert kp.private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert kp.public_key.startswith("ssh-ed25519 ")
+    assert len(kp.fingerprint.split(":")) == 16
+    listed = [k.name for k in alice.compute.keypairs()]
+    assert "generated" in listed
+    assert alice.compute.get_keypair("generated").private_key is None
+    # The SDK's Keypair resource caps itself at 2.10, so generation works there too;
+    # from 2.92 on Nova (and Lifeboat) require a public key.
+    r = alice.compute.post("/os-keypairs", json={"keypair": {"name": "generated-2"}},
+                           microversion="2.92")
+    assert r.status_code == 400, r.text
+    assert "'public_key' is a required property" in r.json()["badRequest"]["message"]
+    alice.compute.delete_keypair("generated")

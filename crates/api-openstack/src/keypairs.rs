@@ -76,20 +76,28 @@ async fn create(State(ctx): State<Ctx>, mv: Mv, Caller(a): Caller, body: Bytes) 
             &format!("Value: {key_type}. '{key_type}' is not one of ['ssh', 'x509']"),
         ));
     }
-    let Some(public_key) = kp["public_key"].as_str() else {
-        if mv.ge(92) {
+    // Below 2.92 a create without public_key generates the pair and returns
+    // the private key once.
+    let (k, private_key) = match kp["public_key"].as_str() {
+        Some(public_key) => (
+            ctx.engine
+                .import_keypair(&a, name, public_key, key_type)
+                .await?,
+            None,
+        ),
+        None if mv.ge(92) => {
             return Err(invalid("keypair", "'public_key' is a required property"));
         }
-        return Err(Fault::bad_request(
-            "Keypair data is invalid: Lifeboat does not generate key pairs; import a public key",
-        ));
+        None => {
+            let (k, private) = ctx.engine.generate_keypair(&a, name).await?;
+            (k, Some(private))
+        }
     };
-    let k = ctx
-        .engine
-        .import_keypair(&a, name, public_key, key_type)
-        .await?;
     let mut out = brief(&k, mv);
     out["user_id"] = json!(k.user_id);
+    if let Some(p) = private_key {
+        out["private_key"] = json!(p);
+    }
     let status = if mv.ge(2) {
         StatusCode::CREATED
     } else {

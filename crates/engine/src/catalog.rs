@@ -414,6 +414,27 @@ impl Engine {
         }
     }
 
+    /// Generates an Ed25519 key pair, keeps its public half and returns the
+    /// private key in OpenSSH format (shown once, never stored).
+    pub async fn generate_keypair(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<(Keypair, String), ComputeError> {
+        let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .map_err(|e| ComputeError::Internal(format!("key generation: {e}")))?;
+        let private = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| ComputeError::Internal(format!("key encoding: {e}")))?
+            .to_string();
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| ComputeError::Internal(format!("key encoding: {e}")))?;
+        let kp = self.import_keypair(actor, name, &public, "ssh").await?;
+        Ok((kp, private))
+    }
+
     /// Deletes a key pair of the actor.
     pub async fn delete_keypair(&self, actor: &Actor, name: &str) -> Result<(), ComputeError> {
         let kp = self.keypair(actor, name).await?;
