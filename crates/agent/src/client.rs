@@ -188,6 +188,10 @@ impl Hypervisor for RemoteAgent {
         self.call(AgentRequest::FinishIncoming { name: n(name) })
             .await
     }
+    async fn console_socket(&self, name: &str) -> HvResult<String> {
+        self.call(AgentRequest::ConsoleSocket { name: n(name) })
+            .await
+    }
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
         self.call(AgentRequest::Status { name: n(name) }).await
     }

@@ -90,6 +90,9 @@ pub enum AgentRequest {
     FinishIncoming {
         name: String,
     },
+    ConsoleSocket {
+        name: String,
+    },
     Status {
         name: String,
     },

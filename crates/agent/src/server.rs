@@ -49,6 +49,7 @@ pub async fn dispatch(hv: &dyn Hypervisor, req: AgentRequest) -> AgentResponse {
         R::PrepareIncoming { spec } => json(hv.prepare_incoming(&spec).await),
         R::MigrateTo { name, target } => json(hv.migrate_to(&name, &target).await),
         R::FinishIncoming { name } => json(hv.finish_incoming(&name).await),
+        R::ConsoleSocket { name } => json(hv.console_socket(&name).await),
         R::Status { name } => json(hv.status(&name).await),
         R::List => json(hv.list().await),
     }

@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}` with a stable code.
 
 mod auth;
+mod console;
 mod error;
 mod handlers;
 
@@ -87,6 +88,7 @@ pub fn router(engine: Engine) -> Router {
         )
         .route("/api/v1/projects", get(list_projects).post(create_project))
         .route("/api/v1/users", post(create_user))
+        .route("/console/serial", get(console::serial_console))
         .fallback(error::not_found)
         .with_state(engine)
 }

@@ -171,6 +171,16 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.reclaim_instance_interval = a.reclaim_instance_interval;
     cfg.shelved_offload_time = a.shelved_offload_time;
     cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
+    let public = a
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", a.listen));
+    cfg.serial_console_url = Some(format!(
+        "{}/console/serial",
+        public
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    ));
     let engine = Engine::new(store, cfg);
     if let Some(path) = engine.bootstrap_identity().await? {
         eprintln!(
@@ -224,10 +234,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("agent {name} at {url}"))?;
     }
     engine.start().await?;
-    let public = a
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", a.listen));
+
     let app = lifeboat_api_native::router(engine.clone()).merge(lifeboat_api_openstack::router(
         engine.clone(),
         public.clone(),

@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub ready_timeout: Duration,
     /// Virtual CPUs placed per host CPU (Nova's initial_cpu_allocation_ratio).
     pub cpu_allocation_ratio: f64,
+    /// Base URL of the serial console proxy (`ws://host:port/console/serial`);
+    /// None disables serial consoles.
+    pub serial_console_url: Option<String>,
 }
 
 impl EngineConfig {
@@ -66,6 +69,7 @@ impl EngineConfig {
             hang_at: std::env::var("LIFEBOAT_TEST_HANG_AT").ok(),
             ready_timeout: Duration::from_secs(300),
             cpu_allocation_ratio: 4.0,
+            serial_console_url: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub(crate) struct Inner {
     /// Serialises "pick a host, then claim it" so concurrent builds cannot
     /// overcommit a host (one manager; several managers need a DB lock).
     pub placement: tokio::sync::Mutex<()>,
+    /// Console tokens: token -> (server id, console socket, expiry).
+    pub consoles: std::sync::Mutex<HashMap<String, (String, String, std::time::Instant)>>,
 }
 
 /// The compute service. Cheap to clone.
@@ -108,6 +114,7 @@ impl Engine {
                 events: tx,
                 running: Default::default(),
                 placement: tokio::sync::Mutex::new(()),
+                consoles: Default::default(),
             }),
         }
     }
@@ -136,6 +143,13 @@ impl Engine {
             }
         });
         Ok(())
+    }
+
+    /// The console socket a console token grants (valid for 10 minutes).
+    pub fn console_target(&self, token: &str) -> Option<(String, String)> {
+        let mut map = self.inner.consoles.lock().unwrap();
+        map.retain(|_, (_, _, exp)| *exp > std::time::Instant::now());
+        map.get(token).map(|(s, p, _)| (s.clone(), p.clone()))
     }
 
     /// Subscribes to new events as they are logged.

@@ -1053,9 +1053,44 @@ impl Engine {
             ServerAction::RemoteConsole {
                 protocol,
                 console_type,
-            } => Err(ComputeError::BadRequest(format!(
-                "Unavailable console type {console_type} for protocol {protocol}."
-            ))),
+            } => {
+                let unavailable = || {
+                    ComputeError::BadRequest(format!("Unavailable console type {console_type}."))
+                };
+                let Some(base) = self.inner.cfg.serial_console_url.clone() else {
+                    return Err(unavailable());
+                };
+                if protocol != "serial" || console_type != "serial" {
+                    return Err(unavailable());
+                }
+                let socket = self
+                    .agent_for(s.host.as_deref().unwrap_or_default())
+                    .await?
+                    .console_socket(&s.instance_name)
+                    .await
+                    .map_err(|e| match e {
+                        lifeboat_hypervisor::HvError::Unsupported(_) => unavailable(),
+                        lifeboat_hypervisor::HvError::InvalidState(_)
+                        | lifeboat_hypervisor::HvError::NotFound(_) => {
+                            ComputeError::Conflict(format!("Instance {} is not ready", s.id))
+                        }
+                        e => e.into(),
+                    })?;
+                let token = lifeboat_core::ids::uuid();
+                self.inner.consoles.lock().unwrap().insert(
+                    token.clone(),
+                    (
+                        s.id.clone(),
+                        socket,
+                        std::time::Instant::now() + std::time::Duration::from_secs(600),
+                    ),
+                );
+                Ok(ActionOutcome::RemoteConsole {
+                    protocol,
+                    console_type,
+                    url: format!("{base}?token={token}"),
+                })
+            }
             ServerAction::AddSecurityGroup { name } => {
                 if name.trim().is_empty() {
                     return Err(ComputeError::BadRequest(

@@ -516,6 +516,13 @@ impl Hypervisor for FakeDriver {
         })
     }
 
+    async fn console_socket(&self, name: &str) -> HvResult<String> {
+        self.with_vm(name, |_| Ok(()))?;
+        Err(HvError::Unsupported(
+            "the fake driver has no serial console".into(),
+        ))
+    }
+
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
         self.with_vm(name, |vm| Ok(status_of(vm)))
     }

@@ -77,6 +77,9 @@ pub trait Hypervisor: Send + Sync {
     async fn migrate_to(&self, name: &str, target: &MigrationTarget) -> HvResult<()>;
     /// Completes an incoming migration on this host.
     async fn finish_incoming(&self, name: &str) -> HvResult<()>;
+    /// Path of a Unix socket on this host connected to the VM's interactive
+    /// serial console (the console proxy bridges a websocket to it).
+    async fn console_socket(&self, name: &str) -> HvResult<String>;
     /// Power/running status of one VM.
     async fn status(&self, name: &str) -> HvResult<VmStatus>;
     /// Every VM this host knows.

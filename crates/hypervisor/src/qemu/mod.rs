@@ -1398,6 +1398,20 @@ impl Hypervisor for QemuDriver {
         self.finish_incoming_locked(name, &mut st).await
     }
 
+    async fn console_socket(&self, name: &str) -> HvResult<String> {
+        let st = self.status_of(name).await?;
+        if st.power_state != PowerState::Running && st.power_state != PowerState::Paused {
+            return Err(invalid(name, st.power_state.name(), "open a console"));
+        }
+        let sock = self.dir(name).join(process::files::CONSOLE);
+        if !sock.exists() {
+            return Err(HvError::Unsupported(format!(
+                "{name} was started without a console socket; reboot it"
+            )));
+        }
+        Ok(sock.to_string_lossy().into_owned())
+    }
+
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
         self.status_of(name).await
     }

@@ -59,8 +59,10 @@ pub mod files {
     pub const QMP_POLL: &str = "qmp-poll.sock";
     /// Guest agent chardev socket.
     pub const GA: &str = "ga.sock";
-    /// Serial console log.
+    /// Serial console log (ttyS0).
     pub const SERIAL: &str = "serial.log";
+    /// Interactive serial console socket (ttyS1, a getty in the guest).
+    pub const CONSOLE: &str = "console.sock";
     /// Older serial console log (rotated).
     pub const SERIAL_OLD: &str = "serial.log.1";
     /// qemu pid.
@@ -103,6 +105,13 @@ impl Launch {
             &format!("file,id=con0,path={},append=on", p(d, files::SERIAL)),
             "-device",
             "isa-serial,chardev=con0",
+            "-chardev",
+            &format!(
+                "socket,id=con1,path={},server=on,wait=off",
+                p(d, files::CONSOLE)
+            ),
+            "-device",
+            "isa-serial,chardev=con1",
         ]);
         // Guest panics become the run state `guest-panicked` (Crashed).
         push(&["-device", "pvpanic"]);
