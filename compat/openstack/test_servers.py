@@ -232,10 +232,17 @@ def test_fixed_and_floating_ips(lb, alice):
     alice.compute.delete_server(s)
 
 
-def test_remote_console(alice):
+def test_remote_console(lb, alice):
     s = boot(alice, "console")
-    # The fake driver has no graphical console: Nova's 400 for an
-    # unavailable console type.
+    # Lifeboat serves serial consoles (a websocket proxy); graphical console
+    # types get Nova's 400 for an unavailable console type.
+    con = alice.compute.create_console(s, "serial")
+    assert con["type"] == "serial" and con["protocol"] == "serial"
+    assert con["url"].startswith(lb.url.replace("http://", "ws://") + "/console/serial?token=")
+    # Server.get_console_url is the legacy action, which Nova serves up to 2.5.
+    old = lb.connect("alice", compute_api_version="2.5")
+    got = old.compute.get_server(s).get_console_url(old.compute, "serial")
+    assert got["type"] == "serial" and got["url"].startswith("ws://")
     with pytest.raises(exceptions.BadRequestException):
         alice.compute.create_console(s, "novnc")
     alice.compute.delete_server(s)

@@ -333,6 +333,21 @@ fn native_api_over_http() {
         api.settle(&ids[1], Duration::from_secs(20))["status"],
         "DELETED"
     );
+    // serial console through the websocket proxy (the fake driver's getty)
+    let (st, con) = api.post(
+        &format!("/api/v1/servers/{}/actions", ids[2]),
+        json!({"action": "remote_console", "protocol": "serial", "console_type": "serial"}),
+    );
+    assert_eq!(st, 200, "{con}");
+    assert!(common::console_says(
+        con["url"].as_str().unwrap(),
+        "a-3 login:"
+    ));
+    let bad = con["url"].as_str().unwrap().replace("token=", "token=x");
+    assert!(
+        std::panic::catch_unwind(|| common::console_says(&bad, "login")).is_err(),
+        "a wrong token is refused"
+    );
     let evs = api.get(&format!(
         "/api/v1/events?workflow_id={}",
         v["workflow_id"].as_str().unwrap()

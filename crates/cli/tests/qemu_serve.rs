@@ -53,43 +53,6 @@ fn qemu_pid(data_dir: &std::path::Path, instance: &str) -> Option<u32> {
         .then_some(pid)
 }
 
-/// Connects to a console URL, presses Enter, waits for `needle`.
-fn console_says(url: &str, needle: &str) -> bool {
-    use futures_util::{SinkExt, StreamExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket");
-        let mut seen = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut last_enter = tokio::time::Instant::now() - Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
-            if last_enter.elapsed() > Duration::from_secs(2) {
-                ws.send(tokio_tungstenite::tungstenite::Message::Binary(
-                    b"\r".to_vec(),
-                ))
-                .await
-                .unwrap();
-                last_enter = tokio::time::Instant::now();
-            }
-            if let Ok(Some(Ok(m))) =
-                tokio::time::timeout(Duration::from_millis(500), ws.next()).await
-            {
-                seen.push_str(&String::from_utf8_lossy(&m.into_data()));
-                if seen.contains(needle) {
-                    return true;
-                }
-            }
-        }
-        eprintln!("console said: {seen:?}");
-        false
-    })
-}
-
 #[test]
 fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     let Some(guest) = guest_dir() else { return };
@@ -125,7 +88,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         "{url}"
     );
     assert!(
-        console_says(&url, "login:"),
+        common::console_says(&url, "login:"),
         "no login prompt on the serial console"
     );
     let (st, bad) = api.post(

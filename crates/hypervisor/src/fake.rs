@@ -517,10 +517,37 @@ impl Hypervisor for FakeDriver {
     }
 
     async fn console_socket(&self, name: &str) -> HvResult<String> {
-        self.with_vm(name, |_| Ok(()))?;
-        Err(HvError::Unsupported(
-            "the fake driver has no serial console".into(),
-        ))
+        let hostname = self.with_vm(name, |vm| {
+            need(vm, &[Running, Paused], "open a console")?;
+            Ok(vm.spec.hostname.clone())
+        })?;
+        // A fake getty: answers every input with a login prompt.
+        let dir = {
+            let cfg = self.cfg.lock().unwrap();
+            cfg.state_file
+                .as_ref()
+                .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+                .unwrap_or_else(std::env::temp_dir)
+        };
+        let path = dir.join(format!("{name}.console.sock"));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| HvError::Other(format!("{}: {e}", path.display())))?;
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let prompt = format!("\r\n{hostname} login: ");
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 256];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 || conn.write_all(prompt.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(path.display().to_string())
     }
 
     async fn status(&self, name: &str) -> HvResult<VmStatus> {

@@ -221,3 +221,40 @@ impl Api {
         }
     }
 }
+
+/// Connects to a console URL, presses Enter, waits for `needle`.
+pub fn console_says(url: &str, needle: &str) -> bool {
+    use futures_util::{SinkExt, StreamExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket");
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last_enter = tokio::time::Instant::now() - Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if last_enter.elapsed() > Duration::from_secs(2) {
+                ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+                    b"\r".to_vec(),
+                ))
+                .await
+                .unwrap();
+                last_enter = tokio::time::Instant::now();
+            }
+            if let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+            {
+                seen.push_str(&String::from_utf8_lossy(&m.into_data()));
+                if seen.contains(needle) {
+                    return true;
+                }
+            }
+        }
+        eprintln!("console said: {seen:?}");
+        false
+    })
+}
