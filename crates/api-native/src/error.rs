@@ -88,6 +88,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The native 404 as a response (for a listener's fallback).
+pub fn not_found_response() -> axum::response::Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such route".into(),
+    }
+    .into_response()
+}
+
 /// Unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError {

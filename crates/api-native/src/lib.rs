@@ -14,7 +14,7 @@ use lifeboat_engine::Engine;
 use utoipa::OpenApi;
 
 use auth::SecurityAddon;
-pub use error::ApiError;
+pub use error::{not_found, not_found_response, ApiError};
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -89,6 +89,5 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/v1/projects", get(list_projects).post(create_project))
         .route("/api/v1/users", post(create_user))
         .route("/console/serial", get(console::serial_console))
-        .fallback(error::not_found)
         .with_state(engine)
 }

@@ -85,6 +85,17 @@ async fn request_id(
 }
 
 /// The front's router; mount at the root of the listener.
+/// The Nova-format 404 for an unknown path under this front's prefixes
+/// (`/compute`, `/identity`, `/image`); None for other paths.
+pub fn not_found(path: &str) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    ["/compute", "/identity", "/image"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        .then(|| fault::Fault::not_found("The resource could not be found.").into_response())
+}
+
+/// The front's router (mount at the root of the listener).
 pub fn router(engine: Engine, public_url: String) -> Router {
     let ctx = Ctx {
         engine,

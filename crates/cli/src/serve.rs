@@ -235,10 +235,15 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     engine.start().await?;
 
-    let app = lifeboat_api_native::router(engine.clone()).merge(lifeboat_api_openstack::router(
-        engine.clone(),
-        public.clone(),
-    ));
+    let app = lifeboat_api_native::router(engine.clone())
+        .merge(lifeboat_api_openstack::router(
+            engine.clone(),
+            public.clone(),
+        ))
+        .fallback(|uri: axum::http::Uri| async move {
+            lifeboat_api_openstack::not_found(uri.path())
+                .unwrap_or_else(lifeboat_api_native::not_found_response)
+        });
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;

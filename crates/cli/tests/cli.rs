@@ -333,6 +333,20 @@ fn native_api_over_http() {
         api.settle(&ids[1], Duration::from_secs(20))["status"],
         "DELETED"
     );
+    // unknown paths: each front's own 404 format
+    let (st, nf) = api.req(reqwest::Method::GET, "/api/v1/nope", None);
+    assert_eq!(
+        (st, nf["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{nf}"
+    );
+    let (st, nf) = api.req(reqwest::Method::GET, "/compute/v2.1/nope", None);
+    assert_eq!(
+        (st, nf["itemNotFound"]["code"].as_i64()),
+        (404, Some(404)),
+        "{nf}"
+    );
+
     // serial console through the websocket proxy (the fake driver's getty)
     let (st, con) = api.post(
         &format!("/api/v1/servers/{}/actions", ids[2]),
