@@ -367,7 +367,7 @@ impl Engine {
                 ));
             }
         }
-        self.update_server_record(id, |s| {
+        self.mutate_server(id, |s| {
             if let Some(n) = &u.name {
                 s.name = n.clone();
             }
@@ -389,14 +389,6 @@ impl Engine {
             Ok(())
         })
         .await
-    }
-
-    async fn update_server_record(
-        &self,
-        id: &str,
-        f: impl FnMut(&mut Server) -> Result<(), ComputeError>,
-    ) -> Result<Server, ComputeError> {
-        self.mutate_server(id, f).await
     }
 
     /// Replaces metadata (`replace`) or merges keys into it.
