@@ -1,6 +1,7 @@
 //! Boot benchmark: create → ACTIVE (guest agent ready) through Lifeboat with
 //! the QEMU driver, p50/p95 over N servers (default 20, one at a time), beside
-//! the bare `qemu-system-x86_64` boot of the same guest to its ready marker,
+//! the bare `qemu-system-x86_64` boot of the same guest and VM shape (flavor
+//! disk, NIC, agent port) to its ready marker,
 //! measured in the same run, and beside Firecracker's published 125 ms to
 //! /sbin/init. Prints numbers and ratios; asserts nothing. Not run in CI.
 //!
@@ -21,9 +22,41 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// One bare boot: qemu with the same machine, memory and guest, until the
-/// serial console prints the ready marker.
-fn bare_boot(guest: &str, accel: &str) -> anyhow::Result<f64> {
+/// Makes `dir/base.qcow2`: a formatted 1 GiB disk like the flavor's root disk.
+fn make_base_disk(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let raw = dir.join("base.raw");
+    std::fs::File::create(&raw)?.set_len(1 << 30)?;
+    let ok = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2"])
+        .arg(&raw)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "mke2fs failed");
+    let base = dir.join("base.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&base)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "qemu-img convert failed");
+    std::fs::remove_file(raw)?;
+    Ok(base)
+}
+
+/// One bare boot of the same guest and VM shape (128 MiB, the flavor's 1 GiB
+/// root disk as a qcow2 overlay, a virtio NIC, the agent's virtio-serial
+/// port), started by hand, until the serial console prints the ready marker.
+fn bare_boot(guest: &str, accel: &str, base: &std::path::Path) -> anyhow::Result<f64> {
+    let disk = base.with_file_name("bare.qcow2");
+    let _ = std::fs::remove_file(&disk);
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(base)
+        .arg(&disk)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "qemu-img create failed");
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args([
@@ -34,9 +67,17 @@ fn bare_boot(guest: &str, accel: &str) -> anyhow::Result<f64> {
             "-m",
             "128",
             "-nographic",
-            "-nic",
-            "none",
             "-no-user-config",
+        ])
+        .args([
+            "-drive",
+            &format!("file={},if=virtio,format=qcow2", disk.display()),
+        ])
+        .args(["-nic", "user,model=virtio-net-pci,restrict=on"])
+        .args(["-device", "virtio-serial", "-chardev", "null,id=ga"])
+        .args([
+            "-device",
+            "virtserialport,chardev=ga,name=org.lifeboat.agent.0",
         ])
         .args([
             "-kernel",
@@ -171,9 +212,11 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or("tcg")
         .to_string();
     let accel = if accel == "kvm" { "kvm" } else { "tcg" };
+    std::fs::create_dir_all(&dir)?;
+    let base = make_base_disk(&dir)?;
     let mut bare = vec![];
     for _ in 0..n {
-        bare.push(bare_boot(&guest, accel)?);
+        bare.push(bare_boot(&guest, accel, &base)?);
     }
     let (lp50, lp95, bp50, bp95) = (
         pct(&lifeboat, 0.5),
@@ -182,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
         pct(&bare, 0.95),
     );
     println!("lifeboat create -> ACTIVE (agent ready): p50 {lp50:.0} ms  p95 {lp95:.0} ms");
-    println!("bare qemu boot -> ready marker ({accel}):  p50 {bp50:.0} ms  p95 {bp95:.0} ms");
+    println!("bare qemu boot, same VM shape -> ready marker ({accel}):  p50 {bp50:.0} ms  p95 {bp95:.0} ms");
     println!(
         "ratio lifeboat/bare: p50 {:.2}x  p95 {:.2}x  (target under TCG: p50 <= 1.3x)",
         lp50 / bp50,
