@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, Api, Serve, BIN};
+use common::{free_port, Api, Serve};
 use serde_json::json;
 
 #[test]
@@ -19,29 +18,13 @@ fn remote_agent_migration_and_evacuation() {
     drop(bootstrap);
     let agent_port = free_port();
     let agent_dir = tempfile::tempdir().unwrap();
-    let mut agent = Command::new(BIN)
-        .args([
-            "agent",
-            "--name",
-            "host2",
-            "--driver",
-            "fake",
-            "--listen",
-            &format!("127.0.0.2:{agent_port}"),
-        ])
-        .arg("--data-dir")
-        .arg(agent_dir.path())
-        .arg("--token-file")
-        .arg(dir.path().join("agent-token"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.2", agent_port)).is_err() {
-        assert!(Instant::now() < deadline, "agent did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut agent = common::start_agent(
+        "host2",
+        "fake",
+        agent_port,
+        agent_dir.path(),
+        &dir.path().join("agent-token"),
+    );
     let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
     let serve = Serve::start(dir.path(), port, &[], &["--agent", &agent_arg]);
     let c = serve.credentials();
@@ -83,20 +66,7 @@ fn remote_agent_migration_and_evacuation() {
     // the agent dies: the manager notices, refuses nothing else, evacuates
     agent.kill().unwrap();
     agent.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let hosts = api.get("/api/v1/hosts");
-        if hosts
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["name"] == "host2" && h["up"] == false)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "host2 not marked down: {hosts}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    api.wait_host_down("host2", Duration::from_secs(20));
     let (st, v) = api.post(
         &format!("/api/v1/servers/{id}/actions"),
         json!({"action": "evacuate"}),

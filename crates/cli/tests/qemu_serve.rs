@@ -186,38 +186,6 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     }
 }
 
-fn start_agent(
-    name: &str,
-    port: u16,
-    data_dir: &std::path::Path,
-    token: &std::path::Path,
-) -> std::process::Child {
-    let child = std::process::Command::new(common::BIN)
-        .args([
-            "agent",
-            "--name",
-            name,
-            "--driver",
-            "qemu",
-            "--listen",
-            &format!("127.0.0.2:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--token-file")
-        .arg(token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.2", port)).is_err() {
-        assert!(Instant::now() < deadline, "agent {name} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
 #[test]
 fn live_migration_between_agents_and_agent_restart() {
     let Some(guest) = guest_dir() else { return };
@@ -227,7 +195,7 @@ fn live_migration_between_agents_and_agent_restart() {
     let agent_dir = tempfile::tempdir().unwrap();
     let agent_port = free_port();
     let token = dir.path().join("agent-token");
-    let mut agent = start_agent("host2", agent_port, agent_dir.path(), &token);
+    let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
     let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
     let mut serve = Serve::start_with_driver(
         dir.path(),
@@ -292,7 +260,7 @@ fn live_migration_between_agents_and_agent_restart() {
         remote_pid(agent_dir.path()) == Some(pid),
         "VM survived its agent"
     );
-    let mut agent = start_agent("host2", agent_port, agent_dir.path(), &token);
+    let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
     let (st, v) = api.post(
         &format!("/api/v1/servers/{id}/actions"),
         json!({"action": "change_password", "admin_pass": "after-restart"}),
@@ -348,20 +316,7 @@ fn live_migration_between_agents_and_agent_restart() {
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let hosts = api.get("/api/v1/hosts");
-        if hosts
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["name"] == "host2" && h["up"] == false)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "host2 not marked down: {hosts}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    api.wait_host_down("host2", Duration::from_secs(30));
     let (st, v) = api.post(
         &format!("/api/v1/servers/{id}/actions"),
         json!({"action": "evacuate"}),

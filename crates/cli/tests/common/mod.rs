@@ -258,3 +258,51 @@ pub fn console_says(url: &str, needle: &str) -> bool {
         false
     })
 }
+
+/// Starts `lifeboat agent` on 127.0.0.2:`port` and waits until it listens.
+pub fn start_agent(name: &str, driver: &str, port: u16, data_dir: &Path, token: &Path) -> Child {
+    let child = Command::new(BIN)
+        .args([
+            "agent",
+            "--name",
+            name,
+            "--driver",
+            driver,
+            "--listen",
+            &format!("127.0.0.2:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--token-file")
+        .arg(token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.2", port)).is_err() {
+        assert!(Instant::now() < deadline, "agent {name} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+impl Api {
+    /// Waits until the manager reports `host` down.
+    pub fn wait_host_down(&self, host: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let hosts = self.get("/api/v1/hosts");
+            if hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["name"] == host && h["up"] == false)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{host} not marked down: {hosts}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
