@@ -877,16 +877,27 @@ fn meta_body(body: &Bytes, key: &str) -> R<BTreeMap<String, String>> {
     string_map(&v, key)
 }
 
+/// PUT replaces the metadata, POST merges into it.
+async fn set_metadata(
+    ctx: &Ctx,
+    a: &Actor,
+    id: &str,
+    body: &Bytes,
+    replace: bool,
+) -> R<Json<Value>> {
+    let m = meta_body(body, "metadata")?;
+    get_server(ctx, a, id).await?;
+    let out = ctx.engine.set_metadata(a, id, m, replace).await?;
+    Ok(Json(json!({"metadata": out})))
+}
+
 async fn metadata_replace(
     State(ctx): State<Ctx>,
     Caller(a): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> R<Json<Value>> {
-    let m = meta_body(&body, "metadata")?;
-    get_server(&ctx, &a, &id).await?;
-    let out = ctx.engine.set_metadata(&a, &id, m, true).await?;
-    Ok(Json(json!({"metadata": out})))
+    set_metadata(&ctx, &a, &id, &body, true).await
 }
 
 async fn metadata_merge(
@@ -895,10 +906,7 @@ async fn metadata_merge(
     Path(id): Path<String>,
     body: Bytes,
 ) -> R<Json<Value>> {
-    let m = meta_body(&body, "metadata")?;
-    get_server(&ctx, &a, &id).await?;
-    let out = ctx.engine.set_metadata(&a, &id, m, false).await?;
-    Ok(Json(json!({"metadata": out})))
+    set_metadata(&ctx, &a, &id, &body, false).await
 }
 
 async fn metadata_item_get(
