@@ -1292,7 +1292,7 @@ pub fn routes() -> Router<Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_core::{Attachment, FlavorSnapshot, PowerState, Role, TaskState};
+    use lifeboat_core::{Attachment, PowerState, Role, TaskState};
 
     fn actor(role: Role) -> Actor {
         Actor {
@@ -1308,42 +1308,16 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Utc);
         Server {
-            id: "0e44cc9c-e052-415d-afbf-469b0d384170".into(),
-            name: "new-server-test".into(),
-            description: None,
-            project_id: "p".into(),
-            user_id: "u".into(),
-            flavor: FlavorSnapshot::from(&lifeboat_core::Flavor::defaults()[0]),
-            old_flavor: None,
             image_id: Some("img".into()),
             vm_state: VmState::Active,
             task_state: None,
             power_state: PowerState::Running,
-            old_vm_state: None,
             progress: 100,
             host: Some("host1".into()),
             node: Some("host1".into()),
-            source_host: None,
             instance_name: "instance-00000001".into(),
-            hostname: "new-server-test".into(),
             availability_zone: Some("nova".into()),
-            pinned_availability_zone: None,
-            config_drive: false,
-            key_name: None,
-            key_data: None,
-            launch_index: 0,
             reservation_id: "r-abcdefgh".into(),
-            locked: false,
-            locked_by: None,
-            locked_reason: None,
-            metadata: BTreeMap::new(),
-            tags: vec![],
-            fault: None,
-            user_data: None,
-            access_ipv4: String::new(),
-            access_ipv6: String::new(),
-            disk_config: "MANUAL".into(),
-            security_groups: vec!["default".into()],
             attachments: vec![Attachment {
                 port_id: "port".into(),
                 network_id: "net".into(),
@@ -1352,20 +1326,17 @@ mod tests {
                 fixed_ip: "10.0.0.2".into(),
                 floating_ips: vec!["172.24.4.2".into()],
             }],
-            server_groups: vec![],
-            scheduler_hints: BTreeMap::new(),
-            root_device_name: "/dev/vda".into(),
-            kernel_id: None,
-            ramdisk_id: None,
-            trusted_image_certificates: None,
             admin_password_set: true,
-            created_at: t,
-            updated_at: t,
             launched_at: Some(t),
-            terminated_at: None,
-            deleted_at: None,
-            task_workflow: None,
             version: 1,
+            ..Server::new(
+                "0e44cc9c-e052-415d-afbf-469b0d384170",
+                "new-server-test",
+                "p",
+                "u",
+                &lifeboat_core::Flavor::defaults()[0],
+                t,
+            )
         }
     }
 

@@ -7,62 +7,12 @@
 
 use super::*;
 use lifeboat_core::*;
-use std::collections::BTreeMap;
 
 pub(crate) fn server(id: &str, project: &str, name: &str) -> Server {
-    let now = now();
     Server {
-        id: id.into(),
-        name: name.into(),
-        description: None,
-        project_id: project.into(),
-        user_id: "u".into(),
-        flavor: (&Flavor::defaults()[0]).into(),
-        old_flavor: None,
-        image_id: None,
-        vm_state: VmState::Building,
-        task_state: Some(TaskState::Scheduling),
-        power_state: PowerState::NoState,
-        old_vm_state: None,
-        progress: 0,
-        host: None,
-        node: None,
-        source_host: None,
         instance_name: "instance-00000001".into(),
-        hostname: name.into(),
-        availability_zone: None,
-        pinned_availability_zone: None,
-        config_drive: false,
-        key_name: None,
-        key_data: None,
-        launch_index: 0,
         reservation_id: "r-1".into(),
-        locked: false,
-        locked_by: None,
-        locked_reason: None,
-        metadata: BTreeMap::new(),
-        tags: vec![],
-        fault: None,
-        user_data: None,
-        access_ipv4: String::new(),
-        access_ipv6: String::new(),
-        disk_config: "MANUAL".into(),
-        security_groups: vec![],
-        attachments: vec![],
-        server_groups: vec![],
-        scheduler_hints: BTreeMap::new(),
-        root_device_name: "/dev/vda".into(),
-        kernel_id: None,
-        ramdisk_id: None,
-        trusted_image_certificates: None,
-        admin_password_set: false,
-        created_at: now,
-        updated_at: now,
-        launched_at: None,
-        terminated_at: None,
-        deleted_at: None,
-        task_workflow: None,
-        version: 0,
+        ..Server::new(id, name, project, "u", &Flavor::defaults()[0], now())
     }
 }
 

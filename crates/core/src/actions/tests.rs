@@ -4,19 +4,10 @@
 
 use super::*;
 use crate::model::*;
-use std::collections::BTreeMap;
 
 fn server(vm: VmState, task: Option<TaskState>) -> Server {
     let now = now();
     Server {
-        id: "11111111-2222-3333-4444-555555555555".into(),
-        name: "s".into(),
-        description: None,
-        project_id: "p1".into(),
-        user_id: "u1".into(),
-        flavor: (&Flavor::defaults()[0]).into(),
-        old_flavor: None,
-        image_id: None,
         vm_state: vm,
         task_state: task,
         power_state: if vm == VmState::Active {
@@ -24,46 +15,20 @@ fn server(vm: VmState, task: Option<TaskState>) -> Server {
         } else {
             PowerState::Shutdown
         },
-        old_vm_state: None,
-        progress: 0,
         host: Some("h1".into()),
         node: Some("h1".into()),
-        source_host: None,
         instance_name: "instance-00000001".into(),
-        hostname: "s".into(),
         availability_zone: Some("nova".into()),
-        pinned_availability_zone: None,
-        config_drive: false,
-        key_name: None,
-        key_data: None,
-        launch_index: 0,
-        reservation_id: "r-00000000".into(),
-        locked: false,
-        locked_by: None,
-        locked_reason: None,
-        metadata: BTreeMap::new(),
-        tags: vec![],
-        fault: None,
-        user_data: None,
-        access_ipv4: String::new(),
-        access_ipv6: String::new(),
-        disk_config: "MANUAL".into(),
-        security_groups: vec!["default".into()],
-        attachments: vec![],
-        server_groups: vec![],
-        scheduler_hints: BTreeMap::new(),
-        root_device_name: "/dev/vda".into(),
-        kernel_id: None,
-        ramdisk_id: None,
-        trusted_image_certificates: None,
-        admin_password_set: false,
-        created_at: now,
-        updated_at: now,
         launched_at: Some(now),
-        terminated_at: None,
-        deleted_at: None,
-        task_workflow: None,
         version: 1,
+        ..Server::new(
+            "11111111-2222-3333-4444-555555555555",
+            "s",
+            "p1",
+            "u1",
+            &Flavor::defaults()[0],
+            now,
+        )
     }
 }
 

@@ -164,6 +164,72 @@ pub struct Server {
 }
 
 impl Server {
+    /// A new server record: BUILD (scheduling), no host, no ports, every
+    /// optional attribute empty. Callers fill in what the request gives.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        project_id: impl Into<String>,
+        user_id: impl Into<String>,
+        flavor: &super::Flavor,
+        now: Time,
+    ) -> Server {
+        let name = name.into();
+        Server {
+            id: id.into(),
+            hostname: name.clone(),
+            name,
+            description: None,
+            project_id: project_id.into(),
+            user_id: user_id.into(),
+            flavor: flavor.into(),
+            old_flavor: None,
+            image_id: None,
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Scheduling),
+            power_state: PowerState::NoState,
+            old_vm_state: None,
+            progress: 0,
+            host: None,
+            node: None,
+            source_host: None,
+            instance_name: String::new(),
+            availability_zone: None,
+            pinned_availability_zone: None,
+            config_drive: false,
+            key_name: None,
+            key_data: None,
+            launch_index: 0,
+            reservation_id: String::new(),
+            locked: false,
+            locked_by: None,
+            locked_reason: None,
+            metadata: BTreeMap::new(),
+            tags: vec![],
+            fault: None,
+            user_data: None,
+            access_ipv4: String::new(),
+            access_ipv6: String::new(),
+            disk_config: "MANUAL".into(),
+            security_groups: vec!["default".into()],
+            attachments: vec![],
+            server_groups: vec![],
+            scheduler_hints: BTreeMap::new(),
+            root_device_name: "/dev/vda".into(),
+            kernel_id: None,
+            ramdisk_id: None,
+            trusted_image_certificates: None,
+            admin_password_set: false,
+            created_at: now,
+            updated_at: now,
+            launched_at: None,
+            terminated_at: None,
+            deleted_at: None,
+            task_workflow: None,
+            version: 0,
+        }
+    }
+
     /// The API status.
     pub fn status(&self) -> Status {
         status_from_state(self.vm_state, self.task_state)
