@@ -5,11 +5,12 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${LIFEBOAT_COMPAT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat-compat-openstack}"
-if [ ! -x "$venv/bin/python" ]; then
+# scripts/setup.sh makes the venv; this only fills it in when run on its own.
+if [ ! -x "$venv/bin/openstack" ]; then
   python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q openstacksdk python-openstackclient pytest
 fi
-"$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q --upgrade openstacksdk python-openstackclient pytest
 if [ -z "${LIFEBOAT_BIN:-}" ]; then
   (cd "$root" && cargo build -q -p lifeboat)
   target="${CARGO_TARGET_DIR:-$root/target}"

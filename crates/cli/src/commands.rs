@@ -757,9 +757,29 @@ pub async fn host(cmd: HostCmd) -> anyhow::Result<()> {
     let HostCmd::List(o) = cmd;
     let c = Client::login(&o.opts).await?;
     let l = c.get("/api/v1/hosts").await?;
+    let rows = l.as_array().map(|v| v.as_slice()).unwrap_or(&[]);
+    if o.opts.output == OutputFormat::Json {
+        // Raw numbers (vcpus, MiB, GiB) stay as they are in JSON.
+        print_list(o.opts.output, rows, &[]);
+        return Ok(());
+    }
+    let num = |r: &Value, p: &str| r.pointer(p).and_then(Value::as_u64);
+    let shown: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let vcpus = num(&r, "/capacity/vcpus").map(crate::output::human_count);
+            let ram = num(&r, "/capacity/ram_mb").map(crate::output::human_mib);
+            let disk = num(&r, "/capacity/disk_gb").map(|g| crate::output::human_mib(g * 1024));
+            r["_vcpus"] = json!(vcpus);
+            r["_ram"] = json!(ram);
+            r["_disk"] = json!(disk);
+            r
+        })
+        .collect();
     print_list(
         o.opts.output,
-        l.as_array().map(|v| v.as_slice()).unwrap_or(&[]),
+        &shown,
         &[
             ("NAME", "/name"),
             ("ENDPOINT", "/endpoint"),
@@ -767,8 +787,9 @@ pub async fn host(cmd: HostCmd) -> anyhow::Result<()> {
             ("DRIVER", "/driver"),
             ("ACCEL", "/accelerator"),
             ("UP", "/up"),
-            ("VCPUS", "/capacity/vcpus"),
-            ("RAM", "/capacity/ram_mb"),
+            ("VCPUS", "/_vcpus"),
+            ("RAM", "/_ram"),
+            ("DISK", "/_disk"),
         ],
     );
     Ok(())

@@ -38,6 +38,38 @@ pub fn print_list(fmt: OutputFormat, rows: &[Value], cols: &[(&str, &str)]) {
     }
 }
 
+/// A count in short human form: `950`, `12.5k`, `400k`, `3.2M`.
+pub fn human_count(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")];
+    for (div, unit) in UNITS {
+        if n >= div {
+            return trim_num(n as f64 / div as f64) + unit;
+        }
+    }
+    n.to_string()
+}
+
+/// A size given in MiB in binary human units: `512 MiB`, `2 GiB`, `1.5 TiB`.
+pub fn human_mib(mib: u64) -> String {
+    let units = ["MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = mib as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{} {}", trim_num(v), units[i])
+}
+
+fn trim_num(v: f64) -> String {
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    };
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
 /// Prints one object as `key  value` lines, or as JSON.
 pub fn print_object(fmt: OutputFormat, v: &Value) {
     if fmt == OutputFormat::Json {
@@ -64,5 +96,22 @@ fn cell(v: Option<&Value>) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_count(950), "950");
+        assert_eq!(human_count(400_000), "400k");
+        assert_eq!(human_count(12_500), "12.5k");
+        assert_eq!(human_count(3_200_000), "3.2M");
+        assert_eq!(human_mib(512), "512 MiB");
+        assert_eq!(human_mib(2048), "2 GiB");
+        assert_eq!(human_mib(1536 * 1024), "1.5 TiB");
+        assert_eq!(human_mib(1 << 40), "1 EiB");
     }
 }

@@ -205,10 +205,22 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .filter(|p| p.is_file()),
     };
     engine.bootstrap_catalog(&guest).await?;
-    let driver = a.driver.unwrap_or(if qemu_installed() {
-        DriverKind::Qemu
-    } else {
-        DriverKind::Fake
+    // Default: real VMs when QEMU and the guest image are both there, the
+    // fake driver otherwise (said once, so nobody mistakes it for real VMs).
+    let driver = a.driver.unwrap_or_else(|| {
+        if qemu_installed() && guest.kernel.is_some() {
+            DriverKind::Qemu
+        } else {
+            eprintln!(
+                "lifeboat: using the fake driver (no VMs): {} (pass --driver qemu to insist)",
+                if qemu_installed() {
+                    "no guest image found; run bash guest/build-image.sh or pass --guest-dir"
+                } else {
+                    "qemu-system-x86_64 is not installed; run scripts/setup.sh"
+                }
+            );
+            DriverKind::Fake
+        }
     });
     if driver == DriverKind::Qemu && guest.kernel.is_none() {
         eprintln!(

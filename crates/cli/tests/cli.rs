@@ -98,7 +98,15 @@ fn cli_drives_a_live_server() {
     assert_eq!(shown["steps"].as_array().unwrap().len(), 6);
     assert_eq!(cli.json(&["flavor", "list"]).as_array().unwrap().len(), 6);
     assert!(!cli.json(&["image", "list"]).as_array().unwrap().is_empty());
-    assert_eq!(cli.json(&["host", "list"])[0]["name"], "host1");
+    let hosts = cli.json(&["host", "list"]);
+    assert_eq!(hosts[0]["name"], "host1");
+    // JSON keeps raw numbers; the table shows human units.
+    assert!(hosts[0]["capacity"]["ram_mb"].is_u64(), "{hosts}");
+    let (code, table, _) = cli.run(&["host", "list"]);
+    assert_eq!(code, 0);
+    let ram_mb = hosts[0]["capacity"]["ram_mb"].as_u64().unwrap().to_string();
+    assert!(!table.contains(&ram_mb), "raw MiB in the table: {table}");
+    assert!(table.contains("iB"), "no human unit in the table: {table}");
 
     // clear errors for bad input
     let (code, _, err) = cli.run(&["server", "show", "nope"]);
