@@ -1,0 +1,46 @@
+//! Lifeboat's host networking data plane, all inside network namespaces Lifeboat owns.
+//!
+//! One [`HostNetwork`] per host agent owns the namespace `lbh-<host>`; in it each network is a
+//! Linux bridge and each port a tap (for QEMU) or a veth into a namespace (a namespace
+//! standing in for a guest). A network's DHCP (dnsmasq) and metadata service run in a service
+//! namespace on the host that serves it; routers get a namespace each (NAT and floating IPs
+//! with nftables); security groups are nftables rules per port in the host namespace. Host
+//! agents on one machine join a [`Fabric`] namespace with a veth each, and networks span hosts
+//! with VXLAN over it. Links, addresses and routes go through rtnetlink, rules through
+//! nftables' JSON API. See [`names`] for the naming of namespaces and interfaces.
+//!
+//! The root namespace's network is never touched.
+
+pub mod configdrive;
+pub mod dhcp;
+pub mod firewall;
+mod host;
+pub mod metadata;
+pub mod names;
+pub mod netns;
+pub mod nft;
+pub mod nl;
+pub mod router;
+pub mod tap;
+pub mod types;
+
+pub use host::{cleanup_host, Fabric, HostNetwork, HostOptions};
+pub use metadata::{InstanceMetadata, MetadataSource};
+pub use types::*;
+
+/// Errors of the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input from the caller.
+    #[error("{0}")]
+    Invalid(String),
+    /// A network, port, router or namespace that is not there.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("{0}")]
+    Command(String),
+    #[error("{0}")]
+    Os(String),
+}

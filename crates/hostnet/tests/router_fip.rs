@@ -1,0 +1,147 @@
+//! A router between an internal network and an external one: SNAT out, a floating IP that
+//! answers from the external side and keeps answering after it moves to another port.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::*;
+use lifeboat_hostnet::{
+    netns, Direction, EtherType, FloatingIp, HostNetwork, HostOptions, Protocol, Remote,
+    RouterGateway, RouterInterface, RouterSpec, SecurityGroup, SecurityGroupRule,
+};
+
+fn ingress(proto: Protocol, port: Option<u16>) -> SecurityGroupRule {
+    SecurityGroupRule {
+        direction: Direction::Ingress,
+        ethertype: EtherType::IPv4,
+        protocol: Some(proto),
+        port_range_min: port,
+        port_range_max: port,
+        remote: Remote::Cidr("0.0.0.0/0".parse().unwrap()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floating_ip_answers_from_outside_and_follows_its_port() {
+    require_tools();
+    let mut g = Guard::new();
+    let host = g.host("fip");
+    let (x, g1, g2) = (g.ns("x"), g.ns("g1"), g.ns("g2"));
+    let hn = HostNetwork::open(&host, HostOptions::default())
+        .await
+        .unwrap();
+
+    let mut ext = net("ext", 200, "198.51.100.0/24", None);
+    ext.subnets[0].enable_dhcp = false;
+    let int = net("int", 201, "10.77.4.0/24", Some("10.77.4.1"));
+    hn.ensure_network(&ext).await.unwrap();
+    hn.ensure_network(&int).await.unwrap();
+    hn.serve_network("int", &[]).await.unwrap();
+    hn.apply_security_groups(&[
+        SecurityGroup {
+            id: "default".into(),
+            rules: SecurityGroup::default_rules("default"),
+            members: vec!["10.77.4.11".parse().unwrap(), "10.77.4.12".parse().unwrap()],
+        },
+        SecurityGroup {
+            id: "pub".into(),
+            rules: vec![
+                ingress(Protocol::Icmp, None),
+                ingress(Protocol::Tcp, Some(8080)),
+            ],
+            members: vec![],
+        },
+    ])
+    .await
+    .unwrap();
+
+    // The outside world: a namespace on the external network.
+    let mut px = port("px", "ext", 0x10, "198.51.100.10", &[]);
+    px.port_security_enabled = false;
+    hn.ensure_port_namespace(&px, &x).await.unwrap();
+    netns::run_command(
+        &x,
+        "ip",
+        &["addr", "add", "198.51.100.10/24", "dev", "eth0"],
+    )
+    .unwrap();
+    tcp_peer_server(&x, 7000);
+
+    for (ns, id, last) in [(&g1, "g1", 11u8), (&g2, "g2", 12)] {
+        let ip = format!("10.77.4.{last}");
+        hn.ensure_port_namespace(&port(id, "int", last, &ip, &["default", "pub"]), ns)
+            .await
+            .unwrap();
+        assert_eq!(dhcp(ns).0.to_string(), ip);
+        tcp_server(ns, 8080, id);
+    }
+
+    let fip: std::net::Ipv4Addr = "198.51.100.50".parse().unwrap();
+    let mut spec = RouterSpec {
+        id: "r1".into(),
+        gateway: Some(RouterGateway {
+            network_id: "ext".into(),
+            ip: "198.51.100.2/24".parse().unwrap(),
+            gateway_ip: Some("198.51.100.10".parse().unwrap()),
+            mac: None,
+            enable_snat: true,
+        }),
+        interfaces: vec![RouterInterface {
+            network_id: "int".into(),
+            subnet: int.subnets[0].clone(),
+            mac: None,
+        }],
+        floating_ips: vec![],
+    };
+    hn.ensure_router(&spec).await.unwrap();
+    // SNAT: a guest without a floating IP leaves with the router's gateway address.
+    assert!(
+        ping_within(&g1, "10.77.4.1".parse().unwrap(), 5),
+        "guest reaches its gateway"
+    );
+    assert_eq!(
+        tcp_get(&g1, "198.51.100.10".parse().unwrap(), 7000).as_deref(),
+        Some("198.51.100.2")
+    );
+    assert!(!ping(&x, IpAddr::V4(fip)), "no floating IP yet");
+
+    spec.floating_ips.push(FloatingIp {
+        floating_ip: fip,
+        fixed_ip: "10.77.4.11".parse().unwrap(),
+    });
+    hn.ensure_router(&spec).await.unwrap();
+    assert!(ping_within(&x, IpAddr::V4(fip), 5), "floating IP answers");
+    assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080).as_deref(), Some("g1"));
+    // With its floating IP the guest leaves as the floating IP.
+    assert_eq!(
+        tcp_get(&g1, "198.51.100.10".parse().unwrap(), 7000).as_deref(),
+        Some("198.51.100.50")
+    );
+
+    // Move it to the other port.
+    hn.set_floating_ip(
+        "r1",
+        FloatingIp {
+            floating_ip: fip,
+            fixed_ip: "10.77.4.12".parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        ping_within(&x, IpAddr::V4(fip), 5),
+        "floating IP answers after the move"
+    );
+    assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080).as_deref(), Some("g2"));
+    assert_eq!(
+        tcp_get(&g1, "198.51.100.10".parse().unwrap(), 7000).as_deref(),
+        Some("198.51.100.2"),
+        "g1 is back to the router's SNAT"
+    );
+
+    hn.clear_floating_ip("r1", fip).await.unwrap();
+    assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080), None);
+    hn.remove_router("r1").await.unwrap();
+    assert!(!ping(&g1, "10.77.4.1".parse().unwrap()));
+}
