@@ -215,6 +215,29 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// A dnsmasq left running by an earlier agent process (it outlives the agent so DHCP goes on)
+/// holds the port: stop it before starting ours.
+fn stop_stale(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "dnsmasq" {
+        return;
+    }
+    // SAFETY: kill(2) on a pid that our pid file names and that runs dnsmasq.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 impl Dnsmasq {
     /// Write the files and start dnsmasq in namespace `ns`.
     pub fn start(
@@ -230,6 +253,7 @@ impl Dnsmasq {
         write_if_changed(&dir.join("dnsmasq.conf"), &config(dir, net))?;
         write_if_changed(&dir.join("hosts"), &hosts(net, ports))?;
         write_if_changed(&dir.join("opts"), &opts(net))?;
+        stop_stale(&dir.join("pid"));
         let mut cmd = Command::new("dnsmasq");
         cmd.arg("--keep-in-foreground")
             .arg(format!(

@@ -294,7 +294,12 @@ impl HostNetwork {
             }
         }
         match &att {
-            Attachment::Tap => tap::create_persistent(&self.ns, &ifname)?,
+            Attachment::Tap => {
+                // An existing tap may be held open by QEMU: TUNSETIFF would fail with EBUSY.
+                if self.nl.link(&ifname).await?.is_none() {
+                    tap::create_persistent(&self.ns, &ifname)?
+                }
+            }
             Attachment::Namespace(gns) => {
                 netns::create(gns)?;
                 if self.nl.link(&ifname).await?.is_none() {
