@@ -75,7 +75,8 @@ async fn request_id(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let id = format!("req-{}", uuid::Uuid::new_v4());
-    let mut resp = next.run(req).await;
+    // The engine records the same id on the instance actions it starts.
+    let mut resp = lifeboat_engine::with_request_id(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut()
             .insert("x-openstack-request-id", v.clone());

@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Seconds between power-state syncs.
     #[arg(long, default_value_t = 5)]
     pub sync_interval: u64,
+    /// Honour the test hooks (`LIFEBOAT_TEST_HANG_AT`, `LIFEBOAT_FAKE_FAIL`).
+    /// Never set this in production.
+    #[arg(
+        long,
+        env = lifeboat_engine::TEST_HOOKS_ENV,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub enable_test_hooks: bool,
 }
 
 /// `lifeboat agent` options.
@@ -154,11 +162,24 @@ fn default_guest_dir() -> Option<PathBuf> {
     cands.into_iter().find(|d| d.join("vmlinux").is_file())
 }
 
+/// Creates `dir` (and parents) if needed and makes it 0700: it holds the
+/// database, credentials and tokens.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+    Ok(())
+}
+
 /// Runs the manager.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    std::fs::create_dir_all(&a.data_dir)
-        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    private_dir(&a.data_dir)?;
     let data_dir = a.data_dir.canonicalize()?;
     let db = a
         .database
@@ -167,10 +188,28 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let store = lifeboat_store::Store::open(&db)
         .await
         .with_context(|| format!("opening database {}", redact(&db)))?;
+    // One manager per database until multi-manager operation exists: a
+    // second one would resume the same workflows and fight over servers.
+    let _manager_lock = store.lock_manager().await.map_err(|e| {
+        anyhow::anyhow!(
+            "another `lifeboat serve` is already running on database {}: {e}; \
+             stop it first (only one manager per database is supported)",
+            redact(&db)
+        )
+    })?;
     let mut cfg = EngineConfig::new(data_dir.clone());
     cfg.reclaim_instance_interval = a.reclaim_instance_interval;
     cfg.shelved_offload_time = a.shelved_offload_time;
     cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
+    let hang_at = std::env::var("LIFEBOAT_TEST_HANG_AT").ok();
+    if a.enable_test_hooks {
+        eprintln!("lifeboat: warning: test hooks enabled (never in production)");
+        cfg.hang_at = hang_at;
+    } else if hang_at.is_some() {
+        eprintln!(
+            "lifeboat: warning: LIFEBOAT_TEST_HANG_AT ignored (test hooks are off; --enable-test-hooks)"
+        );
+    }
     let public = a
         .public_url
         .clone()
@@ -272,6 +311,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 /// Runs a host agent.
 pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     init_tracing();
+    private_dir(&a.data_dir)?;
     let token = std::fs::read_to_string(&a.token_file)
         .with_context(|| format!("reading {}", a.token_file.display()))?
         .trim()

@@ -402,9 +402,7 @@ fn serve_on_postgres_keeps_state_across_restarts() {
         .enable_all()
         .build()
         .unwrap();
-    let Some(db) = rt.block_on(lifeboat_store::testing::fresh_pg_database()) else {
-        return;
-    };
+    let db = rt.block_on(lifeboat_store::testing::fresh_pg_database());
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let serve = Serve::start(dir.path(), port, &[], &["--database", &db]);

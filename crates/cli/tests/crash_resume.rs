@@ -39,7 +39,10 @@ fn crash_at(
     let first = Serve::start(
         dir.path(),
         port,
-        &[("LIFEBOAT_TEST_HANG_AT", kind_step)],
+        &[
+            ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
+            ("LIFEBOAT_TEST_HANG_AT", kind_step),
+        ],
         &[],
     );
     let (u, p) = creds(&first);
@@ -135,7 +138,10 @@ fn create_rolls_back_when_the_resumed_step_fails() {
         "create:spawn",
         create,
         |_, _| {},
-        &[("LIFEBOAT_FAKE_FAIL", "start:1")],
+        &[
+            ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
+            ("LIFEBOAT_FAKE_FAIL", "start:1"),
+        ],
     );
     assert_eq!(s["status"], "ERROR", "{s}");
     assert!(

@@ -239,17 +239,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Registers the image record of a snapshot/backup (status queued).
-    pub(crate) async fn new_snapshot_image(
+    /// The image record of a snapshot/backup (status queued), written in
+    /// its workflow's transaction.
+    pub(crate) fn new_snapshot_image(
         &self,
         s: &Server,
         name: &str,
         kind: ImageKind,
         backup_type: Option<&str>,
         metadata: &BTreeMap<String, String>,
-    ) -> Result<Image, ComputeError> {
+    ) -> Image {
         let t = now();
-        let img = Image {
+        Image {
             id: lifeboat_core::ids::uuid(),
             name: name.into(),
             kind,
@@ -269,9 +270,7 @@ impl Engine {
             properties: metadata.clone(),
             created_at: t,
             updated_at: t,
-        };
-        self.inner.store.insert(&img).await?;
-        Ok(img)
+        }
     }
 
     /// createBackup rotation: keeps the newest `rotation` backups of this type.

@@ -40,12 +40,13 @@ pub enum ComputeError {
     Internal(String),
 }
 
+/// How a lost compare-and-set ends its conflict message.
+pub(crate) const CAS_LOST: &str = "was changed by another request; retry";
+
 impl From<StoreError> for ComputeError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(what) => {
-                ComputeError::Conflict(format!("{what} was changed by another request; retry"))
-            }
+            StoreError::Conflict(what) => ComputeError::Conflict(format!("{what} {CAS_LOST}")),
             StoreError::Duplicate(what) => ComputeError::Conflict(format!("duplicate: {what}")),
             other => ComputeError::Internal(other.to_string()),
         }

@@ -11,6 +11,7 @@ mod hosts;
 mod identity;
 mod network;
 mod requests;
+mod secrets;
 mod servers;
 mod steps;
 mod workflow;
@@ -45,8 +46,11 @@ pub struct EngineConfig {
     pub default_az: String,
     /// Seconds between power-state reconciliations.
     pub sync_interval: Duration,
-    /// Test hook: `kind:step` at which the workflow runner stops for good
-    /// right after persisting that step as started (for SIGKILL tests).
+    /// Test hook (set only when test hooks are enabled explicitly, see
+    /// [`test_hooks_enabled`]): `kind:step` at which the workflow runner
+    /// stops for good right after persisting that step as started, or
+    /// `kind:step:after` to stop right after the step's side effect is done
+    /// and persisted (for SIGKILL tests).
     pub hang_at: Option<String>,
     /// Seconds to wait for a guest to report ready.
     pub ready_timeout: Duration,
@@ -66,12 +70,41 @@ impl EngineConfig {
             shelved_offload_time: 0,
             default_az: "nova".into(),
             sync_interval: Duration::from_secs(5),
-            hang_at: std::env::var("LIFEBOAT_TEST_HANG_AT").ok(),
+            hang_at: None,
             ready_timeout: Duration::from_secs(300),
             cpu_allocation_ratio: 4.0,
             serial_console_url: None,
         }
     }
+}
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` with `request_id` as the id of the request being served: every
+/// workflow (instance action) it starts records that id, so a front can
+/// answer with the same id in its response header.
+pub async fn with_request_id<F: std::future::Future>(request_id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(request_id, f).await
+}
+
+/// The id of the request being served ([`with_request_id`]), if any.
+pub(crate) fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Environment variable that enables the test hooks
+/// (`LIFEBOAT_TEST_HANG_AT`, `LIFEBOAT_FAKE_FAIL`); `serve --enable-test-hooks`
+/// does the same.
+pub const TEST_HOOKS_ENV: &str = "LIFEBOAT_ENABLE_TEST_HOOKS";
+
+/// Whether `LIFEBOAT_ENABLE_TEST_HOOKS` is set to `1` (or `true`).
+pub fn test_hooks_enabled() -> bool {
+    matches!(
+        std::env::var(TEST_HOOKS_ENV).as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
 }
 
 /// A registered host and the agent that drives it.
@@ -93,6 +126,8 @@ pub(crate) struct Inner {
     pub placement: tokio::sync::Mutex<()>,
     /// Console tokens: token -> (server id, console socket, expiry).
     pub consoles: std::sync::Mutex<HashMap<String, (String, String, std::time::Instant)>>,
+    /// Key sealing workflow secrets (loaded from the data dir on first use).
+    pub vault_key: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 /// The compute service. Cheap to clone.
@@ -115,6 +150,7 @@ impl Engine {
                 running: Default::default(),
                 placement: tokio::sync::Mutex::new(()),
                 consoles: Default::default(),
+                vault_key: Default::default(),
             }),
         }
     }

@@ -10,7 +10,10 @@ use lifeboat_store::ServerQuery;
 use serde_json::json;
 
 use crate::catalog::DEFAULT_IMAGE_ID;
+use crate::error::CAS_LOST;
 use crate::requests::*;
+use crate::secrets::AdminPass;
+use crate::workflow::LaunchWith;
 use crate::{ComputeError, Engine};
 
 fn not_found(id: &str) -> ComputeError {
@@ -299,15 +302,21 @@ impl Engine {
                 "networks": req.networks,
                 "no_network": req.no_network,
                 "host": host,
-                "admin_pass": admin_pass,
             });
             let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params);
             let mut server = server;
             server.task_workflow = Some(wf.id.clone());
+            let extras = self.extras(
+                &wf,
+                LaunchWith {
+                    admin_pass: Some(AdminPass(admin_pass.clone())),
+                    ..Default::default()
+                },
+            )?;
             let saved = self
                 .inner
                 .store
-                .insert_server_with_workflow(&server, &wf)
+                .insert_server_with_workflow(&server, &wf, &extras)
                 .await?;
             self.event(lifeboat_core::NewEvent {
                 level: lifeboat_core::Level::Info,
@@ -564,10 +573,25 @@ impl Engine {
     async fn begin_workflow(
         &self,
         actor: &Actor,
+        s: Server,
+        action: Action,
+        kind: &str,
+        params: serde_json::Value,
+    ) -> Result<Workflow, ComputeError> {
+        self.begin_workflow_with(actor, s, action, kind, params, LaunchWith::default())
+            .await
+    }
+
+    /// [`Self::begin_workflow`] with a secret and records written in the
+    /// same transaction as the workflow.
+    async fn begin_workflow_with(
+        &self,
+        actor: &Actor,
         mut s: Server,
         action: Action,
         kind: &str,
         mut params: serde_json::Value,
+        with: LaunchWith,
     ) -> Result<Workflow, ComputeError> {
         let rule = action.rule();
         if let Some(prev) = &s.task_workflow {
@@ -583,13 +607,36 @@ impl Engine {
             s.fault = None;
         }
         let wf = self.new_workflow(kind, Some(&s), Some(&actor.user_id), params);
-        self.launch(s, wf.clone()).await?;
+        self.launch(s, wf.clone(), with).await?;
         Ok(wf)
     }
 
     /// Runs a server action: checks the action table, then either applies
-    /// it at once or starts its workflow.
+    /// it at once or starts its workflow. A delete that loses a
+    /// compare-and-set race is retried on the fresh record (Nova accepts a
+    /// delete in any state); other actions answer the conflict.
     pub async fn server_action(
+        &self,
+        actor: &Actor,
+        id: &str,
+        req: ServerAction,
+    ) -> Result<ActionOutcome, ComputeError> {
+        let retry = matches!(req, ServerAction::Delete | ServerAction::ForceDelete);
+        let mut attempt = 0;
+        loop {
+            match self.server_action_once(actor, id, req.clone()).await {
+                Err(ComputeError::Conflict(m))
+                    if retry && m.ends_with(CAS_LOST) && attempt < 50 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn server_action_once(
         &self,
         actor: &Actor,
         id: &str,
@@ -632,7 +679,7 @@ impl Engine {
                         params["supersedes"] = json!(p);
                     }
                     let wf = self.new_workflow(kind, Some(&s2), Some(&actor.user_id), params);
-                    self.launch(s2, wf.clone()).await?;
+                    self.launch(s2, wf.clone(), LaunchWith::default()).await?;
                     return Ok(accepted(wf));
                 }
                 Ok(accepted(
@@ -701,12 +748,16 @@ impl Engine {
                 }
                 s.image_id = Some(img.id.clone());
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "rebuild",
-                        json!({"image_id": img.id, "admin_pass": pass}),
+                        json!({"image_id": img.id}),
+                        LaunchWith {
+                            admin_pass: Some(AdminPass(pass.clone())),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(ActionOutcome::Accepted {
@@ -772,12 +823,16 @@ impl Engine {
                 }
                 let pass = admin_pass.unwrap_or_else(generate_password);
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "evacuate",
-                        json!({"host": host, "admin_pass": pass}),
+                        json!({"host": host}),
+                        LaunchWith {
+                            admin_pass: Some(AdminPass(pass.clone())),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(ActionOutcome::Accepted {
@@ -796,16 +851,18 @@ impl Engine {
                 ))
             }
             ServerAction::CreateImage { name, metadata } => {
-                let img = self
-                    .new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata)
-                    .await?;
+                let img = self.new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata);
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "create_image",
                         json!({"image_id": img.id}),
+                        LaunchWith {
+                            records: vec![lifeboat_store::RecordRow::of(&img)?],
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(ActionOutcome::Accepted {
@@ -820,38 +877,32 @@ impl Engine {
                 rotation,
                 metadata,
             } => {
-                let img = self
-                    .new_snapshot_image(&s, &name, ImageKind::Backup, Some(&backup_type), &metadata)
-                    .await?;
-                if rotation == 0 {
-                    // Nova: rotation 0 deletes every backup of the type, including this one.
-                    let wf = self
-                        .begin_workflow(
-                            actor,
-                            s,
-                            action,
-                            "create_backup",
-                            json!({"image_id": img.id, "backup_type": backup_type, "rotation": 0}),
-                        )
-                        .await?;
-                    return Ok(ActionOutcome::Accepted {
-                        workflow_id: wf.id,
-                        image_id: None,
-                        admin_pass: None,
-                    });
-                }
+                // The image record is written in the workflow's transaction:
+                // a lost race or a crash leaves no `queued` image behind.
+                let img = self.new_snapshot_image(
+                    &s,
+                    &name,
+                    ImageKind::Backup,
+                    Some(&backup_type),
+                    &metadata,
+                );
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "create_backup",
                         json!({"image_id": img.id, "backup_type": backup_type, "rotation": rotation}),
+                        LaunchWith {
+                            records: vec![lifeboat_store::RecordRow::of(&img)?],
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(ActionOutcome::Accepted {
                     workflow_id: wf.id,
-                    image_id: Some(img.id),
+                    // Nova: rotation 0 deletes every backup of the type, including this one.
+                    image_id: (rotation != 0).then_some(img.id),
                     admin_pass: None,
                 })
             }
@@ -862,12 +913,16 @@ impl Engine {
                     ));
                 }
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "change_password",
-                        json!({"admin_pass": admin_pass}),
+                        json!({}),
+                        LaunchWith {
+                            admin_pass: Some(AdminPass(admin_pass)),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(accepted(wf))
@@ -886,12 +941,16 @@ impl Engine {
                 };
                 let pass = admin_pass.unwrap_or_else(generate_password);
                 let wf = self
-                    .begin_workflow(
+                    .begin_workflow_with(
                         actor,
                         s,
                         action,
                         "rescue",
-                        json!({"rescue_image": rescue_image, "admin_pass": pass}),
+                        json!({"rescue_image": rescue_image}),
+                        LaunchWith {
+                            admin_pass: Some(AdminPass(pass.clone())),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 Ok(ActionOutcome::Accepted {

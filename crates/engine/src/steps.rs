@@ -11,6 +11,7 @@ use lifeboat_core::{
 use lifeboat_hypervisor::{Hypervisor, VmSize};
 use serde_json::{json, Value};
 
+use crate::secrets::ADMIN_PASS;
 use crate::workflow::{finish_action, StepResult};
 use crate::{ComputeError, Engine};
 
@@ -31,9 +32,9 @@ pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
         "unpause" => vec!["unpause"],
         "suspend" => vec!["suspend"],
         "resume" => vec!["resume"],
-        "rescue" => vec!["rescue"],
+        "rescue" => vec!["rescue", "password"],
         "unrescue" => vec!["unrescue"],
-        "rebuild" => vec!["power_off", "rebuild", "password"],
+        "rebuild" => vec!["power_off", "rebuild"],
         "resize" | "migrate" => vec!["schedule_dest", "power_off", "resize"],
         "confirm_resize" => vec!["confirm"],
         "revert_resize" => vec!["revert"],
@@ -44,7 +45,7 @@ pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
         "shelve_offload" => vec!["offload"],
         "unshelve" => vec!["schedule", "define", "power_on", "ready"],
         "live_migrate" => vec!["schedule_dest", "live_migrate"],
-        "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "password"],
+        "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "ready", "password"],
         _ => vec![],
     };
     if kind == "shelve" && p["offload"].as_bool().unwrap_or(false) {
@@ -54,8 +55,12 @@ pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
         v.push("power_on");
         v.push("ready");
     }
+    if kind == "rebuild" {
+        // The password goes into the rebuilt guest once it runs.
+        v.push("password");
+    }
     if kind == "evacuate" && !was_active {
-        v.retain(|s| *s != "power_on");
+        v.retain(|s| *s != "power_on" && *s != "ready");
     }
     v
 }
@@ -202,15 +207,30 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         }
         "ready" => e.wait_ready(&s).await?,
         "password" => {
-            if let Some(pw) = wf.params["admin_pass"].as_str() {
+            // The sealed secret is deleted once applied: a re-run after a
+            // crash finds none and has nothing left to do.
+            let pw = match wf.params["admin_pass"].as_str() {
+                Some(legacy) => Some(legacy.to_string()),
+                None => e.workflow_secret(&wf.id, ADMIN_PASS).await?,
+            };
+            if let Some(pw) = pw {
                 if s.power_state == PowerState::Running {
-                    let agent = e.server_agent(&s).await?;
                     // Best effort like Nova's injection: a guest without an
                     // agent keeps its image's credentials.
-                    if let Err(err) = agent.set_password(&s.instance_name, "root", pw).await {
+                    let res = match e.wait_ready(&s).await {
+                        Ok(()) => e
+                            .server_agent(&s)
+                            .await?
+                            .set_password(&s.instance_name, "root", &pw)
+                            .await
+                            .map_err(ComputeError::from),
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = res {
                         tracing::warn!(server = %id, "admin password not set in guest: {err}");
                     }
                 }
+                e.forget_secrets(&wf.id).await;
             }
             scrub_secrets(&mut wf.params);
         }
@@ -240,10 +260,25 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             }
         }
         "destroy" => {
-            if let Some(h) = &s.host {
-                match e.agent_for(h).await?.destroy(&s.instance_name).await {
-                    Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
-                    Err(err) => return Err(err.into()),
+            // A shelved-offloaded server has no host, but its node still
+            // keeps what offload left there (disks, state): clean it too.
+            let offloaded = s.host.is_none();
+            if let Some(h) = s.host.clone().or_else(|| s.node.clone()) {
+                match e.agent_for(&h).await {
+                    Err(err) if offloaded => {
+                        tracing::warn!(server = %id, "offloaded copy on {h} not destroyed: {err}")
+                    }
+                    Err(err) => return Err(err),
+                    Ok(agent) => match agent.destroy(&s.instance_name).await {
+                        Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
+                        // Nova deletes a shelved-offloaded server without its
+                        // host: a dead host does not block the delete.
+                        Err(err) if offloaded => tracing::warn!(
+                            server = %id,
+                            "offloaded copy on {h} not destroyed: {err}"
+                        ),
+                        Err(err) => return Err(err.into()),
+                    },
                 }
             }
         }

@@ -13,8 +13,19 @@ use lifeboat_core::{
     actions, now, Level, NewEvent, Server, StepRecord, StepState, Workflow, WorkflowState,
 };
 
+use crate::secrets::{AdminPass, ADMIN_PASS};
 use crate::steps;
 use crate::{ComputeError, Engine};
+
+/// What a new workflow is launched with, besides its params: written in
+/// the same transaction as the workflow.
+#[derive(Default)]
+pub(crate) struct LaunchWith {
+    /// The admin password it applies (kept sealed, out of its params).
+    pub admin_pass: Option<AdminPass>,
+    /// New records it works on (a snapshot's image).
+    pub records: Vec<lifeboat_store::RecordRow>,
+}
 
 /// Error of a step.
 pub(crate) type StepResult<T> = Result<T, ComputeError>;
@@ -36,7 +47,8 @@ impl Engine {
             server_id: server.map(|s| s.id.clone()),
             project_id: server.map(|s| s.project_id.clone()),
             user_id: user_id.map(str::to_string),
-            request_id: format!("req-{}", lifeboat_core::ids::uuid()),
+            request_id: crate::current_request_id()
+                .unwrap_or_else(|| format!("req-{}", lifeboat_core::ids::uuid())),
             state: WorkflowState::Running,
             steps: step_names
                 .into_iter()
@@ -56,18 +68,20 @@ impl Engine {
     }
 
     /// Records `wf` as the owner of `server`'s new task (server already
-    /// mutated by `actions::begin`) in one transaction, then runs it in the
-    /// background.
+    /// mutated by `actions::begin`) together with `with`'s secret and
+    /// records in one transaction, then runs it in the background.
     pub(crate) async fn launch(
         &self,
         mut server: Server,
         wf: Workflow,
+        with: LaunchWith,
     ) -> Result<Server, ComputeError> {
         server.task_workflow = Some(wf.id.clone());
+        let extras = self.extras(&wf, with)?;
         let saved = self
             .inner
             .store
-            .cas_server_with_workflow(&server, &wf)
+            .cas_server_with_workflow(&server, &wf, &extras)
             .await?;
         self.event(NewEvent {
             level: Level::Info,
@@ -80,6 +94,22 @@ impl Engine {
         .await;
         self.spawn_run(wf.id.clone());
         Ok(saved)
+    }
+
+    /// The rows written with a new workflow.
+    pub(crate) fn extras(
+        &self,
+        wf: &Workflow,
+        with: LaunchWith,
+    ) -> Result<lifeboat_store::WorkflowExtras, ComputeError> {
+        let mut x = lifeboat_store::WorkflowExtras {
+            records: with.records,
+            ..Default::default()
+        };
+        if let Some(AdminPass(p)) = &with.admin_pass {
+            x.secrets.push(self.seal_secret(&wf.id, ADMIN_PASS, p)?);
+        }
+        Ok(x)
     }
 
     /// Runs a workflow in the background (no-op if already running here).
@@ -138,7 +168,9 @@ impl Engine {
                 if owner.as_deref() != Some(wf.id.as_str()) {
                     wf.state = WorkflowState::RolledBack;
                     wf.error = Some("superseded by another request".into());
+                    steps::scrub_secrets(&mut wf.params);
                     self.persist(&mut wf).await?;
+                    self.forget_secrets(&wf.id).await;
                     self.step_event(&wf, Level::Warn, None, format!("{} superseded", wf.kind))
                         .await;
                     return Ok(());
@@ -178,6 +210,12 @@ impl Engine {
                         format!("{}: {} done", wf.kind, name),
                     )
                     .await;
+                    if self.inner.cfg.hang_at.as_deref()
+                        == Some(&format!("{}:{}:after", wf.kind, name))
+                    {
+                        eprintln!("LIFEBOAT-HANG {}:{}:after {}", wf.kind, name, wf.id);
+                        std::future::pending::<()>().await;
+                    }
                 }
                 Err(e) => {
                     wf.steps[i].state = StepState::Failed;
@@ -242,6 +280,7 @@ impl Engine {
             WorkflowState::RolledBack
         };
         self.persist(wf).await?;
+        self.forget_secrets(&wf.id).await;
         self.step_event(
             wf,
             Level::Error,
@@ -261,6 +300,7 @@ impl Engine {
         wf.state = WorkflowState::Completed;
         steps::scrub_secrets(&mut wf.params);
         self.persist(wf).await?;
+        self.forget_secrets(&wf.id).await;
         self.step_event(wf, Level::Info, None, format!("{} completed", wf.kind))
             .await;
         Ok(())
@@ -269,7 +309,21 @@ impl Engine {
     /// Resumes every unfinished workflow, and clears a task left on a server
     /// whose workflow is gone or finished.
     pub(crate) async fn recover(&self) -> Result<(), ComputeError> {
-        let unfinished = self.inner.store.unfinished_workflows().await?;
+        let mut unfinished = self.inner.store.unfinished_workflows().await?;
+        for wf in &mut unfinished {
+            // Workflows written before secrets left the params: move the
+            // password into the sealed table.
+            if let Some(p) = wf.params["admin_pass"].as_str().map(str::to_string) {
+                let sec = self.seal_secret(&wf.id, ADMIN_PASS, &p)?;
+                self.inner.store.put_workflow_secret(&wf.id, &sec).await?;
+                steps::scrub_secrets(&mut wf.params);
+                self.persist(wf).await?;
+            }
+        }
+        let orphans = self.inner.store.delete_orphan_secrets().await?;
+        if orphans > 0 {
+            tracing::info!("deleted the secrets of {orphans} finished workflows");
+        }
         for wf in &unfinished {
             tracing::info!(workflow = %wf.id, kind = %wf.kind, "resuming workflow");
             self.step_event(

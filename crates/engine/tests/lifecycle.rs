@@ -576,7 +576,15 @@ async fn failures_roll_back_or_error() {
     );
     let ports: Vec<lifeboat_core::Port> = e.engine.store().list_by_ref(&s.id).await.unwrap();
     assert!(ports.is_empty());
-    let wf = &e.engine.server_workflows(&u, &s.id).await.unwrap()[0];
+    // the server settles just before its workflow's last write
+    let mut wf = e.engine.server_workflows(&u, &s.id).await.unwrap()[0].clone();
+    for _ in 0..100 {
+        if wf.state != lifeboat_core::WorkflowState::RollingBack {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        wf = e.engine.server_workflows(&u, &s.id).await.unwrap()[0].clone();
+    }
     assert_eq!(wf.state, lifeboat_core::WorkflowState::Failed);
     // errored servers can be deleted
     e.act(&u, &s.id, ServerAction::Delete).await;

@@ -13,10 +13,11 @@ mod servers;
 pub mod testing;
 mod workflows;
 
-pub use db::{Backend, Store};
+pub use db::{Backend, ManagerLock, Store};
 pub use events::EventQuery;
-pub use records::{Record, Setting};
+pub use records::{Record, RecordRow, Setting};
 pub use servers::ServerQuery;
+pub use workflows::{SealedSecret, WorkflowExtras};
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum StoreError {
     /// Unique constraint violated.
     #[error("duplicate: {0}")]
     Duplicate(String),
+    /// Another manager holds the database.
+    #[error("another manager holds the database: {0}")]
+    Locked(String),
     /// Database error.
     #[error("database: {0}")]
     Db(String),

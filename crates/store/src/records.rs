@@ -207,6 +207,51 @@ fn decode<R: Record>(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<R>> {
         .collect()
 }
 
+/// A record serialised for writing inside another transaction
+/// (see [`crate::WorkflowExtras`]).
+#[derive(Debug, Clone)]
+pub struct RecordRow {
+    kind: &'static str,
+    id: String,
+    owner: String,
+    name: Option<String>,
+    ref_id: Option<String>,
+    created_at: String,
+    data: String,
+}
+
+impl RecordRow {
+    /// Serialises a record for insertion.
+    pub fn of<R: Record>(r: &R) -> StoreResult<RecordRow> {
+        Ok(RecordRow {
+            kind: R::KIND,
+            id: r.id(),
+            owner: r.owner(),
+            name: r.unique_name(),
+            ref_id: r.ref_id(),
+            created_at: ts(&r.created()),
+            data: serde_json::to_string(r)?,
+        })
+    }
+
+    pub(crate) async fn insert(&self, conn: &mut sqlx::AnyConnection) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO records (kind, id, owner, name, ref_id, created_at, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.kind)
+        .bind(&self.id)
+        .bind(&self.owner)
+        .bind(self.name.clone())
+        .bind(self.ref_id.clone())
+        .bind(&self.created_at)
+        .bind(&self.data)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     async fn write<R: Record>(&self, r: &R, upsert: bool) -> StoreResult<()> {
         let sql = if upsert {

@@ -4,6 +4,7 @@ use lifeboat_core::{Server, VmState, Workflow};
 use sqlx::Row;
 
 use crate::db::ts;
+use crate::workflows::WorkflowExtras;
 use crate::{Store, StoreError, StoreResult};
 
 /// Filters for listing servers. Sorted newest first (Nova's default:
@@ -143,15 +144,18 @@ impl Store {
         insert(&mut conn, s).await
     }
 
-    /// Inserts a new server and its first workflow in one transaction.
+    /// Inserts a new server, its first workflow and the workflow's extras
+    /// in one transaction.
     pub async fn insert_server_with_workflow(
         &self,
         s: &Server,
         w: &Workflow,
+        extras: &WorkflowExtras,
     ) -> StoreResult<Server> {
         let mut tx = self.pool.begin().await?;
         let out = insert(&mut tx, s).await?;
         crate::workflows::put(&mut tx, w).await?;
+        crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -164,11 +168,18 @@ impl Store {
     }
 
     /// Compare-and-sets the server and records the workflow that owns its
-    /// new task, in one transaction: both happen or neither.
-    pub async fn cas_server_with_workflow(&self, s: &Server, w: &Workflow) -> StoreResult<Server> {
+    /// new task and the workflow's extras, in one transaction: all happen
+    /// or none.
+    pub async fn cas_server_with_workflow(
+        &self,
+        s: &Server,
+        w: &Workflow,
+        extras: &WorkflowExtras,
+    ) -> StoreResult<Server> {
         let mut tx = self.pool.begin().await?;
         let out = cas(&mut tx, s).await?;
         crate::workflows::put(&mut tx, w).await?;
+        crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
         Ok(out)
     }

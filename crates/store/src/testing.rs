@@ -1,25 +1,27 @@
 //! Test support shared by the workspace's test suites.
 
-/// Creates a fresh database on the server at `LIFEBOAT_TEST_PG_URL`; returns its URL.
-pub async fn fresh_pg_database() -> Option<String> {
+/// Creates a fresh database on the server at `LIFEBOAT_TEST_PG_URL`; returns
+/// its URL. Panics with a clear message when the variable is missing (a
+/// PostgreSQL test never skips itself).
+pub async fn fresh_pg_database() -> String {
     let Ok(base) = std::env::var("LIFEBOAT_TEST_PG_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but LIFEBOAT_TEST_PG_URL is not: PostgreSQL tests must run in CI");
-        }
-        eprintln!("skipping PostgreSQL test: set LIFEBOAT_TEST_PG_URL");
-        return None;
+        panic!(
+            "LIFEBOAT_TEST_PG_URL is not set: PostgreSQL tests need a server \
+             (scripts/test-all.sh sets it, e.g. \
+             postgres://lifeboat:lifeboat-test@127.0.0.1:5432/lifeboat_test)"
+        );
     };
     sqlx::any::install_default_drivers();
     let name = format!("lifeboat_t_{}", uuid_like());
     let admin = sqlx::AnyPool::connect(&base)
         .await
-        .expect("connect to LIFEBOAT_TEST_PG_URL");
+        .unwrap_or_else(|e| panic!("cannot connect to LIFEBOAT_TEST_PG_URL: {e}"));
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
         .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
-    Some(format!("{prefix}/{name}"))
+    format!("{prefix}/{name}")
 }
 
 fn uuid_like() -> String {

@@ -325,9 +325,7 @@ async fn sqlite_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_suite() {
-    let Some(url) = crate::testing::fresh_pg_database().await else {
-        return;
-    };
+    let url = crate::testing::fresh_pg_database().await;
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     suite(&store).await;

@@ -32,7 +32,104 @@ pub(crate) async fn put(conn: &mut sqlx::AnyConnection, w: &Workflow) -> StoreRe
     Ok(())
 }
 
+/// A secret of a workflow (e.g. its admin password), already sealed by the
+/// engine. Kept in its own table, never in the workflow's params.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    /// The secret's name within its workflow (`admin_pass`).
+    pub name: String,
+    /// The sealed (encrypted) value.
+    pub sealed: String,
+}
+
+/// Rows written in the same transaction as a new workflow, so that a crash
+/// or a lost compare-and-set leaves none of them behind.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowExtras {
+    /// The workflow's secrets.
+    pub secrets: Vec<SealedSecret>,
+    /// New records the workflow works on (a snapshot's image record).
+    pub records: Vec<crate::records::RecordRow>,
+}
+
+pub(crate) async fn put_extras(
+    conn: &mut sqlx::AnyConnection,
+    w: &Workflow,
+    x: &WorkflowExtras,
+) -> StoreResult<()> {
+    for sec in &x.secrets {
+        sqlx::query(
+            "INSERT INTO workflow_secrets (workflow_id, name, sealed) VALUES ($1, $2, $3)
+             ON CONFLICT (workflow_id, name) DO UPDATE SET sealed = excluded.sealed",
+        )
+        .bind(&w.id)
+        .bind(&sec.name)
+        .bind(&sec.sealed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for r in &x.records {
+        r.insert(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 impl Store {
+    /// A sealed secret of a workflow.
+    pub async fn workflow_secret(
+        &self,
+        workflow_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT sealed FROM workflow_secrets WHERE workflow_id = $1 AND name = $2",
+        )
+        .bind(workflow_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Stores a sealed secret of an existing workflow.
+    pub async fn put_workflow_secret(
+        &self,
+        workflow_id: &str,
+        sec: &SealedSecret,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO workflow_secrets (workflow_id, name, sealed) VALUES ($1, $2, $3)
+             ON CONFLICT (workflow_id, name) DO UPDATE SET sealed = excluded.sealed",
+        )
+        .bind(workflow_id)
+        .bind(&sec.name)
+        .bind(&sec.sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes every secret of a workflow (it ended or no longer needs them).
+    pub async fn delete_workflow_secrets(&self, workflow_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM workflow_secrets WHERE workflow_id = $1")
+            .bind(workflow_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the secrets of workflows that are finished or gone; returns how many.
+    pub async fn delete_orphan_secrets(&self) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM workflow_secrets WHERE workflow_id NOT IN
+             (SELECT id FROM workflows WHERE state IN ($1, $2))",
+        )
+        .bind(WorkflowState::Running.as_str())
+        .bind(WorkflowState::RollingBack.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Inserts or replaces a workflow (called before and after every step).
     pub async fn put_workflow(&self, w: &Workflow) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;

@@ -63,6 +63,7 @@ impl Serve {
         .args(extra)
         .env_remove("LIFEBOAT_TEST_HANG_AT")
         .env_remove("LIFEBOAT_FAKE_FAIL")
+        .env_remove("LIFEBOAT_ENABLE_TEST_HOOKS")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
