@@ -110,10 +110,8 @@ fn compute_request_id_header_is_the_instance_actions_request_id() {
         let r = http
             .post(format!("{url}/compute/v2.1/servers"))
             .header("X-Auth-Token", &token)
-            .json(
-                &json!({"server": {"name": "rid", "flavorRef": "1",
-                "imageRef": "5f0c8d7e-4a3b-4c1e-9d2f-0b1a2c3d4e5f"}}),
-            )
+            .json(&json!({"server": {"name": "rid", "flavorRef": "1",
+                "imageRef": "5f0c8d7e-4a3b-4c1e-9d2f-0b1a2c3d4e5f"}}))
             .send()
             .await
             .unwrap();
