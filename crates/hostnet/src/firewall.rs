@@ -101,7 +101,11 @@ pub fn render(ports: &[FilteredPort<'_>], groups: &HashMap<String, SecurityGroup
     ));
     c.push(r(
         "fwd",
-        vec![m(nft::ct("state"), "in", json!(["invalid"])), nft::drop_()],
+        vec![
+            m(nft::ct("state"), "in", json!(["invalid"])),
+            nft::counter(),
+            nft::drop_(),
+        ],
     ));
     for p in ports {
         let eg = format!("egress{}", p.index);
@@ -208,8 +212,8 @@ pub fn render(ports: &[FilteredPort<'_>], groups: &HashMap<String, SecurityGroup
                 }
             }
         }
-        c.push(r(&eg, vec![nft::drop_()]));
-        c.push(r(&ing, vec![nft::drop_()]));
+        c.push(r(&eg, vec![nft::counter(), nft::drop_()]));
+        c.push(r(&ing, vec![nft::counter(), nft::drop_()]));
     }
     c
 }

@@ -642,6 +642,13 @@ impl HostNetwork {
             }
         }
         nft::apply(&ns, router::render(spec))?;
+        // Flows of floating IPs that changed or went away keep their old NAT in conntrack:
+        // drop them so the next packet takes the new mapping.
+        for old in &rs.spec.floating_ips {
+            if !spec.floating_ips.contains(old) {
+                router::flush_conntrack_mark(&ns, router::fip_mark(old.floating_ip))?;
+            }
+        }
         rs.spec = spec.clone();
         Ok(())
     }

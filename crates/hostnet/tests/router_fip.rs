@@ -49,6 +49,7 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
             rules: vec![
                 ingress(Protocol::Icmp, None),
                 ingress(Protocol::Tcp, Some(8080)),
+                ingress(Protocol::Udp, Some(6000)),
             ],
             members: vec![],
         },
@@ -75,6 +76,7 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
             .unwrap();
         assert_eq!(dhcp(ns).0.to_string(), ip);
         tcp_server(ns, 8080, id);
+        udp_server(ns, 6000, id);
     }
 
     let fip: std::net::Ipv4Addr = "198.51.100.50".parse().unwrap();
@@ -113,6 +115,11 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
     hn.ensure_router(&spec).await.unwrap();
     assert!(ping_within(&x, IpAddr::V4(fip), 5), "floating IP answers");
     assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080).as_deref(), Some("g1"));
+    // One UDP flow (same source port each time) from outside.
+    assert_eq!(
+        udp_query(&x, 5555, IpAddr::V4(fip), 6000).as_deref(),
+        Some("g1")
+    );
     // With its floating IP the guest leaves as the floating IP.
     assert_eq!(
         tcp_get(&g1, "198.51.100.10".parse().unwrap(), 7000).as_deref(),
@@ -134,6 +141,11 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
         "floating IP answers after the move"
     );
     assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080).as_deref(), Some("g2"));
+    // The same UDP flow follows at once (its old conntrack NAT was flushed).
+    assert_eq!(
+        udp_query(&x, 5555, IpAddr::V4(fip), 6000).as_deref(),
+        Some("g2")
+    );
     assert_eq!(
         tcp_get(&g1, "198.51.100.10".parse().unwrap(), 7000).as_deref(),
         Some("198.51.100.2"),

@@ -229,3 +229,36 @@ pub fn tcp_peer_server(ns: &str, port: u16) {
         }
     });
 }
+
+/// A UDP server in `ns` on `port` answering every datagram with `reply` (bounded to 1000).
+pub fn udp_server(ns: &str, port: u16, reply: &str) {
+    let s: std::net::UdpSocket = netns::run_in(ns, move || {
+        std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).unwrap()
+    })
+    .unwrap();
+    let reply = reply.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        for _ in 0..1000 {
+            if let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(reply.as_bytes(), from);
+            }
+        }
+    });
+}
+
+/// Send one datagram from `ns` (source port `sport`, the same flow each time) to ip:port and
+/// wait 2 s for the answer.
+pub fn udp_query(ns: &str, sport: u16, ip: IpAddr, port: u16) -> Option<String> {
+    netns::run_in(ns, move || {
+        let s =
+            std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), sport))
+                .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.send_to(b"?", SocketAddr::new(ip, port)).ok()?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .unwrap()
+}
