@@ -217,7 +217,7 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool, Error> {
 
 /// A dnsmasq left running by an earlier agent process (it outlives the agent so DHCP goes on)
 /// holds the port: stop it before starting ours.
-fn stop_stale(pid_file: &Path) {
+pub(crate) fn stop_stale(pid_file: &Path) {
     let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())

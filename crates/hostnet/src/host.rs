@@ -757,6 +757,76 @@ impl HostNetwork {
         Ok(ip)
     }
 
+    /// Ids of the ports on this host with their interface names.
+    pub async fn ports(&self) -> Vec<(String, String)> {
+        let st = self.state.lock().await;
+        let mut v: Vec<(String, String)> = st
+            .ports
+            .values()
+            .map(|p| (p.spec.id.clone(), p.ifname.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// After a restart of the agent: once everything wanted was ensured again, delete what an
+    /// earlier process left that is no longer wanted (ports' taps and veths, service and
+    /// router namespaces with their dnsmasq, bridges and VXLAN devices of unknown networks).
+    /// Returns the names of what was removed.
+    pub async fn prune(&self) -> Result<Vec<String>, Error> {
+        let st = self.state.lock().await;
+        let mut keep: std::collections::HashSet<String> = ["lo", names::UPLINK_IF]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for n in st.networks.values() {
+            keep.insert(names::bridge(n.vni));
+            keep.insert(names::vxlan(n.vni));
+        }
+        for p in st.ports.values() {
+            keep.insert(p.ifname.clone());
+        }
+        let mut keep_ns: std::collections::HashSet<String> = std::collections::HashSet::new();
+        keep_ns.insert(self.ns.clone());
+        for (net_id, svc) in &st.services {
+            keep_ns.insert(svc.ns.clone());
+            if let Some(n) = st.networks.get(net_id) {
+                keep.insert(names::service_host_side(n.vni));
+            }
+        }
+        for (id, r) in &st.routers {
+            keep_ns.insert(r.ns.clone());
+            keep.insert(names::gateway_host_side(id));
+            for i in &r.spec.interfaces {
+                if let Some(n) = st.networks.get(&i.network_id) {
+                    keep.insert(names::router_port_host_side(id, n.vni));
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        let prefix = format!("{}-", self.ns);
+        for ns in netns::list() {
+            if ns.starts_with(&prefix) && !keep_ns.contains(&ns) {
+                if let Some(vni) = ns[prefix.len()..].strip_prefix('n') {
+                    crate::dhcp::stop_stale(&self.run_dir.join(format!("dhcp-{vni}")).join("pid"));
+                }
+                netns::delete(&ns)?;
+                removed.push(ns);
+            }
+        }
+        // Interfaces: ours are the ones with Lifeboat's prefixes.
+        for l in self.nl.links().await? {
+            let ours = ["tap", "lbbr", "lbvx", "lbs", "lbq", "lbg", "lbt"]
+                .iter()
+                .any(|p| l.name.starts_with(p));
+            if ours && !keep.contains(&l.name) {
+                self.nl.del_link(&l.name).await?;
+                removed.push(l.name);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Stop serving, drop the state and delete all of this host agent's namespaces.
     pub async fn destroy(self) -> Result<(), Error> {
         let host = self.host.clone();
