@@ -62,6 +62,26 @@ pub fn render(r: &RouterSpec) -> Vec<Value> {
                 ],
             ));
         }
+        // Hairpin: a guest reaching a floating IP of its own router from the inside. The
+        // answer must come back through the router, so the source becomes the router's
+        // address on the way in.
+        let internal: Vec<Value> = r
+            .interfaces
+            .iter()
+            .filter(|i| i.subnet.is_ipv4())
+            .map(|i| nft::prefix(&i.subnet.cidr.trunc()))
+            .collect();
+        if !r.floating_ips.is_empty() && !internal.is_empty() {
+            c.push(rule(
+                "post",
+                vec![
+                    m(meta("oifname"), "!=", json!(names::GATEWAY_IF)),
+                    m(payload("ip", "saddr"), "==", nft::set(internal)),
+                    m(nft::ct("status"), "in", json!(["dnat"])),
+                    json!({"masquerade": null}),
+                ],
+            ));
+        }
         if gw.enable_snat {
             let internal: Vec<Value> = r
                 .interfaces

@@ -50,6 +50,7 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
                 ingress(Protocol::Icmp, None),
                 ingress(Protocol::Tcp, Some(8080)),
                 ingress(Protocol::Udp, Some(6000)),
+                ingress(Protocol::Tcp, Some(7001)),
             ],
             members: vec![],
         },
@@ -77,6 +78,7 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
         assert_eq!(dhcp(ns).0.to_string(), ip);
         tcp_server(ns, 8080, id);
         udp_server(ns, 6000, id);
+        tcp_peer_server(ns, 7001);
     }
 
     let fip: std::net::Ipv4Addr = "198.51.100.50".parse().unwrap();
@@ -115,6 +117,14 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
     hn.ensure_router(&spec).await.unwrap();
     assert!(ping_within(&x, IpAddr::V4(fip), 5), "floating IP answers");
     assert_eq!(tcp_get(&x, IpAddr::V4(fip), 8080).as_deref(), Some("g1"));
+    // The guest sees the outside client's own address (no SNAT on the way in)...
+    assert_eq!(
+        tcp_get(&x, IpAddr::V4(fip), 7001).as_deref(),
+        Some("198.51.100.10")
+    );
+    // ...and the other guest reaches the floating IP from inside (hairpin, answered back
+    // through the router).
+    assert_eq!(tcp_get(&g2, IpAddr::V4(fip), 8080).as_deref(), Some("g1"));
     // One UDP flow (same source port each time) from outside.
     assert_eq!(
         udp_query(&x, 5555, IpAddr::V4(fip), 6000).as_deref(),
