@@ -10,6 +10,30 @@
 //! nftables' JSON API. See [`names`] for the naming of namespaces and interfaces.
 //!
 //! The root namespace's network is never touched.
+//!
+//! How a host agent drives it (all calls idempotent, desired state in):
+//!
+//! ```no_run
+//! # async fn f(net: lifeboat_hostnet::NetworkSpec, port: lifeboat_hostnet::PortSpec,
+//! #     groups: Vec<lifeboat_hostnet::SecurityGroup>, others: Vec<lifeboat_hostnet::PortSpec>,
+//! #     router: lifeboat_hostnet::RouterSpec) -> Result<(), lifeboat_hostnet::Error> {
+//! use lifeboat_hostnet::{Fabric, FloatingIp, HostNetwork, HostOptions};
+//! let hn = HostNetwork::open("host-1", HostOptions::default()).await?;
+//! hn.join_fabric(&Fabric::open("local").await?).await?; // networks span host agents
+//! hn.ensure_network(&net).await?;                         // bridge (+ VXLAN)
+//! hn.apply_security_groups(&groups).await?;               // rules + members on all hosts
+//! let tap = hn.ensure_port(&port).await?;                 // tap with the port's MAC
+//! let nic = HostNetwork::qemu_nic_args(&port, "net0");    // or hn.open_tap(&tap) for fd=N
+//! hn.serve_network(&net.id, &others).await?;              // dnsmasq + metadata, one host
+//! hn.ensure_router(&router).await?;                       // SNAT, floating IPs
+//! hn.set_floating_ip(&router.id, FloatingIp {
+//!     floating_ip: "203.0.113.5".parse().unwrap(),
+//!     fixed_ip: "10.0.0.5".parse().unwrap(),
+//! }).await?;
+//! hn.remove_port(&port.id).await?;
+//! hn.prune().await?;                                      // after a restart: drop leftovers
+//! # let _ = (tap, nic); Ok(()) }
+//! ```
 
 pub mod configdrive;
 pub mod dhcp;
