@@ -65,6 +65,42 @@ async fn two_guests_get_fixed_ips_by_dhcp_and_ping_each_other() {
     assert!(!ping(&g1, IpAddr::V4(ip2)));
     let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
     assert!(!hosts.contains("10.77.1.12"), "{hosts}");
+    // Bad input gets a clear error, no panic.
+    let err = hn
+        .ensure_port(&port("px", "no-such-net", 9, "10.77.1.99", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "network no-such-net on this host not found"
+    );
+    let mut bad = n.clone();
+    bad.vni = 0;
+    assert!(hn
+        .ensure_network(&bad)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("segmentation id 0"));
+    let mut clash = n.clone();
+    clash.id = "other".into();
+    assert!(hn
+        .ensure_network(&clash)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("is used by network net1"));
+
+    // Removing the network takes its service namespace and dnsmasq with it.
+    hn.remove_network("net1").await.unwrap();
+    assert!(!lifeboat_hostnet::netns::exists(&format!(
+        "lbh-{host}-n101"
+    )));
+    assert!(hn.dhcp_info("net1").await.is_none());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid_after}")).exists(),
+        "dnsmasq stopped"
+    );
     hn.destroy().await.unwrap();
     assert!(!lifeboat_hostnet::netns::exists(&format!("lbh-{host}")));
 }
