@@ -117,7 +117,17 @@ impl HostNetwork {
         nl.set_up("lo").await?;
         // Bridged IP traffic goes through the inet hooks (security groups); the host namespace
         // itself has no IPv6 addresses on the bridges and ports.
-        netns::sysctl(&ns, "net/bridge/bridge-nf-call-iptables", "1")?;
+        if !std::path::Path::new("/proc/sys/net/bridge").exists() {
+            // br_netfilter built as a module: load it (security groups need it).
+            let _ = std::process::Command::new("modprobe")
+                .arg("br_netfilter")
+                .status();
+        }
+        netns::sysctl(&ns, "net/bridge/bridge-nf-call-iptables", "1").map_err(|e| {
+            Error::Os(format!(
+                "{e} (security groups need br_netfilter: modprobe br_netfilter)"
+            ))
+        })?;
         netns::sysctl(&ns, "net/bridge/bridge-nf-call-ip6tables", "1")?;
         netns::sysctl(&ns, "net/bridge/bridge-nf-call-arptables", "0")?;
         netns::sysctl(&ns, "net/ipv6/conf/default/disable_ipv6", "1")?;
