@@ -34,7 +34,25 @@ fn crash_at(
     act: impl FnOnce(&Api, &str),
     restart_env: &[(&str, &str)],
 ) -> (Value, Value, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+    crash_in(
+        tempfile::tempdir().unwrap(),
+        &[],
+        kind_step,
+        prepare,
+        act,
+        restart_env,
+    )
+}
+
+/// [`crash_at`] in a prepared data dir, with extra `serve` arguments.
+fn crash_in(
+    dir: tempfile::TempDir,
+    extra: &[&str],
+    kind_step: &str,
+    prepare: impl FnOnce(&Api) -> String,
+    act: impl FnOnce(&Api, &str),
+    restart_env: &[(&str, &str)],
+) -> (Value, Value, tempfile::TempDir) {
     let port = free_port();
     let first = Serve::start(
         dir.path(),
@@ -43,7 +61,7 @@ fn crash_at(
             ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
             ("LIFEBOAT_TEST_HANG_AT", kind_step),
         ],
-        &[],
+        extra,
     );
     let (u, p) = creds(&first);
     let api = Api::login(&first.url, &u, &p);
@@ -61,7 +79,7 @@ fn crash_at(
     first.kill9();
     drop(api);
 
-    let second = Serve::start(dir.path(), port, restart_env, &[]);
+    let second = Serve::start(dir.path(), port, restart_env, extra);
     let api = Api::login(&second.url, &u, &p);
     let s = api.settle(&id, Duration::from_secs(30));
     let wfs = api.get(&format!("/api/v1/servers/{id}/workflows"));
@@ -182,5 +200,163 @@ fn resize_survives_sigkill_at_every_step() {
         assert_eq!(s["flavor"]["original_name"], "m1.tiny");
         assert_eq!(s["old_flavor"]["original_name"], "m1.nano");
         assert_eq!(wf["state"], "completed");
+    }
+}
+
+fn step_attempts(wf: &Value, step: &str) -> u64 {
+    wf["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == step)
+        .unwrap_or_else(|| panic!("no step {step}: {wf}"))["attempts"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn create_survives_sigkill_after_every_side_effect() {
+    for step in CREATE_STEPS {
+        let (s, wf, dir) = crash_at(&format!("create:{step}:after"), create, |_, _| {}, &[]);
+        assert_eq!(s["status"], "ACTIVE", "after kill past {step}: {s}");
+        assert_eq!(wf["state"], "completed", "{wf}");
+        assert_eq!(step_attempts(&wf, step), 2, "{step} re-ran: {wf}");
+        assert_eq!(
+            s["attachments"].as_array().unwrap().len(),
+            1,
+            "exactly one port after kill past {step}: {s}"
+        );
+        let vms = fake_vms(dir.path());
+        assert_eq!(vms.as_object().unwrap().len(), 1, "one VM: {vms}");
+    }
+}
+
+#[test]
+fn resize_survives_sigkill_after_every_side_effect() {
+    for step in ["schedule_dest", "power_off", "resize", "power_on", "ready"] {
+        let prepare = |api: &Api| {
+            let id = create(api);
+            api.settle(&id, Duration::from_secs(30));
+            id
+        };
+        let act = |api: &Api, id: &str| {
+            let (st, v) = api.post(
+                &format!("/api/v1/servers/{id}/actions"),
+                json!({"action": "resize", "flavor": "m1.tiny"}),
+            );
+            assert_eq!(st, 202, "{v}");
+        };
+        let (s, wf, dir) = crash_at(&format!("resize:{step}:after"), prepare, act, &[]);
+        assert_eq!(s["status"], "VERIFY_RESIZE", "after kill past {step}: {s}");
+        assert_eq!(s["flavor"]["original_name"], "m1.tiny");
+        assert_eq!(s["old_flavor"]["original_name"], "m1.nano");
+        assert_eq!(step_attempts(&wf, step), 2, "{step} re-ran: {wf}");
+        let vms = fake_vms(dir.path());
+        assert_eq!(vms.as_object().unwrap().len(), 1, "one VM: {vms}");
+    }
+}
+
+/// A remote fake agent `host2` beside the in-process `host1`.
+struct Agent {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    arg: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Agent {
+    fn start(data_dir: &std::path::Path) -> Agent {
+        let token = data_dir.join("agent-token");
+        if !token.exists() {
+            std::fs::write(&token, "crash-test-agent-token").unwrap();
+        }
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = common::start_agent("host2", "fake", port, dir.path(), &token);
+        Agent {
+            child,
+            dir,
+            arg: format!("host2=http://127.0.0.2:{port}"),
+        }
+    }
+
+    fn vms(&self) -> Value {
+        let p = self.dir.path().join("fake-host2.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|_| "{}".into())).unwrap()
+    }
+}
+
+fn create_on_host1(api: &Api) -> String {
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "mover", "flavor": "m1.nano", "availability_zone": "nova:host1"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+    api.settle(&id, Duration::from_secs(30));
+    id
+}
+
+/// Kills `serve` at `kind:step[:after]` of a move from host1 to host2;
+/// afterwards the VM lives on host2 only.
+fn move_crash(kind: &str, step: &str, after: bool, status: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let kind_step = format!("{kind}:{step}{}", if after { ":after" } else { "" });
+    let act = |api: &Api, id: &str| {
+        let (st, v) = api.post(
+            &format!("/api/v1/servers/{id}/actions"),
+            json!({"action": kind, "host": "host2"}),
+        );
+        assert_eq!(st, 202, "{v}");
+    };
+    let (s, wf, dir) = crash_in(
+        dir,
+        &["--agent", &agent.arg],
+        &kind_step,
+        create_on_host1,
+        act,
+        &[],
+    );
+    assert_eq!(s["status"], status, "after kill at {kind_step}: {s}");
+    assert_eq!(s["host"], "host2", "after kill at {kind_step}: {s}");
+    assert_eq!(wf["state"], "completed", "{wf}");
+    if after {
+        assert_eq!(step_attempts(&wf, step), 2, "{step} re-ran: {wf}");
+    }
+    let name = s["instance_name"].as_str().unwrap();
+    let on2 = agent.vms();
+    assert!(on2.get(name).is_some(), "on host2 after {kind_step}: {on2}");
+    if status == "ACTIVE" {
+        assert_eq!(on2[name]["power"], 1, "running on host2: {on2}");
+    }
+    let on1 = fake_vms(dir.path());
+    assert!(
+        on1.get(name).is_none(),
+        "no copy left on host1 after {kind_step}: {on1}"
+    );
+}
+
+#[test]
+fn live_migrate_survives_sigkill_before_and_after_every_side_effect() {
+    for step in ["schedule_dest", "live_migrate"] {
+        for after in [false, true] {
+            move_crash("live_migrate", step, after, "ACTIVE");
+        }
+    }
+}
+
+#[test]
+fn cross_host_resize_survives_sigkill_before_and_after_every_side_effect() {
+    for step in ["schedule_dest", "power_off", "resize", "power_on", "ready"] {
+        for after in [false, true] {
+            move_crash("migrate", step, after, "VERIFY_RESIZE");
+        }
     }
 }

@@ -100,6 +100,17 @@ impl Engine {
         server: &Server,
         fixed: Option<&str>,
     ) -> Result<Port, ComputeError> {
+        self.new_port_with_id(net, server, fixed, &ids::uuid())
+            .await
+    }
+
+    async fn new_port_with_id(
+        &self,
+        net: &Network,
+        server: &Server,
+        fixed: Option<&str>,
+        id: &str,
+    ) -> Result<Port, ComputeError> {
         // Addresses come from a per-network counter; the unique index on
         // (network, address) settles races and skips addresses in use.
         for _ in 0..host_count(&net.cidr).clamp(1, 4096) {
@@ -108,7 +119,7 @@ impl Engine {
                 None => self.next_address(net).await?,
             };
             let port = Port {
-                id: ids::uuid(),
+                id: id.to_string(),
                 network_id: net.id.clone(),
                 server_id: Some(server.id.clone()),
                 mac_address: ids::mac(),
@@ -189,8 +200,7 @@ impl Engine {
                     kind: "Instance",
                     id: sid.clone(),
                 })?;
-        let existing: Vec<Port> = self.inner.store.list_by_ref(&sid).await?;
-        if existing.is_empty() && !wf.params["no_network"].as_bool().unwrap_or(false) {
+        if !wf.params["no_network"].as_bool().unwrap_or(false) {
             let reqs: Vec<NetworkRequest> =
                 serde_json::from_value(wf.params["networks"].clone()).unwrap_or_default();
             let reqs = if reqs.is_empty() {
@@ -201,16 +211,26 @@ impl Engine {
             } else {
                 reqs
             };
-            for r in reqs {
+            // Each request is checked on its own (a re-run after a crash
+            // finds the ports already made): a brought port is bound once,
+            // a new port has an id derived from (workflow, request index).
+            for (i, r) in reqs.iter().enumerate() {
                 if let Some(pid) = &r.port_id {
                     let mut p: Port = self.inner.store.must_get(pid).await?;
-                    p.server_id = Some(sid.clone());
-                    self.inner.store.put(&p).await?;
+                    if p.server_id.as_deref() != Some(sid.as_str()) {
+                        p.server_id = Some(sid.clone());
+                        self.inner.store.put(&p).await?;
+                    }
                 } else {
+                    let id = request_port_id(&wf.id, i);
+                    if self.inner.store.get::<Port>(&id).await?.is_some() {
+                        continue;
+                    }
                     let net = self
                         .network_by_id_or_name(r.network_id.as_deref().unwrap_or(DEFAULT_NETWORK))
                         .await?;
-                    self.new_port(&net, &server, r.fixed_ip.as_deref()).await?;
+                    self.new_port_with_id(&net, &server, r.fixed_ip.as_deref(), &id)
+                        .await?;
                 }
             }
         }
@@ -421,4 +441,23 @@ impl Engine {
         self.refresh_attachments(&s.id).await?;
         Ok(())
     }
+}
+
+/// The id of the port made for request `index` of workflow `workflow_id`:
+/// a UUID derived from both, so that a re-run finds it.
+fn request_port_id(workflow_id: &str, index: usize) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{workflow_id}/port/{index}").as_bytes());
+    let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x50; // version 5 style (name-based)
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
 }

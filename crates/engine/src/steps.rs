@@ -177,6 +177,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "network" if kind.ends_with("delete") => e.release_ports(&s, false).await?,
         "network" => {
             e.allocate_ports(wf).await?;
+            e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
                 set_task(s, TaskState::BlockDeviceMapping);
                 s.progress = 30;
@@ -187,6 +188,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "define" => {
             let spec = e.vm_spec(&s).await?;
             e.server_agent(&s).await?.define(&spec).await?;
+            e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
                 set_task(s, TaskState::Spawning);
                 s.progress = 50;
@@ -196,6 +198,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         }
         "spawn" | "power_on" => {
             e.server_agent(&s).await?.start(&s.instance_name).await?;
+            e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
                 s.power_state = PowerState::Running;
                 if s.progress < 90 {
@@ -425,18 +428,24 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                     .resize(&s.instance_name, &size)
                     .await?;
             } else if s.source_host.is_none() {
-                let mut spec = e.vm_spec(&s).await?;
-                spec.size = size;
-                let target = e.agent_for(&dest).await?.prepare_incoming(&spec).await?;
-                e.agent_for(&src)
-                    .await?
-                    .migrate_to(&s.instance_name, &target)
-                    .await?;
+                // Re-run after a crash: when the source no longer has the
+                // VM, the migration already happened; only the resize of
+                // the destination copy (idempotent) is left.
+                if present(&e.agent_for(&src).await?, &s.instance_name).await? {
+                    let mut spec = e.vm_spec(&s).await?;
+                    spec.size = size;
+                    let target = e.agent_for(&dest).await?.prepare_incoming(&spec).await?;
+                    e.agent_for(&src)
+                        .await?
+                        .migrate_to(&s.instance_name, &target)
+                        .await?;
+                }
                 e.agent_for(&dest)
                     .await?
                     .resize(&s.instance_name, &size)
                     .await?;
             }
+            e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
                 if s.old_flavor.is_none() {
                     s.old_flavor = Some(s.flavor.clone());
@@ -550,17 +559,27 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "live_migrate" => {
             let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
             if s.host.as_deref() != Some(dest.as_str()) {
-                let spec = e.vm_spec(&s).await?;
                 let dagent = e.agent_for(&dest).await?;
-                let target = dagent.prepare_incoming(&spec).await?;
-                e.server_agent(&s)
-                    .await?
-                    .migrate_to(&s.instance_name, &target)
-                    .await?;
-                dagent.finish_incoming(&s.instance_name).await?;
+                let sagent = e.server_agent(&s).await?;
+                // Check where the VM is before acting (re-run after a
+                // crash): still on the source, migrate; gone from it, the
+                // stream completed and only the destination's resume (if
+                // it is not running yet) and the record are left.
+                if present(&sagent, &s.instance_name).await? {
+                    let spec = e.vm_spec(&s).await?;
+                    let target = dagent.prepare_incoming(&spec).await?;
+                    sagent.migrate_to(&s.instance_name, &target).await?;
+                    dagent.finish_incoming(&s.instance_name).await?;
+                } else {
+                    let st = dagent.status(&s.instance_name).await?;
+                    if st.power_state != PowerState::Running {
+                        dagent.finish_incoming(&s.instance_name).await?;
+                    }
+                }
                 if s.vm_state == VmState::Paused {
                     dagent.pause(&s.instance_name).await?;
                 }
+                e.hang_after(wf, step).await;
                 e.mutate_server(&id, |s| {
                     s.host = Some(dest.clone());
                     s.node = Some(dest.clone());
@@ -575,6 +594,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             moved.host = Some(dest.clone());
             let spec = e.vm_spec(&moved).await?;
             e.agent_for(&dest).await?.define(&spec).await?;
+            e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
                 s.host = Some(dest.clone());
                 s.node = Some(dest.clone());
@@ -587,6 +607,15 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         other => return Err(ComputeError::Internal(format!("unknown step {other}"))),
     }
     Ok(())
+}
+
+/// Whether `agent`'s host has the VM `name`.
+async fn present(agent: &Arc<dyn Hypervisor>, name: &str) -> StepResult<bool> {
+    match agent.status(name).await {
+        Ok(_) => Ok(true),
+        Err(lifeboat_hypervisor::HvError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn size_of(f: &lifeboat_core::FlavorSnapshot) -> VmSize {

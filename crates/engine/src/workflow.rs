@@ -126,6 +126,18 @@ impl Engine {
         });
     }
 
+    /// Test hook `kind:step:after`: parks the runner for good once the
+    /// step's side effect is done but before it is recorded (the step's own
+    /// record update, or its `done`), so a SIGKILL there proves the step
+    /// idempotent. Steps with a trailing record update call it themselves
+    /// between the side effect and that update.
+    pub(crate) async fn hang_after(&self, wf: &Workflow, step: &str) {
+        if self.inner.cfg.hang_at.as_deref() == Some(&format!("{}:{}:after", wf.kind, step)) {
+            eprintln!("LIFEBOAT-HANG {}:{}:after {}", wf.kind, step, wf.id);
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Whether a workflow is being run by this process.
     pub(crate) fn is_running(&self, id: &str) -> bool {
         self.inner.running.lock().unwrap().contains(id)
@@ -200,6 +212,7 @@ impl Engine {
             }
             match steps::run(self, &mut wf, &name).await {
                 Ok(()) => {
+                    self.hang_after(&wf, &name).await;
                     wf.steps[i].state = StepState::Done;
                     wf.steps[i].finished_at = Some(now());
                     self.persist(&mut wf).await?;
@@ -210,12 +223,6 @@ impl Engine {
                         format!("{}: {} done", wf.kind, name),
                     )
                     .await;
-                    if self.inner.cfg.hang_at.as_deref()
-                        == Some(&format!("{}:{}:after", wf.kind, name))
-                    {
-                        eprintln!("LIFEBOAT-HANG {}:{}:after {}", wf.kind, name, wf.id);
-                        std::future::pending::<()>().await;
-                    }
                 }
                 Err(e) => {
                     wf.steps[i].state = StepState::Failed;
