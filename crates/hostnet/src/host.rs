@@ -20,6 +20,30 @@ const VXLAN_GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
 /// MTU of the fabric links: room for VXLAN's 50 bytes above any guest MTU up to 8950.
 const FABRIC_MTU: u32 = 9000;
 
+/// A network this host serves DHCP and metadata for, with the network's ports on other hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServedNetwork {
+    pub network_id: String,
+    #[serde(default)]
+    pub remote_ports: Vec<PortSpec>,
+}
+
+/// Everything one host should have (see [`HostNetwork::sync`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DesiredState {
+    #[serde(default)]
+    pub networks: Vec<NetworkSpec>,
+    #[serde(default)]
+    pub security_groups: Vec<SecurityGroup>,
+    /// Ports on taps (guest NICs of VMs on this host).
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub served: Vec<ServedNetwork>,
+    #[serde(default)]
+    pub routers: Vec<RouterSpec>,
+}
+
 /// Options of a host agent's data plane.
 #[derive(Clone, Default)]
 pub struct HostOptions {
@@ -765,6 +789,70 @@ impl HostNetwork {
             self.ensure_vxlan(n).await?;
         }
         Ok(ip)
+    }
+
+    /// Bring the whole host to `want` in one call (what a host agent does at start and after
+    /// each change it is told of): ensure every network, the security groups, every tap port,
+    /// the served networks and the routers; remove the tap ports, served networks, routers and
+    /// networks no longer wanted; then [`HostNetwork::prune`] leftovers of earlier processes.
+    /// Ports attached to namespaces ([`HostNetwork::ensure_port_namespace`]) are left alone.
+    pub async fn sync(&self, want: &DesiredState) -> Result<(), Error> {
+        for r in &want.routers {
+            router::validate(r)?;
+        }
+        for n in &want.networks {
+            self.ensure_network(n).await?;
+        }
+        self.apply_security_groups(&want.security_groups).await?;
+        for p in &want.ports {
+            self.ensure_port(p).await?;
+        }
+        for s in &want.served {
+            self.serve_network(&s.network_id, &s.remote_ports).await?;
+        }
+        for r in &want.routers {
+            self.ensure_router(r).await?;
+        }
+        let (ports, served, routers, networks) = {
+            let st = self.state.lock().await;
+            (
+                st.ports
+                    .values()
+                    .filter(|p| p.attachment == Attachment::Tap)
+                    .filter(|p| !want.ports.iter().any(|w| w.id == p.spec.id))
+                    .map(|p| p.spec.id.clone())
+                    .collect::<Vec<_>>(),
+                st.services
+                    .keys()
+                    .filter(|id| !want.served.iter().any(|s| &s.network_id == *id))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                st.routers
+                    .keys()
+                    .filter(|id| !want.routers.iter().any(|r| &r.id == *id))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                st.networks
+                    .keys()
+                    .filter(|id| !want.networks.iter().any(|n| &n.id == *id))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for p in ports {
+            self.remove_port(&p).await?;
+        }
+        for s in served {
+            self.stop_serving(&s).await?;
+        }
+        for r in routers {
+            self.remove_router(&r).await?;
+        }
+        for n in networks {
+            self.remove_network(&n).await?;
+        }
+        self.prune().await?;
+        Ok(())
     }
 
     /// Ids of the ports on this host with their interface names.

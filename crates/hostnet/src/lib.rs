@@ -48,7 +48,7 @@ pub mod router;
 pub mod tap;
 pub mod types;
 
-pub use host::{cleanup_host, Fabric, HostNetwork, HostOptions};
+pub use host::{cleanup_host, DesiredState, Fabric, HostNetwork, HostOptions, ServedNetwork};
 pub use metadata::{InstanceMetadata, MetadataSource};
 pub use types::*;
 

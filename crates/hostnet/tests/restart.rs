@@ -83,3 +83,91 @@ async fn a_new_agent_process_adopts_what_is_wanted_and_prunes_the_rest() {
         "a second prune finds nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_brings_the_host_to_the_desired_state() {
+    use lifeboat_hostnet::{DesiredState, SecurityGroup, ServedNetwork};
+    require_tools();
+    let mut g = Guard::new();
+    let host = g.host("sy");
+    let n1 = net("n1", 121, "10.77.21.0/24", Some("10.77.21.1"));
+    let n2 = net("n2", 122, "10.77.22.0/24", Some("10.77.22.1"));
+    let t1 = port("t1", "n1", 1, "10.77.21.11", &["default"]);
+    let t2 = port("t2", "n2", 2, "10.77.22.12", &["default"]);
+    let router = RouterSpec {
+        id: "r".into(),
+        gateway: None,
+        interfaces: vec![
+            RouterInterface {
+                network_id: "n1".into(),
+                subnet: n1.subnets[0].clone(),
+                mac: None,
+            },
+            RouterInterface {
+                network_id: "n2".into(),
+                subnet: n2.subnets[0].clone(),
+                mac: None,
+            },
+        ],
+        floating_ips: vec![],
+    };
+    let full = DesiredState {
+        networks: vec![n1.clone(), n2.clone()],
+        security_groups: vec![SecurityGroup {
+            id: "default".into(),
+            rules: SecurityGroup::default_rules("default"),
+            members: vec![],
+        }],
+        ports: vec![t1.clone(), t2.clone()],
+        served: vec![
+            ServedNetwork {
+                network_id: "n1".into(),
+                remote_ports: vec![],
+            },
+            ServedNetwork {
+                network_id: "n2".into(),
+                remote_ports: vec![],
+            },
+        ],
+        routers: vec![router],
+    };
+    // The desired state travels as JSON (agent RPC).
+    let full: DesiredState = serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+    let hn = HostNetwork::open(&host, HostOptions::default())
+        .await
+        .unwrap();
+    hn.sync(&full).await.unwrap();
+    hn.sync(&full).await.unwrap();
+    let hns = format!("lbh-{host}");
+    let links = netns::run_command(&hns, "ip", &["-o", "link"]).unwrap();
+    for l in ["lbbr121", "lbbr122", "tapt1", "tapt2", "lbs121", "lbs122"] {
+        assert!(
+            links.contains(&format!(" {l}:")) || links.contains(&format!(" {l}@")),
+            "{l} missing: {links}"
+        );
+    }
+    let router_ns = format!("lbh-{host}-r{}", lifeboat_hostnet::names::hash8("r"));
+    assert!(netns::exists(&router_ns));
+    let small = DesiredState {
+        networks: vec![n1.clone()],
+        security_groups: full.security_groups.clone(),
+        ports: vec![t1.clone()],
+        served: vec![ServedNetwork {
+            network_id: "n1".into(),
+            remote_ports: vec![],
+        }],
+        routers: vec![],
+    };
+    hn.sync(&small).await.unwrap();
+    let links = netns::run_command(&hns, "ip", &["-o", "link"]).unwrap();
+    for l in ["lbbr122", "tapt2", "lbs122", "lbq"] {
+        assert!(
+            !links.contains(&format!(" {l}")),
+            "{l} still there: {links}"
+        );
+    }
+    assert!(links.contains(" tapt1:"), "{links}");
+    assert!(!netns::exists(&router_ns));
+    assert!(!netns::exists(&format!("lbh-{host}-n122")));
+    assert!(hn.dhcp_info("n1").await.is_some());
+}
