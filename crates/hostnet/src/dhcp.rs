@@ -93,6 +93,29 @@ pub fn config(dir: &Path, net: &NetworkSpec) -> String {
     s
 }
 
+/// The configuration of a router's RA-only dnsmasq.
+pub fn router_ra_config(dir: &Path, ifaces: &[(String, ipnet::Ipv6Net)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "port=0");
+    let _ = writeln!(s, "bind-interfaces");
+    let _ = writeln!(s, "except-interface=lo");
+    let _ = writeln!(s, "no-hosts");
+    let _ = writeln!(s, "no-resolv");
+    let _ = writeln!(s, "enable-ra");
+    let _ = writeln!(s, "log-facility={}", dir.join("dnsmasq.log").display());
+    for (i, (ifname, net)) in ifaces.iter().enumerate() {
+        let _ = writeln!(s, "interface={ifname}");
+        let _ = writeln!(
+            s,
+            "dhcp-range=set:r{i},{},ra-only,{},86400s",
+            net.network(),
+            net.prefix_len()
+        );
+        let _ = writeln!(s, "ra-param={ifname},10,1800");
+    }
+    s
+}
+
 /// The per-subnet options file.
 pub fn opts(net: &NetworkSpec) -> String {
     let mut s = String::new();
@@ -253,6 +276,11 @@ impl Dnsmasq {
         write_if_changed(&dir.join("dnsmasq.conf"), &config(dir, net))?;
         write_if_changed(&dir.join("hosts"), &hosts(net, ports))?;
         write_if_changed(&dir.join("opts"), &opts(net))?;
+        Self::spawn(ns, dir)
+    }
+
+    /// Start dnsmasq in `ns` on `dir/dnsmasq.conf` (already written).
+    fn spawn(ns: &str, dir: &Path) -> Result<Dnsmasq, Error> {
         stop_stale(&dir.join("pid"));
         let mut cmd = Command::new("dnsmasq");
         cmd.arg("--keep-in-foreground")
@@ -285,6 +313,22 @@ impl Dnsmasq {
             dir: dir.to_path_buf(),
             ns: ns.to_string(),
         })
+    }
+
+    /// Router advertisements only (no DHCP, no DNS) on a router's IPv6 interfaces
+    /// `(interface, prefix)`: the router becomes the guests' IPv6 default router, as radvd in
+    /// Neutron's router namespace.
+    pub fn start_router_ra(
+        ns: &str,
+        dir: &Path,
+        ifaces: &[(String, ipnet::Ipv6Net)],
+    ) -> Result<Dnsmasq, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Os(format!("mkdir {}: {e}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::Os(format!("chmod {}: {e}", dir.display())))?;
+        write_if_changed(&dir.join("dnsmasq.conf"), &router_ra_config(dir, ifaces))?;
+        Self::spawn(ns, dir)
     }
 
     /// Whether the process still runs.

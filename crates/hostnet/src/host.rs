@@ -77,6 +77,8 @@ struct RouterState {
     spec: RouterSpec,
     ns: String,
     nl: Netlink,
+    /// Router advertisements on the IPv6 interfaces.
+    ra: Option<Dnsmasq>,
 }
 
 #[derive(Default)]
@@ -567,6 +569,7 @@ impl HostNetwork {
             let nl = Netlink::open(&ns)?;
             nl.set_up("lo").await?;
             netns::sysctl(&ns, "net/ipv4/ip_forward", "1")?;
+            netns::sysctl(&ns, "net/ipv6/conf/all/forwarding", "1")?;
             st.routers.insert(
                 spec.id.clone(),
                 RouterState {
@@ -578,6 +581,7 @@ impl HostNetwork {
                     },
                     ns: ns.clone(),
                     nl,
+                    ra: None,
                 },
             );
         }
@@ -607,16 +611,28 @@ impl HostNetwork {
             rs.nl.set_mac(&inside, mac).await?;
             rs.nl.set_mtu(&inside, net.mtu).await?;
             rs.nl.set_up(&inside).await?;
-            let gw_ip = i.subnet.gateway_ip.expect("validated");
-            let want = (gw_ip, i.subnet.cidr.prefix_len());
+            // One interface per network: the gateway addresses of all its subnets on it.
+            let want: Vec<(IpAddr, u8)> = spec
+                .interfaces
+                .iter()
+                .filter(|j| j.network_id == i.network_id)
+                .map(|j| {
+                    (
+                        j.subnet.gateway_ip.expect("validated"),
+                        j.subnet.cidr.prefix_len(),
+                    )
+                })
+                .collect();
             for (ip, len) in rs.nl.addrs(&inside).await? {
                 let link_local =
                     matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-                if (ip, len) != want && !link_local {
+                if !want.contains(&(ip, len)) && !link_local {
                     rs.nl.del_addr(&inside, ip).await?;
                 }
             }
-            rs.nl.add_addr(&inside, want.0, want.1).await?;
+            for (ip, len) in &want {
+                rs.nl.add_addr(&inside, *ip, *len).await?;
+            }
         }
         for old in &rs.spec.interfaces {
             if let Some(net) = networks.get(&old.network_id) {
@@ -676,6 +692,27 @@ impl HostNetwork {
             }
         }
         nft::apply(&ns, router::render(spec))?;
+        // IPv6: advertise the router on its IPv6 interfaces (restart when they change).
+        let v6: Vec<(String, ipnet::Ipv6Net)> = spec
+            .interfaces
+            .iter()
+            .filter_map(|i| match i.subnet.cidr {
+                ipnet::IpNet::V6(n) => networks
+                    .get(&i.network_id)
+                    .map(|net| (names::router_port_inside(net.vni), n.trunc())),
+                ipnet::IpNet::V4(_) => None,
+            })
+            .collect();
+        let ra_dir = self.run_dir.join(format!("ra-{}", names::hash8(&spec.id)));
+        let conf = crate::dhcp::router_ra_config(&ra_dir, &v6);
+        let current = std::fs::read_to_string(ra_dir.join("dnsmasq.conf")).ok();
+        let running = rs.ra.as_mut().map(|d| d.running()).unwrap_or(false);
+        if v6.is_empty() {
+            rs.ra = None;
+        } else if !running || current.as_deref() != Some(conf.as_str()) {
+            rs.ra = None;
+            rs.ra = Some(Dnsmasq::start_router_ra(&ns, &ra_dir, &v6)?);
+        }
         // Flows of floating IPs that changed or went away keep their old NAT in conntrack:
         // drop them so the next packet takes the new mapping.
         for old in &rs.spec.floating_ips {

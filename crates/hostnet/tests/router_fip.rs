@@ -167,3 +167,97 @@ async fn floating_ip_answers_from_outside_and_follows_its_port() {
     hn.remove_router("r1").await.unwrap();
     assert!(!ping(&g1, "10.77.4.1".parse().unwrap()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_routes_ipv6_between_two_networks() {
+    use lifeboat_hostnet::{Ipv6Mode, SubnetSpec};
+    require_tools();
+    let mut g = Guard::new();
+    let host = g.host("r6");
+    let (g1, g2) = (g.ns("g1"), g.ns("g2"));
+    let hn = HostNetwork::open(&host, HostOptions::default())
+        .await
+        .unwrap();
+    let v6 = |net: &str, prefix: &str, gw: &str| SubnetSpec {
+        id: format!("{net}-v6"),
+        cidr: prefix.parse().unwrap(),
+        gateway_ip: Some(gw.parse().unwrap()),
+        enable_dhcp: true,
+        dns_nameservers: vec![],
+        host_routes: vec![],
+        dhcp_ip: None,
+        ipv6_mode: Ipv6Mode::Slaac,
+    };
+    let mut a = net("a", 131, "10.77.31.0/24", Some("10.77.31.1"));
+    a.subnets.push(v6("a", "fd00:77:31::/64", "fd00:77:31::1"));
+    let mut b = net("b", 132, "10.77.32.0/24", Some("10.77.32.1"));
+    b.subnets.push(v6("b", "fd00:77:32::/64", "fd00:77:32::1"));
+    let ip1: IpAddr = "fd00:77:31::f816:3eff:fe00:1".parse().unwrap();
+    let ip2: IpAddr = "fd00:77:32::f816:3eff:fe00:2".parse().unwrap();
+    for n in [&a, &b] {
+        hn.ensure_network(n).await.unwrap();
+    }
+    hn.apply_security_groups(&[SecurityGroup {
+        id: "default".into(),
+        rules: SecurityGroup::default_rules("default"),
+        members: vec![
+            ip1,
+            ip2,
+            "10.77.31.11".parse().unwrap(),
+            "10.77.32.12".parse().unwrap(),
+        ],
+    }])
+    .await
+    .unwrap();
+    let mut p1 = port("p1", "a", 1, "10.77.31.11", &["default"]);
+    p1.fixed_ips.push(ip1);
+    let mut p2 = port("p2", "b", 2, "10.77.32.12", &["default"]);
+    p2.fixed_ips.push(ip2);
+    hn.ensure_port_namespace(&p1, &g1).await.unwrap();
+    hn.ensure_port_namespace(&p2, &g2).await.unwrap();
+    hn.serve_network("a", &[]).await.unwrap();
+    hn.serve_network("b", &[]).await.unwrap();
+    let iface = |n: &lifeboat_hostnet::NetworkSpec, i: usize| RouterInterface {
+        network_id: n.id.clone(),
+        subnet: n.subnets[i].clone(),
+        mac: None,
+    };
+    hn.ensure_router(&RouterSpec {
+        id: "r6".into(),
+        gateway: None,
+        interfaces: vec![iface(&a, 0), iface(&a, 1), iface(&b, 0), iface(&b, 1)],
+        floating_ips: vec![],
+    })
+    .await
+    .unwrap();
+    for ns in [&g1, &g2] {
+        netns::run_command(ns, "ip", &["link", "set", "eth0", "down"]).unwrap();
+        netns::run_command(ns, "ip", &["link", "set", "eth0", "up"]).unwrap();
+    }
+    assert_eq!(dhcp(&g1).0.to_string(), "10.77.31.11");
+    assert_eq!(dhcp(&g2).0.to_string(), "10.77.32.12");
+    // IPv4 is routed between the two subnets too.
+    assert!(
+        ping_within(&g1, "10.77.32.12".parse().unwrap(), 5),
+        "IPv4 across the router"
+    );
+    // SLAAC addresses from the prefixes, default route from the router's advertisements.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ready = |ns: &str| {
+        let r =
+            netns::run_command(ns, "ip", &["-6", "route", "show", "default"]).unwrap_or_default();
+        let a = netns::run_command(ns, "ip", &["-6", "addr", "show", "dev", "eth0"])
+            .unwrap_or_default();
+        r.contains("via fe80") && a.contains("fd00:77:") && !a.contains("tentative")
+    };
+    while !(ready(&g1) && ready(&g2)) {
+        assert!(
+            std::time::Instant::now() < end,
+            "no IPv6 default route/address: {:?} {:?}",
+            netns::run_command(&g1, "ip", &["-6", "route"]),
+            netns::run_command(&g1, "ip", &["-6", "addr"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(ping_within(&g1, ip2, 5), "IPv6 across the router");
+}

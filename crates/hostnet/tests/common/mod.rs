@@ -200,12 +200,12 @@ pub fn tcp_server(ns: &str, port: u16, reply: &str) {
     });
 }
 
-/// Connect from `ns` to ip:port and read the reply; None when it cannot connect in 2 s.
+/// Connect from `ns` to ip:port and read the reply; None when it cannot connect in 3 s.
 pub fn tcp_get(ns: &str, ip: IpAddr, port: u16) -> Option<String> {
     netns::run_in(ns, move || {
         let mut s =
-            TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(3)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         Some(buf)
@@ -254,7 +254,7 @@ pub fn udp_query(ns: &str, sport: u16, ip: IpAddr, port: u16) -> Option<String> 
         let s =
             std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), sport))
                 .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
         s.send_to(b"?", SocketAddr::new(ip, port)).ok()?;
         let mut buf = [0u8; 1500];
         let (n, _) = s.recv_from(&mut buf).ok()?;
