@@ -68,12 +68,22 @@ pub enum Inserted {
 pub struct ChunkStore {
     backend: BackendRef,
     key: Option<Arc<CryptKey>>,
+    level: i32,
 }
 
 impl ChunkStore {
     /// New chunk store.
     pub fn new(backend: BackendRef, key: Option<Arc<CryptKey>>) -> Self {
-        Self { backend, key }
+        Self {
+            backend,
+            key,
+            level: ZSTD_LEVEL,
+        }
+    }
+
+    /// Set the zstd level for chunks written from now on (default [`ZSTD_LEVEL`]; negative = faster).
+    pub fn set_level(&mut self, level: i32) {
+        self.level = level;
     }
 
     /// The backend.
@@ -91,8 +101,15 @@ impl ChunkStore {
 
     /// Encode a plaintext into a stored blob (compress, maybe encrypt).
     pub fn encode(&self, id: &ChunkId, data: &[u8]) -> Vec<u8> {
-        let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)
-            .ok()
+        // Probe: when the first 64 KiB do not compress, the chunk is stored as is (random data, already
+        // compressed files), which saves almost all the zstd time on such chunks.
+        let probe = &data[..data.len().min(64 << 10)];
+        let worth = data.len() <= probe.len()
+            || zstd::bulk::compress(probe, self.level)
+                .is_ok_and(|c| c.len() + c.len() / 32 < probe.len());
+        let compressed = worth
+            .then(|| zstd::bulk::compress(data, self.level).ok())
+            .flatten()
             .filter(|c| c.len() + c.len() / 32 < data.len());
         let (ty, body): (u8, &[u8]) = match &compressed {
             Some(c) => (T_ZSTD, c),

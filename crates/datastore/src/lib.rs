@@ -188,6 +188,11 @@ impl DataStore {
         self.chunks.backend()
     }
 
+    /// Set the zstd level of new chunks (see docs/snapstore.md for the measured trade-off).
+    pub fn set_compression_level(&mut self, level: i32) {
+        self.chunks.set_level(level);
+    }
+
     /// The chunk store.
     pub fn chunk_store(&self) -> &ChunkStore {
         &self.chunks

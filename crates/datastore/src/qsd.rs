@@ -95,7 +95,10 @@ impl QsdExport {
             )
         })?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !sock.exists() {
+        // Ready when a client completes the handshake for the export (the socket exists before QEMU listens,
+        // and the export is added after the server starts).
+        let addr = NbdAddr::Unix(sock.clone());
+        while crate::nbd::NbdClient::connect(&addr, "vda", None).map(|c| c.disconnect()).is_err() {
             if let Ok(Some(st)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
@@ -111,7 +114,7 @@ impl QsdExport {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Error::Backend(
-                    "qemu-storage-daemon did not create its NBD socket within 30 s".into(),
+                    "qemu-storage-daemon did not serve its NBD export within 30 s".into(),
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
