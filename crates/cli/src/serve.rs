@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Seconds between power-state syncs.
     #[arg(long, default_value_t = 5)]
     pub sync_interval: u64,
+    /// Missed heartbeats (one per sync interval) before a host is marked
+    /// down and its servers may be evacuated.
+    #[arg(long, default_value_t = 3)]
+    pub host_down_after: u32,
     /// Honour the test hooks (`LIFEBOAT_TEST_HANG_AT`, `LIFEBOAT_FAKE_FAIL`).
     /// Never set this in production.
     #[arg(
@@ -201,6 +205,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.reclaim_instance_interval = a.reclaim_instance_interval;
     cfg.shelved_offload_time = a.shelved_offload_time;
     cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
+    cfg.host_down_after = a.host_down_after.max(1);
     let hang_at = std::env::var("LIFEBOAT_TEST_HANG_AT").ok();
     if a.enable_test_hooks {
         eprintln!("lifeboat: warning: test hooks enabled (never in production)");
@@ -279,10 +284,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--agent {spec}: expected NAME=URL"))?;
         let remote = Arc::new(lifeboat_agent::RemoteAgent::new(url, &token));
-        engine
-            .add_host(name, url, "nova", remote)
+        // An unreachable agent does not stop the manager: its host is
+        // registered down, so its servers can be evacuated.
+        let up = engine
+            .add_host_or_down(name, url, "nova", remote)
             .await
             .with_context(|| format!("agent {name} at {url}"))?;
+        if !up {
+            eprintln!(
+                "lifeboat: warning: agent {name} at {url} is unreachable; host {name} is down"
+            );
+        }
     }
     engine.start().await?;
 

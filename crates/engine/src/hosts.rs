@@ -47,10 +47,119 @@ impl Engine {
                 host: host.clone(),
                 agent,
                 up: true,
+                missed: 0,
             },
         );
         tracing::info!(host = name, driver = %info.driver, accel = %info.accelerator, "host registered");
         Ok(host)
+    }
+
+    /// Registers a host whose agent may be unreachable: when it answers,
+    /// as [`Engine::add_host`]; when not, the host is registered down (its
+    /// last known record, or an empty one), so the manager still starts and
+    /// its servers can be evacuated. It comes up when its agent answers
+    /// again, after its stale copies are destroyed. Returns whether it is up.
+    pub async fn add_host_or_down(
+        &self,
+        name: &str,
+        endpoint: &str,
+        availability_zone: &str,
+        agent: Arc<dyn Hypervisor>,
+    ) -> Result<bool, ComputeError> {
+        let err = match self
+            .add_host(name, endpoint, availability_zone, agent.clone())
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        let host = match self.inner.store.get::<Host>(name).await? {
+            Some(h) => h,
+            None => Host {
+                name: name.to_string(),
+                endpoint: endpoint.to_string(),
+                availability_zone: availability_zone.to_string(),
+                driver: "unknown".into(),
+                accelerator: "unknown".into(),
+                enabled: true,
+                capacity: Resources::default(),
+                last_seen: None,
+            },
+        };
+        self.inner.hosts.write().await.insert(
+            name.to_string(),
+            HostHandle {
+                host,
+                agent,
+                up: false,
+                missed: self.inner.cfg.host_down_after,
+            },
+        );
+        tracing::warn!(
+            host = name,
+            "host agent unreachable at start, host is down: {err}"
+        );
+        self.event(NewEvent {
+            level: Level::Error,
+            server_id: None,
+            project_id: None,
+            workflow_id: None,
+            step: None,
+            message: format!("host {name} is down: unreachable at start: {err}"),
+        })
+        .await;
+        Ok(false)
+    }
+
+    /// Nova's `_destroy_evacuated_instances`: before a host that was down
+    /// serves again, destroys its copies of servers that now live elsewhere
+    /// (evacuated) or were deleted meanwhile. Returns how many.
+    async fn destroy_stale_copies(
+        &self,
+        name: &str,
+        agent: &Arc<dyn Hypervisor>,
+        vms: &[lifeboat_hypervisor::VmStatus],
+    ) -> Result<usize, ComputeError> {
+        if vms.is_empty() {
+            return Ok(0);
+        }
+        let servers = self
+            .inner
+            .store
+            .list_servers(&ServerQuery {
+                include_deleted: true,
+                ..Default::default()
+            })
+            .await?;
+        let mut n = 0;
+        for vm in vms {
+            let Some(s) = servers.iter().find(|s| s.instance_name == vm.name) else {
+                continue; // not ours
+            };
+            let here = Some(name);
+            let belongs = s.host.as_deref() == here
+                || s.source_host.as_deref() == here
+                || (s.host.is_none() && s.node.as_deref() == here);
+            if belongs || (s.task_state.is_some() && s.vm_state != VmState::Deleted) {
+                continue;
+            }
+            agent.destroy(&vm.name).await?;
+            n += 1;
+            self.event(NewEvent {
+                level: Level::Warn,
+                server_id: Some(s.id.clone()),
+                project_id: Some(s.project_id.clone()),
+                workflow_id: None,
+                step: None,
+                message: format!(
+                    "stale copy {} destroyed on {name}: the server lives on {}",
+                    vm.name,
+                    s.host.as_deref().unwrap_or("no host")
+                ),
+            })
+            .await;
+        }
+        Ok(n)
     }
 
     /// Registered hosts with their up/down state.
@@ -164,7 +273,33 @@ impl Engine {
         for (name, h) in hosts {
             match h.agent.list().await {
                 Ok(vms) => {
+                    if let Some(x) = self.inner.hosts.write().await.get_mut(&name) {
+                        x.missed = 0;
+                    }
                     if !h.up {
+                        // Fence first: a host back from the dead serves
+                        // nothing before its evacuated copies are gone.
+                        if let Err(e) = self.destroy_stale_copies(&name, &h.agent, &vms).await {
+                            tracing::warn!(host = %name, "cannot destroy stale copies yet: {e}");
+                            continue;
+                        }
+                        if let Ok(info) = h.agent.host_info().await {
+                            let mut hosts = self.inner.hosts.write().await;
+                            if let Some(x) = hosts.get_mut(&name) {
+                                x.host.driver = info.driver.clone();
+                                x.host.accelerator = info.accelerator.clone();
+                                x.host.capacity = Resources {
+                                    vcpus: (info.vcpus as f64 * self.inner.cfg.cpu_allocation_ratio)
+                                        .floor() as u32,
+                                    ram_mb: info.ram_mb,
+                                    disk_gb: info.disk_gb,
+                                };
+                                x.host.last_seen = Some(now());
+                                let rec = x.host.clone();
+                                drop(hosts);
+                                self.inner.store.put(&rec).await?;
+                            }
+                        }
                         self.set_host_up(&name, true).await?;
                         self.event(NewEvent {
                             level: Level::Info,
@@ -194,7 +329,21 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    if h.up {
+                    let missed = {
+                        let mut hosts = self.inner.hosts.write().await;
+                        match hosts.get_mut(&name) {
+                            Some(x) => {
+                                x.missed += 1;
+                                x.missed
+                            }
+                            None => continue,
+                        }
+                    };
+                    let limit = self.inner.cfg.host_down_after.max(1);
+                    if h.up && missed < limit {
+                        tracing::warn!(host = %name, "missed heartbeat {missed} of {limit}: {e}");
+                    }
+                    if h.up && missed >= limit {
                         self.set_host_up(&name, false).await?;
                         self.event(NewEvent {
                             level: Level::Error,
@@ -202,7 +351,9 @@ impl Engine {
                             project_id: None,
                             workflow_id: None,
                             step: None,
-                            message: format!("host {name} is down: {e}"),
+                            message: format!(
+                                "host {name} is down after {missed} missed heartbeats: {e}"
+                            ),
                         })
                         .await;
                     }

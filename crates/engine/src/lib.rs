@@ -52,6 +52,9 @@ pub struct EngineConfig {
     /// `kind:step:after` to stop right after the step's side effect is done
     /// and persisted (for SIGKILL tests).
     pub hang_at: Option<String>,
+    /// Consecutive missed heartbeats (one per `sync_interval`) before a host
+    /// is marked down and its servers may be evacuated.
+    pub host_down_after: u32,
     /// Seconds to wait for a guest to report ready.
     pub ready_timeout: Duration,
     /// Virtual CPUs placed per host CPU (Nova's initial_cpu_allocation_ratio).
@@ -71,6 +74,7 @@ impl EngineConfig {
             default_az: "nova".into(),
             sync_interval: Duration::from_secs(5),
             hang_at: None,
+            host_down_after: 3,
             ready_timeout: Duration::from_secs(300),
             cpu_allocation_ratio: 4.0,
             serial_console_url: None,
@@ -113,6 +117,8 @@ pub(crate) struct HostHandle {
     pub host: Host,
     pub agent: Arc<dyn Hypervisor>,
     pub up: bool,
+    /// Heartbeats missed in a row.
+    pub missed: u32,
 }
 
 pub(crate) struct Inner {

@@ -1,0 +1,162 @@
+//! Evacuation fencing with a real manager and a real remote fake agent: a
+//! host is marked down only after several missed heartbeats; when an
+//! evacuated host comes back, its stale copy is destroyed before it serves;
+//! a manager whose agent is unreachable at start still starts, with that
+//! host down, and its servers can be evacuated.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, Api, Serve};
+use serde_json::{json, Value};
+
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn host_up(api: &Api, host: &str) -> bool {
+    api.get("/api/v1/hosts")
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["name"] == host && h["up"] == true)
+}
+
+fn vms(dir: &std::path::Path) -> Value {
+    let p = dir.join("fake-host2.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|_| "{}".into())).unwrap()
+}
+
+fn login(s: &Serve) -> Api {
+    let c = s.credentials();
+    Api::login(
+        &s.url,
+        c["username"].as_str().unwrap(),
+        c["password"].as_str().unwrap(),
+    )
+}
+
+#[test]
+fn evacuated_host_is_fenced_and_an_unreachable_agent_does_not_stop_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("agent-token");
+    std::fs::write(&token, "fencing-test-token").unwrap();
+    let agent_port = free_port();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let start_agent = || {
+        Agent(common::start_agent(
+            "host2",
+            "fake",
+            agent_port,
+            agent_dir.path(),
+            &token,
+        ))
+    };
+    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
+    let extra = ["--agent", agent_arg.as_str(), "--host-down-after", "3"];
+    let port = free_port();
+
+    let mut agent = start_agent();
+    let serve = Serve::start(dir.path(), port, &[], &extra);
+    let api = login(&serve);
+    let (st, v) = api.post(
+        "/api/v1/servers",
+        json!({"name": "f", "flavor": "m1.nano", "availability_zone": "nova:host2"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+    let s = api.settle(&id, Duration::from_secs(30));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host2"))
+    );
+    let name = s["instance_name"].as_str().unwrap().to_string();
+
+    // the agent dies: down only after 3 missed heartbeats (1 s apart)
+    drop(agent);
+    let died = Instant::now();
+    api.wait_host_down("host2", Duration::from_secs(30));
+    assert!(
+        died.elapsed() >= Duration::from_millis(1900),
+        "marked down after {:?}: one failed heartbeat is not enough",
+        died.elapsed()
+    );
+    let events = api.get("/api/v1/events?limit=1000");
+    assert!(
+        events
+            .to_string()
+            .contains("host host2 is down after 3 missed heartbeats"),
+        "{events}"
+    );
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "evacuate"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(30));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host1"))
+    );
+    assert!(
+        vms(agent_dir.path()).get(&name).is_some(),
+        "the dead host still has its copy"
+    );
+
+    // it comes back: the stale copy is destroyed before the host is up
+    agent = start_agent();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host_up(&api, "host2") {
+        assert!(Instant::now() < deadline, "host2 did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = vms(agent_dir.path());
+    assert!(left.get(&name).is_none(), "stale copy destroyed: {left}");
+    let events = api.get(&format!("/api/v1/events?server_id={id}&limit=500"));
+    assert!(events.to_string().contains("stale copy"), "{events}");
+    let s = api.get(&format!("/api/v1/servers/{id}"));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host1"))
+    );
+
+    // move it back, then lose both the agent and the manager
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "live_migrate", "host": "host2"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(30));
+    assert_eq!(s["host"], "host2", "{s}");
+    drop(agent);
+    drop(api);
+    serve.kill9();
+
+    // the manager starts although host2's agent is unreachable
+    let serve = Serve::start(dir.path(), port, &[], &extra);
+    let api = login(&serve);
+    let hosts = api.get("/api/v1/hosts");
+    let h2 = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "host2")
+        .unwrap_or_else(|| panic!("{hosts}"));
+    assert_eq!(h2["up"], false, "{hosts}");
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "evacuate"}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(30));
+    assert_eq!(
+        (s["status"].as_str(), s["host"].as_str()),
+        (Some("ACTIVE"), Some("host1"))
+    );
+}
