@@ -98,7 +98,10 @@ impl QsdExport {
         // Ready when a client completes the handshake for the export (the socket exists before QEMU listens,
         // and the export is added after the server starts).
         let addr = NbdAddr::Unix(sock.clone());
-        while crate::nbd::NbdClient::connect(&addr, "vda", None).map(|c| c.disconnect()).is_err() {
+        while crate::nbd::NbdClient::connect(&addr, "vda", None)
+            .map(|c| c.disconnect())
+            .is_err()
+        {
             if let Ok(Some(st)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
