@@ -35,7 +35,7 @@ impl Rng {
 
 fn action(rng: &mut Rng, n: u64) -> Value {
     match rng.next() % 20 {
-        0 => json!({"action": "reboot", "hard": rng.next() % 2 == 0}),
+        0 => json!({"action": "reboot", "hard": rng.next() & 1 == 0}),
         1 => json!({"action": "stop"}),
         2 => json!({"action": "start"}),
         3 => json!({"action": "pause"}),
@@ -136,7 +136,7 @@ async fn client(sh: Arc<Shared>, seed: u64) {
                     ids.push(new);
                 }
             }
-        } else if rng.next() % 4 == 0 {
+        } else if rng.next() & 3 == 0 {
             let _ = send(
                 &http,
                 &sh,
