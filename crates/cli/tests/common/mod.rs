@@ -36,6 +36,17 @@ impl Serve {
         Self::spawn(data_dir, port, driver, &[], extra)
     }
 
+    /// With a driver, environment and extra arguments.
+    pub fn start_full(
+        data_dir: &Path,
+        port: u16,
+        driver: &str,
+        envs: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Serve {
+        Self::spawn(data_dir, port, driver, envs, extra)
+    }
+
     /// Waits for the "serving on" line (the listener may be up before the
     /// engine finished starting the driver).
     pub fn wait_ready_line(&mut self) {
