@@ -360,3 +360,32 @@ fn cross_host_resize_survives_sigkill_before_and_after_every_side_effect() {
         }
     }
 }
+
+#[test]
+fn create_with_two_nics_survives_sigkill_between_its_ports() {
+    let create_two = |api: &Api| {
+        let nets = api.get("/api/v1/networks");
+        let net = nets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["external"] == false)
+            .unwrap_or_else(|| panic!("{nets}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, v) = api.post(
+            "/api/v1/servers",
+            json!({"name": "two-nics", "flavor": "m1.nano",
+                   "networks": [{"network_id": net}, {"network_id": net}]}),
+        );
+        assert_eq!(st, 202, "{v}");
+        v[0]["server"]["id"].as_str().unwrap().to_string()
+    };
+    let (s, wf, _dir) = crash_at("create:network#0:after", create_two, |_, _| {}, &[]);
+    assert_eq!(s["status"], "ACTIVE", "{s}");
+    assert_eq!(step_attempts(&wf, "network"), 2, "{wf}");
+    let ports = s["attachments"].as_array().unwrap();
+    assert_eq!(ports.len(), 2, "both ports, once each: {s}");
+    assert_ne!(ports[0]["port_id"], ports[1]["port_id"], "{s}");
+}

@@ -232,6 +232,8 @@ impl Engine {
                     self.new_port_with_id(&net, &server, r.fixed_ip.as_deref(), &id)
                         .await?;
                 }
+                // test hook `create:network#<i>:after`: killed between ports
+                self.hang_after(wf, &format!("network#{i}")).await;
             }
         }
         self.refresh_attachments(&sid).await?;
