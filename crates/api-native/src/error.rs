@@ -65,11 +65,58 @@ impl From<ComputeError> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("internal error: {e}");
         }
+        let message = match &e {
+            ComputeError::Denied(d) => denied_message(d),
+            e => e.to_string(),
+        };
         ApiError {
             status,
             code,
-            message: e.to_string(),
+            message,
         }
+    }
+}
+
+/// The native API's sentence for a refused action, in Lifeboat's own action
+/// names (`reboot_soft`, `force_delete`, ...).
+pub fn denied_message(d: &lifeboat_core::ActionDenied) -> String {
+    use lifeboat_core::{actions::state_value, ActionDenied as D, Permission as P};
+    match d {
+        D::WrongState {
+            action,
+            server_id,
+            attr,
+            vm_state,
+            task_state,
+        } => format!(
+            "Cannot '{action}' instance {server_id} while it is in {attr} {}",
+            state_value(*attr, *vm_state, *task_state)
+        ),
+        D::Locked { server_id } => format!("Instance {server_id} is locked"),
+        D::NotRunning { server_id } => format!("Instance {server_id} is not running."),
+        D::NotLaunched { action, server_id } => {
+            format!("Instance {server_id} is in an invalid state for '{action}'")
+        }
+        D::NoHost { server_id } => format!("Instance {server_id} has no host assigned"),
+        D::NotReady { server_id } => format!("Instance {server_id} is not ready"),
+        D::Forbidden { permission } => {
+            let what = match permission {
+                P::Action(a) => format!("servers:{a}"),
+                P::UnlockOverride => "servers:unlock:override".into(),
+                P::CreateForcedHost => "servers:create:forced_host".into(),
+                P::CreateRequestedDestination => "servers:create:requested_destination".into(),
+                P::UnshelveToHost => "servers:unshelve:to_host".into(),
+                P::FlavorCreate => "flavors:create".into(),
+                P::FlavorDelete => "flavors:delete".into(),
+            };
+            format!("Policy doesn't allow {what} to be performed.")
+        }
+        D::NotOffloaded {
+            server_id,
+            vm_state,
+        } => format!(
+            "Instance {server_id} is in vm_state {vm_state}: only a shelved_offloaded server can be unshelved to a host or zone"
+        ),
     }
 }
 

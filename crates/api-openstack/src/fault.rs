@@ -87,12 +87,8 @@ impl From<ComputeError> for Fault {
         match &e {
             ComputeError::NotFound { .. } => Fault::not_found(e.to_string()),
             ComputeError::Denied(d) => match d {
-                ActionDenied::Forbidden { .. } => Fault::forbidden(d.to_string()),
-                // Nova's InstanceNotReady text for a server without a host.
-                ActionDenied::NoHost { server_id } => {
-                    Fault::conflict(format!("Instance {server_id} is not ready"))
-                }
-                _ => Fault::conflict(d.to_string()),
+                ActionDenied::Forbidden { .. } => Fault::forbidden(crate::nova::denied_message(d)),
+                _ => Fault::conflict(crate::nova::denied_message(d)),
             },
             ComputeError::BadRequest(m) => Fault::bad_request(m.clone()),
             ComputeError::Forbidden(m) => Fault::forbidden(m.clone()),
@@ -142,13 +138,13 @@ mod tests {
             json!({"itemNotFound": {"code": 404, "message": "Instance x could not be found."}})
         );
         let f: Fault = ComputeError::Denied(ActionDenied::Forbidden {
-            policy: "os_compute_api:servers:reboot".into(),
+            permission: lifeboat_core::Permission::Action(lifeboat_core::Action::Migrate),
         })
         .into();
         assert_eq!(f.status, StatusCode::FORBIDDEN);
         assert_eq!(
             f.body()["forbidden"]["message"],
-            "Policy doesn't allow os_compute_api:servers:reboot to be performed."
+            "Policy doesn't allow os_compute_api:servers:migrate to be performed."
         );
         assert_eq!(
             Fault::fault_name(StatusCode::NOT_ACCEPTABLE),

@@ -17,6 +17,7 @@ pub mod images;
 pub mod keypairs;
 pub mod limits;
 pub mod microversion;
+pub mod nova;
 pub mod servers;
 pub mod versions;
 

@@ -188,8 +188,6 @@ pub enum Policy {
 pub struct ActionRule {
     /// The action.
     pub action: Action,
-    /// Name used in Nova's conflict messages (`Cannot '<name>' instance ...`).
-    pub nova_name: &'static str,
     /// Allowed vm_states.
     pub vm_states: Allowed<VmState>,
     /// Allowed task_states (`None` = idle).
@@ -220,10 +218,9 @@ use VmState as V;
 
 const IDLE: Allowed<Option<TaskState>> = Only(&[None]);
 
-const fn rule(action: Action, nova_name: &'static str) -> ActionRule {
+const fn rule(action: Action) -> ActionRule {
     ActionRule {
         action,
-        nova_name,
         vm_states: Any,
         task_states: IDLE,
         task_state: None,
@@ -261,13 +258,13 @@ pub static TABLE: &[ActionRule] = &[
         on_failure: OnFailure::Error,
         checks_lock: false,
         must_have_launched: false,
-        ..rule(Action::Create, "create")
+        ..rule(Action::Create)
     },
     ActionRule {
         task_states: Any,
         long: false,
         must_have_launched: false,
-        ..rule(Action::Update, "update")
+        ..rule(Action::Update)
     },
     ActionRule {
         task_states: Any,
@@ -275,7 +272,7 @@ pub static TABLE: &[ActionRule] = &[
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
         must_have_launched: false,
-        ..rule(Action::Delete, "delete")
+        ..rule(Action::Delete)
     },
     ActionRule {
         task_states: Any,
@@ -283,13 +280,13 @@ pub static TABLE: &[ActionRule] = &[
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
         must_have_launched: false,
-        ..rule(Action::ForceDelete, "forceDelete")
+        ..rule(Action::ForceDelete)
     },
     ActionRule {
         vm_states: Only(&[V::SoftDeleted]),
         task_state: Some(T::Restoring),
         outcome: Outcome::To(V::Active),
-        ..rule(Action::Restore, "restore")
+        ..rule(Action::Restore)
     },
     ActionRule {
         vm_states: Only(&[V::Active]),
@@ -297,7 +294,7 @@ pub static TABLE: &[ActionRule] = &[
         task_state: Some(T::Rebooting),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
-        ..rule(Action::RebootSoft, "reboot")
+        ..rule(Action::RebootSoft)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
@@ -305,51 +302,51 @@ pub static TABLE: &[ActionRule] = &[
         task_state: Some(T::RebootingHard),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
-        ..rule(Action::RebootHard, "reboot")
+        ..rule(Action::RebootHard)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
         task_state: Some(T::Rebuilding),
         outcome: Outcome::Previous,
         on_failure: OnFailure::Error,
-        ..rule(Action::Rebuild, "rebuild")
+        ..rule(Action::Rebuild)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped]),
         task_state: Some(T::ResizePrep),
         outcome: Outcome::To(V::Resized),
         needs_host: true,
-        ..rule(Action::Resize, "resize")
+        ..rule(Action::Resize)
     },
     ActionRule {
         vm_states: Only(&[V::Resized]),
         task_state: Some(T::ResizeConfirming),
         outcome: Outcome::Previous,
-        ..rule(Action::ConfirmResize, "confirmResize")
+        ..rule(Action::ConfirmResize)
     },
     ActionRule {
         vm_states: Only(&[V::Resized]),
         task_state: Some(T::ResizeReverting),
         outcome: Outcome::Previous,
-        ..rule(Action::RevertResize, "revertResize")
+        ..rule(Action::RevertResize)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageSnapshotPending),
         checks_lock: false,
-        ..rule(Action::CreateImage, "createImage")
+        ..rule(Action::CreateImage)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageBackup),
         checks_lock: false,
-        ..rule(Action::CreateBackup, "createBackup")
+        ..rule(Action::CreateBackup)
     },
     ActionRule {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::UpdatingPassword),
         needs_host: true,
-        ..rule(Action::ChangePassword, "changePassword")
+        ..rule(Action::ChangePassword)
     },
     ActionRule {
         task_states: Any,
@@ -357,63 +354,63 @@ pub static TABLE: &[ActionRule] = &[
         policy: Policy::Admin,
         long: false,
         must_have_launched: false,
-        ..rule(Action::ResetState, "os-resetState")
+        ..rule(Action::ResetState)
     },
     ActionRule {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::Pausing),
         outcome: Outcome::To(V::Paused),
         needs_host: true,
-        ..rule(Action::Pause, "pause")
+        ..rule(Action::Pause)
     },
     ActionRule {
         vm_states: Only(&[V::Paused]),
         task_state: Some(T::Unpausing),
         outcome: Outcome::To(V::Active),
         needs_host: true,
-        ..rule(Action::Unpause, "unpause")
+        ..rule(Action::Unpause)
     },
     ActionRule {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::Suspending),
         outcome: Outcome::To(V::Suspended),
         needs_host: true,
-        ..rule(Action::Suspend, "suspend")
+        ..rule(Action::Suspend)
     },
     ActionRule {
         vm_states: Only(&[V::Suspended]),
         task_state: Some(T::Resuming),
         outcome: Outcome::To(V::Active),
         needs_host: true,
-        ..rule(Action::Resume, "resume")
+        ..rule(Action::Resume)
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
         must_have_launched: false,
-        ..rule(Action::Lock, "lock")
+        ..rule(Action::Lock)
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
         must_have_launched: false,
-        ..rule(Action::Unlock, "unlock")
+        ..rule(Action::Unlock)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
         task_state: Some(T::Rescuing),
         outcome: Outcome::To(V::Rescued),
         needs_host: true,
-        ..rule(Action::Rescue, "rescue")
+        ..rule(Action::Rescue)
     },
     ActionRule {
         vm_states: Only(&[V::Rescued]),
         task_state: Some(T::Unrescuing),
         outcome: Outcome::To(V::Active),
         needs_host: true,
-        ..rule(Action::Unrescue, "unrescue")
+        ..rule(Action::Unrescue)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
@@ -422,40 +419,40 @@ pub static TABLE: &[ActionRule] = &[
         on_failure: OnFailure::Error,
         checks_lock: false,
         policy: Policy::Admin,
-        ..rule(Action::Evacuate, "evacuate")
+        ..rule(Action::Evacuate)
     },
     ActionRule {
         vm_states: Only(&[V::Stopped]),
         task_state: Some(T::PoweringOn),
         outcome: Outcome::To(V::Active),
         needs_host: true,
-        ..rule(Action::Start, "start")
+        ..rule(Action::Start)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Error]),
         task_state: Some(T::PoweringOff),
         outcome: Outcome::To(V::Stopped),
         needs_host: true,
-        ..rule(Action::Stop, "stop")
+        ..rule(Action::Stop)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::Shelving),
         outcome: Outcome::To(V::Shelved),
-        ..rule(Action::Shelve, "shelve")
+        ..rule(Action::Shelve)
     },
     ActionRule {
         vm_states: Only(&[V::Shelved]),
         task_state: Some(T::ShelvingOffloading),
         outcome: Outcome::To(V::ShelvedOffloaded),
         policy: Policy::Admin,
-        ..rule(Action::ShelveOffload, "shelveOffload")
+        ..rule(Action::ShelveOffload)
     },
     ActionRule {
         vm_states: Only(&[V::Shelved, V::ShelvedOffloaded]),
         task_state: Some(T::Unshelving),
         outcome: Outcome::To(V::Active),
-        ..rule(Action::Unshelve, "unshelve")
+        ..rule(Action::Unshelve)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Stopped]),
@@ -463,7 +460,7 @@ pub static TABLE: &[ActionRule] = &[
         outcome: Outcome::To(V::Resized),
         needs_host: true,
         policy: Policy::Admin,
-        ..rule(Action::Migrate, "migrate")
+        ..rule(Action::Migrate)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Paused]),
@@ -471,13 +468,13 @@ pub static TABLE: &[ActionRule] = &[
         outcome: Outcome::Unchanged,
         needs_host: true,
         policy: Policy::Admin,
-        ..rule(Action::LiveMigrate, "os-migrateLive")
+        ..rule(Action::LiveMigrate)
     },
     ActionRule {
         vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
         needs_host: true,
         long: false,
-        ..rule(Action::TriggerCrashDump, "trigger_crash_dump")
+        ..rule(Action::TriggerCrashDump)
     },
     ActionRule {
         task_states: Any,
@@ -486,7 +483,7 @@ pub static TABLE: &[ActionRule] = &[
         policy: Policy::Reader,
         long: false,
         must_have_launched: false,
-        ..rule(Action::ConsoleOutput, "os-getConsoleOutput")
+        ..rule(Action::ConsoleOutput)
     },
     ActionRule {
         task_states: Any,
@@ -494,47 +491,47 @@ pub static TABLE: &[ActionRule] = &[
         needs_host: true,
         long: false,
         must_have_launched: false,
-        ..rule(Action::RemoteConsole, "remote_consoles")
+        ..rule(Action::RemoteConsole)
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
         must_have_launched: false,
-        ..rule(Action::AddSecurityGroup, "addSecurityGroup")
+        ..rule(Action::AddSecurityGroup)
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
         must_have_launched: false,
-        ..rule(Action::RemoveSecurityGroup, "removeSecurityGroup")
+        ..rule(Action::RemoveSecurityGroup)
     },
     ActionRule {
         task_states: Any,
         long: false,
         must_have_launched: false,
-        ..rule(Action::AddFixedIp, "addFixedIp")
+        ..rule(Action::AddFixedIp)
     },
     ActionRule {
         task_states: Any,
         long: false,
         must_have_launched: false,
-        ..rule(Action::RemoveFixedIp, "removeFixedIp")
-    },
-    ActionRule {
-        task_states: Any,
-        checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::AddFloatingIp, "addFloatingIp")
+        ..rule(Action::RemoveFixedIp)
     },
     ActionRule {
         task_states: Any,
         checks_lock: false,
         long: false,
         must_have_launched: false,
-        ..rule(Action::RemoveFloatingIp, "removeFloatingIp")
+        ..rule(Action::AddFloatingIp)
+    },
+    ActionRule {
+        task_states: Any,
+        checks_lock: false,
+        long: false,
+        must_have_launched: false,
+        ..rule(Action::RemoveFloatingIp)
     },
 ];
 
@@ -548,53 +545,118 @@ impl Action {
     }
 }
 
-/// Why an action was refused. Each maps to one vendor error per front.
+/// Which state attribute refused an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateAttr {
+    /// The server's vm_state is not accepted.
+    VmState,
+    /// The server's task_state is not accepted.
+    TaskState,
+}
+
+impl fmt::Display for StateAttr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StateAttr::VmState => "vm_state",
+            StateAttr::TaskState => "task_state",
+        })
+    }
+}
+
+/// A permission the caller lacks. Each front names it in its own terms
+/// (the OpenStack front as a Nova policy name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Running a server action.
+    Action(Action),
+    /// Unlocking a server an administrator locked.
+    UnlockOverride,
+    /// Creating a server on a named host through `zone:host`.
+    CreateForcedHost,
+    /// Creating a server on a requested host.
+    CreateRequestedDestination,
+    /// Unshelving a server to a named host.
+    UnshelveToHost,
+    /// Creating a flavor.
+    FlavorCreate,
+    /// Deleting a flavor.
+    FlavorDelete,
+}
+
+/// Why an action was refused, in Lifeboat's own terms. Each front renders
+/// each reason in its vendor's format; no vendor text lives here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionDenied {
-    /// Wrong vm_state or task_state (Nova 409 conflictingRequest).
-    #[error("Cannot '{action}' instance {server_id} while it is in {attr} {state}")]
-    InvalidState {
-        /// Nova action name.
-        action: &'static str,
+    /// The server's vm_state or task_state does not accept the action.
+    #[error("{action} is not allowed on server {server_id} while its {attr} is {}", state_value(*.attr, *.vm_state, *.task_state))]
+    WrongState {
+        /// The refused action.
+        action: Action,
         /// Server id.
         server_id: String,
-        /// `vm_state` or `task_state`.
-        attr: &'static str,
-        /// The offending value (`None` for a null task_state).
-        state: String,
+        /// Which attribute refused it.
+        attr: StateAttr,
+        /// The server's vm_state.
+        vm_state: VmState,
+        /// The server's task_state (`None` when idle).
+        task_state: Option<TaskState>,
     },
-    /// Locked (Nova 409).
-    #[error("Instance {server_id} is locked")]
+    /// Locked.
+    #[error("server {server_id} is locked")]
     Locked {
         /// Server id.
         server_id: String,
     },
-    /// Not running (Nova 409).
-    #[error("Instance {server_id} is not running.")]
+    /// Not running.
+    #[error("server {server_id} is not running")]
     NotRunning {
         /// Server id.
         server_id: String,
     },
-    /// Never launched (Nova 409 InstanceInvalidState without attr).
-    #[error("Instance {server_id} is in an invalid state for '{action}'")]
+    /// Never launched.
+    #[error("server {server_id} was never launched, so {action} is not possible")]
     NotLaunched {
-        /// Nova action name.
-        action: &'static str,
+        /// The refused action.
+        action: Action,
         /// Server id.
         server_id: String,
     },
-    /// No host yet (Nova 409).
-    #[error("Instance {server_id} has no host assigned")]
+    /// The server's host cannot serve the request yet (e.g. its console).
+    #[error("server {server_id} is not ready")]
+    NotReady {
+        /// Server id.
+        server_id: String,
+    },
+    /// No host yet.
+    #[error("server {server_id} has no host")]
     NoHost {
         /// Server id.
         server_id: String,
     },
-    /// Role too low (Nova 403).
-    #[error("Policy doesn't allow {policy} to be performed.")]
+    /// The caller lacks a permission.
+    #[error("not permitted: {permission:?}")]
     Forbidden {
-        /// Policy name, e.g. `os_compute_api:servers:reboot`.
-        policy: String,
+        /// The missing permission.
+        permission: Permission,
     },
+    /// A host or zone was asked for, which only a shelved-offloaded server accepts.
+    #[error("server {server_id} in {vm_state} cannot be unshelved to a host or zone")]
+    NotOffloaded {
+        /// Server id.
+        server_id: String,
+        /// Its vm_state.
+        vm_state: VmState,
+    },
+}
+
+/// The value named by a [`StateAttr`]: the vm_state, or the task_state (`None` when idle).
+pub fn state_value(attr: StateAttr, vm: VmState, task: Option<TaskState>) -> &'static str {
+    match attr {
+        StateAttr::VmState => vm.as_str(),
+        StateAttr::TaskState => task.map(|t| t.as_str()).unwrap_or("None"),
+    }
 }
 
 impl ActionDenied {
@@ -622,7 +684,7 @@ pub fn check(
     };
     if !allowed_role {
         return Err(ActionDenied::Forbidden {
-            policy: format!("os_compute_api:servers:{}", action.as_str()),
+            permission: Permission::Action(action),
         });
     }
     if r.checks_lock && server.locked && !actor.is_admin() {
@@ -636,31 +698,18 @@ pub fn check(
         && !actor.is_admin()
     {
         return Err(ActionDenied::Forbidden {
-            policy: "os_compute_api:os-lock-server:unlock:unlock_override".into(),
+            permission: Permission::UnlockOverride,
         });
     }
     if !r.vm_states.contains(&server.vm_state) {
-        return Err(ActionDenied::InvalidState {
-            action: r.nova_name,
-            server_id: server.id.clone(),
-            attr: "vm_state",
-            state: server.vm_state.as_str().into(),
-        });
+        return Err(wrong_state(action, server, StateAttr::VmState));
     }
     if !r.task_states.contains(&server.task_state) {
-        return Err(ActionDenied::InvalidState {
-            action: r.nova_name,
-            server_id: server.id.clone(),
-            attr: "task_state",
-            state: server
-                .task_state
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_else(|| "None".into()),
-        });
+        return Err(wrong_state(action, server, StateAttr::TaskState));
     }
     if r.must_have_launched && server.launched_at.is_none() {
         return Err(ActionDenied::NotLaunched {
-            action: r.nova_name,
+            action,
             server_id: server.id.clone(),
         });
     }
@@ -675,6 +724,16 @@ pub fn check(
         });
     }
     Ok(r)
+}
+
+fn wrong_state(action: Action, server: &Server, attr: StateAttr) -> ActionDenied {
+    ActionDenied::WrongState {
+        action,
+        server_id: server.id.clone(),
+        attr,
+        vm_state: server.vm_state,
+        task_state: server.task_state,
+    }
 }
 
 /// Applies the accepted action to the server record: sets the transient

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lifeboat_core::{
-    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Network, Port, Server,
+    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Network, Permission, Port, Server,
 };
 use lifeboat_hypervisor::{ImageRef, Nic, VmSize, VmSpec};
 
@@ -92,10 +92,7 @@ impl Engine {
     /// Creates a flavor (admin).
     pub async fn create_flavor(&self, actor: &Actor, f: Flavor) -> Result<Flavor, ComputeError> {
         if !actor.is_admin() {
-            return Err(ComputeError::Forbidden(
-                "Policy doesn't allow os_compute_api:os-flavor-manage:create to be performed."
-                    .into(),
-            ));
+            return Err(crate::error::forbidden(Permission::FlavorCreate));
         }
         if f.vcpus == 0 || f.ram == 0 || f.name.trim().is_empty() {
             return Err(ComputeError::BadRequest(
@@ -115,10 +112,7 @@ impl Engine {
     /// Deletes a flavor (admin).
     pub async fn delete_flavor(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         if !actor.is_admin() {
-            return Err(ComputeError::Forbidden(
-                "Policy doesn't allow os_compute_api:os-flavor-manage:delete to be performed."
-                    .into(),
-            ));
+            return Err(crate::error::forbidden(Permission::FlavorDelete));
         }
         if !self.inner.store.delete::<Flavor>(id).await? {
             return Err(ComputeError::NotFound {

@@ -1,4 +1,4 @@
-use lifeboat_core::ActionDenied;
+use lifeboat_core::{ActionDenied, Permission};
 use lifeboat_hypervisor::HvError;
 use lifeboat_store::StoreError;
 
@@ -57,4 +57,9 @@ impl From<HvError> for ComputeError {
     fn from(e: HvError) -> Self {
         ComputeError::Internal(e.to_string())
     }
+}
+
+/// The caller lacks `permission`.
+pub(crate) fn forbidden(permission: Permission) -> ComputeError {
+    ComputeError::Denied(ActionDenied::Forbidden { permission })
 }

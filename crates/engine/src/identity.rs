@@ -266,15 +266,21 @@ impl Engine {
     }
 
     /// The actor behind an access key id, with the secret to verify a signature.
+    /// An unknown key is `NotFound { kind: "AccessKey" }`; an AWS front renders
+    /// it as its own invalid-token error.
     pub async fn access_key(
         &self,
         access_key_id: &str,
     ) -> Result<(AccessKey, Actor), ComputeError> {
-        let k: AccessKey = self.inner.store.get(access_key_id).await?.ok_or_else(|| {
-            ComputeError::Unauthorized(
-                "The security token included in the request is invalid.".into(),
-            )
-        })?;
+        let k: AccessKey =
+            self.inner
+                .store
+                .get(access_key_id)
+                .await?
+                .ok_or_else(|| ComputeError::NotFound {
+                    kind: "AccessKey",
+                    id: access_key_id.into(),
+                })?;
         let actor = self.actor_for(&k.user_id, &k.project_id).await?;
         Ok((k, actor))
     }

@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 
 use lifeboat_core::{
-    actions, ids, now, Action, Actor, Flavor, ImageKind, LockedBy, Role, Server, Status, TaskState,
-    VmState, Workflow,
+    actions, ids, now, Action, ActionDenied, Actor, Flavor, ImageKind, LockedBy, Permission, Role,
+    Server, Status, TaskState, VmState, Workflow,
 };
+use lifeboat_hypervisor::HvError;
 use lifeboat_store::ServerQuery;
 use serde_json::json;
 
 use crate::catalog::DEFAULT_IMAGE_ID;
-use crate::error::CAS_LOST;
+use crate::error::{forbidden, CAS_LOST};
 use crate::requests::*;
 use crate::secrets::AdminPass;
 use crate::workflow::LaunchWith;
@@ -148,9 +149,7 @@ impl Engine {
         req: CreateServer,
     ) -> Result<Vec<Created>, ComputeError> {
         if actor.role < Role::Member {
-            return Err(ComputeError::Forbidden(
-                "Policy doesn't allow os_compute_api:servers:create to be performed.".into(),
-            ));
+            return Err(forbidden(Permission::Action(Action::Create)));
         }
         let name = req.name.trim();
         if name.is_empty() || req.name.len() > 255 {
@@ -204,9 +203,7 @@ impl Engine {
         let (az, forced_host) = match &req.availability_zone {
             Some(z) if z.contains(':') => {
                 if !actor.is_admin() {
-                    return Err(ComputeError::Forbidden(
-                        "Policy doesn't allow os_compute_api:servers:create:forced_host to be performed.".into(),
-                    ));
+                    return Err(forbidden(Permission::CreateForcedHost));
                 }
                 let (z, h) = z.split_once(':').unwrap();
                 (
@@ -218,9 +215,7 @@ impl Engine {
         };
         let host = forced_host.or(req.host.clone());
         if host.is_some() && !actor.is_admin() {
-            return Err(ComputeError::Forbidden(
-                "Policy doesn't allow compute:servers:create:requested_destination to be performed.".into(),
-            ));
+            return Err(forbidden(Permission::CreateRequestedDestination));
         }
         if let Some(z) = &az {
             let zones: Vec<String> = self
@@ -971,18 +966,16 @@ impl Engine {
                 host,
             } => {
                 if host.is_some() && !actor.is_admin() {
-                    return Err(ComputeError::Forbidden(
-                        "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed.".into(),
-                    ));
+                    return Err(forbidden(Permission::UnshelveToHost));
                 }
                 if (host.is_some() || availability_zone.is_some())
                     && s.vm_state != VmState::ShelvedOffloaded
                 {
-                    return Err(ComputeError::Conflict(format!(
-                        "The unshelve action on a server with availability_zone or host can only be done on a shelved offloaded server. Instance {} is in vm_state {}",
-                        s.id,
-                        s.vm_state.as_str()
-                    )));
+                    return Err(ActionDenied::NotOffloaded {
+                        server_id: s.id.clone(),
+                        vm_state: s.vm_state,
+                    }
+                    .into());
                 }
                 let mut s = s;
                 if let Some(z) = availability_zone {
@@ -1044,12 +1037,15 @@ impl Engine {
                     .await?
                     .crash_dump(&s.instance_name)
                     .await
-                    .map_err(|e| match e {
-                        lifeboat_hypervisor::HvError::InvalidState(_)
-                        | lifeboat_hypervisor::HvError::NotFound(_) => {
-                            ComputeError::Conflict(format!("Instance {} is not running.", s.id))
+                    .map_err(|e| {
+                        if e.refuses_state() || matches!(e, HvError::NotFound(_)) {
+                            ActionDenied::NotRunning {
+                                server_id: s.id.clone(),
+                            }
+                            .into()
+                        } else {
+                            ComputeError::from(e)
                         }
-                        e => e.into(),
                     })?;
                 self.log_short(actor, &s, "trigger_crash_dump", "NMI injected")
                     .await;
@@ -1097,10 +1093,12 @@ impl Engine {
                     .console_socket(&s.instance_name)
                     .await
                     .map_err(|e| match e {
-                        lifeboat_hypervisor::HvError::Unsupported(_) => unavailable(),
-                        lifeboat_hypervisor::HvError::InvalidState(_)
-                        | lifeboat_hypervisor::HvError::NotFound(_) => {
-                            ComputeError::Conflict(format!("Instance {} is not ready", s.id))
+                        HvError::Unsupported(_) => unavailable(),
+                        e if e.refuses_state() || matches!(e, HvError::NotFound(_)) => {
+                            ActionDenied::NotReady {
+                                server_id: s.id.clone(),
+                            }
+                            .into()
                         }
                         e => e.into(),
                     })?;

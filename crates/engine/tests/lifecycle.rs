@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeboat_core::{
-    Action, ActionDenied, Actor, ImageKind, PowerState, Role, Server, Status, VmState,
+    Action, ActionDenied, Actor, ImageKind, PowerState, Role, Server, StateAttr, Status, VmState,
 };
 use lifeboat_engine::{
     ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, ListServers, ServerAction,
@@ -389,16 +389,15 @@ async fn wrong_state_lock_roles_and_tenants() {
         .await
         .unwrap_err();
     assert_eq!(
-        err.to_string(),
-        format!(
-            "Cannot 'start' instance {} while it is in vm_state active",
-            s.id
-        )
-    );
-    assert!(matches!(
         err,
-        ComputeError::Denied(ActionDenied::InvalidState { .. })
-    ));
+        ComputeError::Denied(ActionDenied::WrongState {
+            action: Action::Start,
+            server_id: s.id.clone(),
+            attr: StateAttr::VmState,
+            vm_state: VmState::Active,
+            task_state: None,
+        })
+    );
 
     e.engine
         .server_action(
@@ -415,7 +414,12 @@ async fn wrong_state_lock_roles_and_tenants() {
         .server_action(&u, &s.id, ServerAction::Stop)
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), format!("Instance {} is locked", s.id));
+    assert_eq!(
+        err,
+        ComputeError::Denied(ActionDenied::Locked {
+            server_id: s.id.clone()
+        })
+    );
     // admins bypass locks
     e.act(&e.admin, &s.id, ServerAction::Stop).await;
     e.engine

@@ -28,6 +28,14 @@ pub enum HvError {
     Other(String),
 }
 
+impl HvError {
+    /// Whether the VM's state refused the operation (the VM exists but
+    /// is not in a state that allows it).
+    pub fn refuses_state(&self) -> bool {
+        matches!(self, HvError::InvalidState(_))
+    }
+}
+
 /// An image the driver can boot or copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ImageRef {

@@ -121,13 +121,14 @@ fn every_action_in_every_vm_state() {
             } else {
                 let err = got.expect_err(&format!("{name} in {vm} should be refused"));
                 assert_eq!(
-                    err.to_string(),
-                    format!(
-                        "Cannot '{}' instance {} while it is in vm_state {}",
-                        action.rule().nova_name,
-                        s.id,
-                        vm.as_str()
-                    )
+                    err,
+                    ActionDenied::WrongState {
+                        action,
+                        server_id: s.id.clone(),
+                        attr: StateAttr::VmState,
+                        vm_state: *vm,
+                        task_state: None,
+                    }
                 );
                 assert_eq!(err.http_status(), 409);
             }
@@ -152,13 +153,14 @@ fn every_action_with_every_task_state() {
             assert_eq!(got.is_ok(), expect_ok, "{a} with task {t}: {got:?}");
             if let Err(e) = got {
                 assert_eq!(
-                    e.to_string(),
-                    format!(
-                        "Cannot '{}' instance {} while it is in task_state {}",
-                        rule.nova_name,
-                        s.id,
-                        t.as_str()
-                    )
+                    e,
+                    ActionDenied::WrongState {
+                        action: *a,
+                        server_id: s.id.clone(),
+                        attr: StateAttr::TaskState,
+                        vm_state: vm,
+                        task_state: Some(*t),
+                    }
                 );
             }
         }
@@ -210,8 +212,10 @@ fn locks_block_members_not_admins() {
             assert!(matches!(member, Err(ActionDenied::Forbidden { .. })), "{a}");
         } else if rule.checks_lock {
             assert_eq!(
-                member.unwrap_err().to_string(),
-                format!("Instance {} is locked", s.id),
+                member.unwrap_err(),
+                ActionDenied::Locked {
+                    server_id: s.id.clone()
+                },
                 "{a}"
             );
         } else {
@@ -242,10 +246,12 @@ fn admin_lock_cannot_be_removed_by_owner() {
     let mut s = server(VmState::Active, None);
     s.locked = true;
     s.locked_by = Some(LockedBy::Admin);
-    assert!(matches!(
-        check(Action::Unlock, &s, &actor(Role::Member)),
-        Err(ActionDenied::Forbidden { .. })
-    ));
+    assert_eq!(
+        check(Action::Unlock, &s, &actor(Role::Member)).unwrap_err(),
+        ActionDenied::Forbidden {
+            permission: Permission::UnlockOverride
+        }
+    );
     s.locked_by = Some(LockedBy::Owner);
     assert!(check(Action::Unlock, &s, &actor(Role::Member)).is_ok());
 }
@@ -256,8 +262,11 @@ fn never_launched_servers_refuse_state_checked_actions() {
     s.launched_at = None;
     let e = check(Action::Rebuild, &s, &actor(Role::Member)).unwrap_err();
     assert_eq!(
-        e.to_string(),
-        format!("Instance {} is in an invalid state for 'rebuild'", s.id)
+        e,
+        ActionDenied::NotLaunched {
+            action: Action::Rebuild,
+            server_id: s.id.clone()
+        }
     );
     assert!(check(Action::Delete, &s, &actor(Role::Member)).is_ok());
     assert!(check(Action::ResetState, &s, &actor(Role::Admin)).is_ok());
