@@ -159,4 +159,23 @@ fn evacuated_host_is_fenced_and_an_unreachable_agent_does_not_stop_the_manager()
         (s["status"].as_str(), s["host"].as_str()),
         (Some("ACTIVE"), Some("host1"))
     );
+    assert!(
+        vms(agent_dir.path()).get(&name).is_some(),
+        "the dead host still has its copy"
+    );
+
+    // both restart: the host is fenced when it registers, before it is up
+    drop(api);
+    serve.kill9();
+    let _agent = start_agent();
+    let serve = Serve::start(dir.path(), port, &[], &extra);
+    let api = login(&serve);
+    assert!(host_up(&api, "host2"), "host2 registered up");
+    let left = vms(agent_dir.path());
+    assert!(
+        left.get(&name).is_none(),
+        "stale copy destroyed at registration: {left}"
+    );
+    let s = api.get(&format!("/api/v1/servers/{id}"));
+    assert_eq!(s["host"], "host1", "{s}");
 }

@@ -19,6 +19,14 @@ impl Engine {
         agent: Arc<dyn Hypervisor>,
     ) -> Result<Host, ComputeError> {
         let info = agent.host_info().await?;
+        // Fence at registration too (Nova's compute start): copies of
+        // servers that moved away or were deleted while this host was
+        // unknown are destroyed before it gets work.
+        if let Ok(vms) = agent.list().await {
+            if let Err(e) = self.destroy_stale_copies(name, &agent, &vms).await {
+                tracing::warn!(host = name, "cannot destroy stale copies: {e}");
+            }
+        }
         let host = Host {
             name: name.to_string(),
             endpoint: endpoint.to_string(),

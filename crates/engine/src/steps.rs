@@ -214,7 +214,15 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             // crash finds none and has nothing left to do.
             let pw = match wf.params["admin_pass"].as_str() {
                 Some(legacy) => Some(legacy.to_string()),
-                None => e.workflow_secret(&wf.id, ADMIN_PASS).await?,
+                None => match e.workflow_secret(&wf.id, ADMIN_PASS).await {
+                    Ok(p) => p,
+                    // e.g. sealed under another data dir's key: the guest
+                    // keeps its credentials, the workflow goes on.
+                    Err(err) => {
+                        tracing::warn!(server = %id, "admin password unavailable: {err}");
+                        None
+                    }
+                },
             };
             if let Some(pw) = pw {
                 if s.power_state == PowerState::Running {
