@@ -31,8 +31,9 @@ BUSYBOX=/bin/busybox
 # Modules to include (dependencies are added automatically): MODULES are
 # always loaded, DISK_MODULES only when the guest has a virtio disk.
 # crc32c_generic is ext4's/jbd2's crypto soft dependency; crc32c-intel needs
-# SSE4.2, which the default TCG CPU lacks.
-MODULES=(virtio_pci virtio_blk virtio_net virtio_console button evdev)
+# SSE4.2, which the default TCG CPU lacks. pvpanic_mmio drives the ISA pvpanic
+# device, so a guest panic reaches QMP (GUEST_PANICKED).
+MODULES=(virtio_pci virtio_blk virtio_net virtio_console button evdev pvpanic_mmio)
 DISK_MODULES=(crc32c_generic ext4)
 
 log() { echo "build-image: $*" >&2; }

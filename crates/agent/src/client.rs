@@ -242,4 +242,48 @@ mod tests {
         let down = RemoteAgent::new("http://127.0.0.1:1", "x");
         assert!(matches!(down.list().await, Err(HvError::Unreachable(_))));
     }
+
+    #[tokio::test]
+    async fn empty_token_is_refused_and_checked_before_the_body() {
+        let fake = Arc::new(FakeDriver::new(FakeConfig::from_env("h3")));
+        let serve = |token: &str| {
+            let app = crate::router(fake.clone(), token.to_string());
+            async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                format!("http://{addr}")
+            }
+        };
+        let http = reqwest::Client::new();
+        let post = |url: String, auth: &'static str, body: &'static str| {
+            http.post(format!("{url}/v1/rpc"))
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        // An agent whose token file was empty admits nobody, "Bearer " included.
+        let empty = serve("").await;
+        let r = post(empty.clone(), "Bearer ", r#"{"op":"list"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(RemoteAgent::new(&empty, "").list().await.is_err());
+        // The token is checked first: a malformed body without the token is
+        // 401, not a parse error; with the token it is 400.
+        let real = serve("t0ken").await;
+        let r = post(real.clone(), "Bearer nope", "{not json")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = post(real.clone(), "Bearer t0ken", "{not json")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = post(real, "Bearer t0ken", r#"{"op":"list"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -62,6 +63,7 @@ struct AgentState {
 }
 
 /// The agent's HTTP service: `POST /v1/rpc` (bearer token) and `GET /v1/health`.
+/// An empty `token` admits nobody.
 pub fn router(hv: Arc<dyn Hypervisor>, token: String) -> Router {
     Router::new()
         .route("/v1/rpc", post(rpc))
@@ -72,22 +74,59 @@ pub fn router(hv: Arc<dyn Hypervisor>, token: String) -> Router {
         })
 }
 
-async fn rpc(
-    State(st): State<AgentState>,
-    headers: HeaderMap,
-    Json(req): Json<AgentRequest>,
-) -> Result<Json<AgentResponse>, StatusCode> {
-    let ok = headers
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time. An empty expected token matches nothing.
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    if token.is_empty() {
+        return false;
+    }
+    let Some(given) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), st.token.as_bytes()));
-    if !ok {
-        return Err(StatusCode::UNAUTHORIZED);
+    else {
+        return false;
+    };
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// The token is checked before the body is parsed.
+async fn rpc(
+    State(st): State<AgentState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<AgentResponse>, (StatusCode, String)> {
+    if !authorized(&headers, &st.token) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "bad or missing agent token".into(),
+        ));
     }
+    let req: AgentRequest = serde_json::from_slice(&body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad agent request: {e}")))?;
     Ok(Json(dispatch(st.hv.as_ref(), req).await))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn bearer(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn empty_token_admits_nobody() {
+        assert!(!authorized(&bearer("Bearer "), ""));
+        assert!(!authorized(&bearer("Bearer"), ""));
+        assert!(!authorized(&HeaderMap::new(), ""));
+        assert!(authorized(&bearer("Bearer s3"), "s3"));
+        assert!(!authorized(&bearer("Bearer s4"), "s3"));
+        assert!(!authorized(&bearer("Bearer s3x"), "s3"));
+        assert!(!authorized(&bearer("Basic s3"), "s3"));
+    }
 }

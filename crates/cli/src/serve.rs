@@ -19,6 +19,28 @@ pub enum DriverKind {
     Fake,
 }
 
+/// Accelerator of a qemu host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when the guest kernel boots under it within a deadline, else TCG.
+    Auto,
+    /// KVM (a VM it cannot boot fails at once and the host falls back to TCG).
+    Kvm,
+    /// Emulation.
+    Tcg,
+}
+
+impl From<AccelArg> for lifeboat_hypervisor::qemu::Accel {
+    fn from(a: AccelArg) -> Self {
+        use lifeboat_hypervisor::qemu::Accel;
+        match a {
+            AccelArg::Auto => Accel::Auto,
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }
+    }
+}
+
 /// `lifeboat serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -67,6 +89,12 @@ pub struct ServeArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub enable_test_hooks: bool,
+    /// Accelerator of the in-process qemu host.
+    #[arg(long, value_enum, default_value = "auto", env = "LIFEBOAT_ACCEL")]
+    pub accel: AccelArg,
+    /// Address the in-process qemu host receives migrations on (RAM and NBD disks).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub migration_address: std::net::IpAddr,
 }
 
 /// `lifeboat agent` options.
@@ -87,6 +115,25 @@ pub struct AgentArgs {
     /// File holding the shared agent token (the manager's `<data-dir>/agent-token`).
     #[arg(long)]
     pub token_file: PathBuf,
+    /// Accelerator (qemu driver).
+    #[arg(long, value_enum, default_value = "auto", env = "LIFEBOAT_ACCEL")]
+    pub accel: AccelArg,
+    /// Directory with the guest image (vmlinux, initramfs.cpio.gz) the
+    /// accelerator probe boots.
+    #[arg(long, env = "LIFEBOAT_GUEST_DIR")]
+    pub guest_dir: Option<PathBuf>,
+    /// Address this host receives migrations on (RAM and NBD disks); other
+    /// hosts must reach it. Default: the `--listen` address.
+    #[arg(long)]
+    pub migration_address: Option<std::net::IpAddr>,
+    /// Honour the fake driver's failure injection (`LIFEBOAT_FAKE_FAIL`).
+    /// Never set this in production.
+    #[arg(
+        long,
+        env = "LIFEBOAT_ENABLE_TEST_HOOKS",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub enable_test_hooks: bool,
 }
 
 fn init_tracing() {
@@ -105,15 +152,25 @@ fn qemu_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// How a qemu host is set up.
+struct QemuOptions {
+    accel: AccelArg,
+    guest_dir: Option<PathBuf>,
+    migration_address: std::net::IpAddr,
+    /// Honour `LIFEBOAT_FAKE_FAIL` (fake driver).
+    test_hooks: bool,
+}
+
 async fn make_driver(
     kind: DriverKind,
     host: &str,
     state_dir: &Path,
+    q: QemuOptions,
 ) -> anyhow::Result<Arc<dyn Hypervisor>> {
     std::fs::create_dir_all(state_dir)?;
     match kind {
         DriverKind::Fake => {
-            let mut cfg = FakeConfig::from_env(host);
+            let mut cfg = FakeConfig::from_env_with_hooks(host, q.test_hooks);
             cfg.state_file = Some(state_dir.join(format!("fake-{host}.json")));
             Ok(Arc::new(FakeDriver::new(cfg)))
         }
@@ -121,10 +178,19 @@ async fn make_driver(
             if !qemu_installed() {
                 bail!("--driver qemu: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
             }
-            let cfg = lifeboat_hypervisor::qemu::QemuConfig::new(state_dir, host);
-            let d = lifeboat_hypervisor::qemu::QemuDriver::new(cfg)
+            use lifeboat_hypervisor::qemu::{ProbeImage, QemuConfig, QemuDriver};
+            let mut cfg = QemuConfig::new(state_dir, host);
+            cfg.accel = q.accel.into();
+            cfg.probe_image = q.guest_dir.as_deref().and_then(ProbeImage::in_dir);
+            cfg.migration_address = q.migration_address.to_string();
+            let d = QemuDriver::new(cfg)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the qemu driver: {e}"))?;
+            eprintln!(
+                "lifeboat: host {host}: accelerator {} ({})",
+                d.accel().name(),
+                d.accel_reason()
+            );
             Ok(Arc::new(d))
         }
     }
@@ -134,7 +200,13 @@ async fn make_driver(
 fn agent_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("agent-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_string());
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+        eprintln!(
+            "lifeboat: {} was empty: writing a new agent token",
+            path.display()
+        );
     }
     use rand_token::token;
     let t = token();
@@ -275,6 +347,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         driver,
         &a.host_name,
         &data_dir.join("hosts").join(&a.host_name),
+        QemuOptions {
+            accel: a.accel,
+            guest_dir: guest_dir.clone(),
+            migration_address: a.migration_address,
+            test_hooks: a.enable_test_hooks,
+        },
     )
     .await?;
     engine.add_host(&a.host_name, "local", "nova", hv).await?;
@@ -328,7 +406,30 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", a.token_file.display()))?
         .trim()
         .to_string();
-    let hv = make_driver(a.driver, &a.name, &a.data_dir).await?;
+    if token.is_empty() {
+        bail!(
+            "{} is empty: the agent token must be the manager's <data-dir>/agent-token",
+            a.token_file.display()
+        );
+    }
+    if a.enable_test_hooks {
+        eprintln!("lifeboat agent: warning: test hooks enabled (never in production)");
+    }
+    let migration_address = a.migration_address.unwrap_or_else(|| {
+        let ip = a.listen.ip();
+        if ip.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        }
+    });
+    let qemu = QemuOptions {
+        accel: a.accel,
+        guest_dir: a.guest_dir.clone().or_else(default_guest_dir),
+        migration_address,
+        test_hooks: a.enable_test_hooks,
+    };
+    let hv = make_driver(a.driver, &a.name, &a.data_dir, qemu).await?;
     let app = lifeboat_agent::router(hv, token);
     let listener = tokio::net::TcpListener::bind(a.listen).await?;
     eprintln!("lifeboat agent {}: serving on http://{}", a.name, a.listen);

@@ -284,6 +284,7 @@ impl Engine {
                     if let Some(x) = self.inner.hosts.write().await.get_mut(&name) {
                         x.missed = 0;
                     }
+                    self.refresh_accelerator(&name, &h).await?;
                     if !h.up {
                         // Fence first: a host back from the dead serves
                         // nothing before its evacuated copies are gone.
@@ -369,6 +370,37 @@ impl Engine {
             }
         }
         self.reclaim().await
+    }
+
+    /// Keeps the host record's accelerator that of the host (a qemu host
+    /// falls back from KVM to TCG when KVM fails a guest).
+    async fn refresh_accelerator(&self, name: &str, h: &HostHandle) -> Result<(), ComputeError> {
+        let Ok(info) = h.agent.host_info().await else {
+            return Ok(());
+        };
+        if info.accelerator == h.host.accelerator {
+            return Ok(());
+        }
+        if let Some(mut host) = self.inner.store.get::<Host>(name).await? {
+            host.accelerator = info.accelerator.clone();
+            self.inner.store.put(&host).await?;
+        }
+        if let Some(live) = self.inner.hosts.write().await.get_mut(name) {
+            live.host.accelerator = info.accelerator.clone();
+        }
+        self.event(NewEvent {
+            level: Level::Warn,
+            server_id: None,
+            project_id: None,
+            workflow_id: None,
+            step: None,
+            message: format!(
+                "host {name} now uses accelerator {} (was {})",
+                info.accelerator, h.host.accelerator
+            ),
+        })
+        .await;
+        Ok(())
     }
 
     /// Nova's `_sync_power_states`: a server idle in ACTIVE whose VM is found

@@ -8,7 +8,9 @@
 //! serve --driver fake`:
 //! - `LIFEBOAT_FAKE_DELAY_MS`: delay of every operation (default 0).
 //! - `LIFEBOAT_FAKE_FAIL`: `op:count,...` — the next `count` calls of `op`
-//!   fail with [`HvError::Injected`] (ops are the trait method names).
+//!   fail with [`HvError::Injected`] (ops are the trait method names). A test
+//!   hook: honoured only with `LIFEBOAT_ENABLE_TEST_HOOKS=1` (or the CLI's
+//!   `--enable-test-hooks`), ignored with a warning otherwise.
 //!
 //! With a `state_file`, every change is written to that JSON file and read
 //! back at start, the way a real host keeps its VMs running while the
@@ -43,17 +45,42 @@ pub struct FakeConfig {
     pub capacity: (u32, u64, u64),
 }
 
+/// Environment variable that turns the test hooks on (shared with the engine's).
+pub const TEST_HOOKS_ENV: &str = "LIFEBOAT_ENABLE_TEST_HOOKS";
+
+/// Whether `LIFEBOAT_ENABLE_TEST_HOOKS` is `1` (or `true`, `yes`).
+pub fn test_hooks_enabled() -> bool {
+    matches!(
+        std::env::var(TEST_HOOKS_ENV).as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
 impl FakeConfig {
-    /// Reads `LIFEBOAT_FAKE_DELAY_MS` and `LIFEBOAT_FAKE_FAIL`.
+    /// Reads `LIFEBOAT_FAKE_DELAY_MS`, and `LIFEBOAT_FAKE_FAIL` when
+    /// [`test_hooks_enabled`].
     pub fn from_env(hostname: &str) -> FakeConfig {
+        FakeConfig::from_env_with_hooks(hostname, test_hooks_enabled())
+    }
+
+    /// Reads `LIFEBOAT_FAKE_DELAY_MS`, and `LIFEBOAT_FAKE_FAIL` only when
+    /// `test_hooks` (it is ignored, with a warning, otherwise).
+    pub fn from_env_with_hooks(hostname: &str, test_hooks: bool) -> FakeConfig {
         let delay = std::env::var("LIFEBOAT_FAKE_DELAY_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or_default();
-        let failures = std::env::var("LIFEBOAT_FAKE_FAIL")
-            .map(|v| parse_failures(&v))
-            .unwrap_or_default();
+        let failures = match std::env::var("LIFEBOAT_FAKE_FAIL") {
+            Ok(v) if test_hooks => parse_failures(&v),
+            Ok(_) => {
+                tracing::warn!(
+                    "LIFEBOAT_FAKE_FAIL ignored: test hooks are off ({TEST_HOOKS_ENV}=1 turns them on)"
+                );
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        };
         FakeConfig {
             hostname: hostname.to_string(),
             delay,
@@ -571,6 +598,16 @@ fn status_of(vm: &FakeVm) -> VmStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fake_fail_needs_the_test_hooks() {
+        std::env::set_var("LIFEBOAT_FAKE_FAIL", "start:2");
+        let off = FakeConfig::from_env_with_hooks("h", false);
+        let on = FakeConfig::from_env_with_hooks("h", true);
+        std::env::remove_var("LIFEBOAT_FAKE_FAIL");
+        assert!(off.failures.is_empty());
+        assert_eq!(on.failures.get("start"), Some(&2));
+    }
 
     fn spec(name: &str) -> VmSpec {
         VmSpec {

@@ -18,6 +18,7 @@
 //! only when [`probe_accelerator`] booted a tiny guest under it within a
 //! deadline, else TCG.
 
+pub mod accel;
 mod agent;
 mod console;
 pub mod disk;
@@ -40,31 +41,9 @@ use crate::{
     HostInfo, HvError, HvResult, Hypervisor, ImageRef, MigrationTarget, SnapshotInfo, VmSize,
     VmSpec, VmStatus,
 };
+pub use accel::{Accel, ProbeImage, ProbeResult};
 use process::{files, DiskSlot, Launch};
 use qmp::{Qmp, QmpError};
-
-/// Accelerator choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    /// KVM if the probe boots a guest in time, else TCG.
-    Auto,
-    /// Hardware virtualisation.
-    Kvm,
-    /// Emulation.
-    Tcg,
-}
-
-impl Accel {
-    /// `kvm`, `tcg` or `auto`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Auto => "auto",
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
 
 /// SHA-512 crypt(3) of `password` with a random salt, computed on the host.
 fn host_side_hash(password: &str) -> String {
@@ -86,10 +65,18 @@ pub struct QemuConfig {
     pub qemu_binary: PathBuf,
     /// Accelerator; `Auto` probes.
     pub accel: Accel,
+    /// Guest booted by the KVM probe (the project's `guest/out`); without
+    /// one, `Auto` means TCG.
+    pub probe_image: Option<ProbeImage>,
     /// Capacity offered (vcpus, RAM MiB, disk GiB); detected when None.
     pub capacity: Option<(u32, u64, u64)>,
     /// How long a boot may take until the guest says ready.
     pub vm_ready_timeout: Duration,
+    /// How long a boot under KVM may take until the guest says ready; past
+    /// it KVM is taken to be unable to run the guest (a nested kvm-pvm
+    /// crawls for minutes, then stops with an internal error), the VM fails
+    /// and the host falls back to TCG. A working KVM boots it in ~1 s.
+    pub kvm_ready_timeout: Duration,
     /// Deadline of the KVM probe boot.
     pub kvm_probe_timeout: Duration,
     /// Bound of `serial.log` before it rotates.
@@ -112,9 +99,11 @@ impl QemuConfig {
             hostname: hostname.to_string(),
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
             accel: Accel::Auto,
+            probe_image: None,
             capacity: None,
             vm_ready_timeout: Duration::from_secs(120),
-            kvm_probe_timeout: Duration::from_millis(1500),
+            kvm_ready_timeout: Duration::from_secs(30),
+            kvm_probe_timeout: Duration::from_secs(8),
             serial_log_max: 1 << 20,
             migration_bandwidth: 4 << 30,
             base_cmdline: "console=ttyS0 quiet".into(),
@@ -124,25 +113,22 @@ impl QemuConfig {
     }
 }
 
-/// Probes KVM by booting a tiny guest (a boot sector after SeaBIOS) under it
-/// with a 1.5 s deadline (working KVM: ~0.2 s; the nested kvm-pvm of these
-/// machines: ~3.5 s, and real kernels then fail); returns [`Accel::Kvm`] when
-/// that worked in time, else [`Accel::Tcg`]. The result is logged.
-pub async fn probe_accelerator(qemu_binary: &Path) -> Accel {
-    probe_accelerator_within(qemu_binary, Duration::from_millis(1500)).await
-}
-
-/// [`probe_accelerator`] with an explicit deadline.
-pub async fn probe_accelerator_within(qemu_binary: &Path, deadline: Duration) -> Accel {
-    match process::kvm_boots(qemu_binary, deadline).await {
-        Ok(took) => {
-            tracing::info!(?took, "kvm probe guest booted: using kvm");
-            Accel::Kvm
+/// Resolves `Auto` by booting the guest under KVM (see [`accel`]); `Kvm`
+/// and `Tcg` are taken as given.
+pub async fn resolve_accelerator(cfg: &QemuConfig) -> ProbeResult {
+    match cfg.accel {
+        Accel::Auto => {
+            accel::probe(
+                &cfg.qemu_binary,
+                cfg.probe_image.as_ref(),
+                cfg.kvm_probe_timeout,
+            )
+            .await
         }
-        Err(why) => {
-            tracing::info!(%why, "kvm unusable: using tcg");
-            Accel::Tcg
-        }
+        a => ProbeResult {
+            accel: a,
+            reason: format!("{} forced by configuration", a.name()),
+        },
     }
 }
 
@@ -166,7 +152,8 @@ struct VmState {
 
 struct Inner {
     cfg: QemuConfig,
-    accel: Accel,
+    /// Accelerator for new qemu processes; drops to TCG when KVM fails a guest.
+    accel: Mutex<ProbeResult>,
     vms_dir: PathBuf,
     /// Per-VM operation locks (one operation at a time per VM).
     op_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -255,14 +242,11 @@ impl QemuDriver {
         std::fs::create_dir_all(&vms_dir)
             .map_err(|e| HvError::Other(format!("{}: {e}", vms_dir.display())))?;
         let vms_dir = std::fs::canonicalize(&vms_dir).map_err(other)?;
-        let accel = match cfg.accel {
-            Accel::Auto => probe_accelerator_within(&cfg.qemu_binary, cfg.kvm_probe_timeout).await,
-            a => a,
-        };
-        tracing::info!(host = %cfg.hostname, accel = accel.name(), "qemu driver");
+        let accel = resolve_accelerator(&cfg).await;
+        tracing::info!(host = %cfg.hostname, accel = accel.accel.name(), reason = %accel.reason, "qemu driver");
         let inner = Arc::new(Inner {
             cfg,
-            accel,
+            accel: Mutex::new(accel),
             vms_dir,
             op_locks: Mutex::default(),
             poll_locks: Mutex::default(),
@@ -280,9 +264,56 @@ impl QemuDriver {
         Ok(d)
     }
 
-    /// The accelerator in use (`Kvm` or `Tcg`).
+    /// The accelerator new VMs use (`Kvm` or `Tcg`).
     pub fn accel(&self) -> Accel {
-        self.inner.accel
+        self.inner.accel.lock().unwrap().accel
+    }
+
+    /// Why that accelerator is in use (probe outcome or the KVM failure seen).
+    pub fn accel_reason(&self) -> String {
+        self.inner.accel.lock().unwrap().reason.clone()
+    }
+
+    /// Switches new VMs on this host (and drivers created later in this
+    /// process) to TCG after KVM failed a guest.
+    fn fall_back_to_tcg(&self, why: &str) {
+        let mut a = self.inner.accel.lock().unwrap();
+        if a.accel == Accel::Kvm {
+            tracing::warn!(host = %self.inner.cfg.hostname, %why, "kvm failed a guest: new vms use tcg");
+            *a = ProbeResult {
+                accel: Accel::Tcg,
+                reason: why.to_string(),
+            };
+        }
+        drop(a);
+        accel::demote_to_tcg(why);
+    }
+
+    /// Checks a VM's run state for the two ways a guest stops for good
+    /// (KVM internal error, guest panic); returns the fault. A KVM failure
+    /// ends the qemu (it cannot run on) and makes the host fall back to TCG.
+    async fn fatal_run_state(&self, name: &str) -> Option<HvError> {
+        let rs = self.run_state(name).await?;
+        match rs.as_str() {
+            "internal-error" => {
+                let why = format!(
+                    "{name}: KVM internal error: this host's KVM cannot run the guest \
+                     (the VM stopped in run state internal-error); new VMs on {} use TCG",
+                    self.inner.cfg.hostname
+                );
+                self.fall_back_to_tcg(&why);
+                console::append_line(&self.dir(name), "[lifeboat] KVM internal error: vm stopped");
+                if let Some(pid) = process::running_pid(&self.dir(name)) {
+                    let _ = process::kill_hard(pid, &self.dir(name)).await;
+                }
+                Some(HvError::Other(why))
+            }
+            "guest-panicked" => Some(HvError::Other(format!(
+                "{name}: the guest kernel panicked (pvpanic); console:\n{}",
+                console::tail(&self.dir(name), Some(15))
+            ))),
+            _ => None,
+        }
     }
 
     /// Settings.
@@ -539,7 +570,7 @@ impl QemuDriver {
             qemu_binary: self.inner.cfg.qemu_binary.clone(),
             name: spec.name.clone(),
             dir,
-            accel: self.inner.accel,
+            accel: self.accel(),
             vcpus: spec.size.vcpus,
             ram_mb: spec.size.ram_mb,
             kernel: image.kernel.as_ref().map(PathBuf::from),
@@ -569,13 +600,19 @@ impl QemuDriver {
         let started = std::time::Instant::now();
         match launch.spawn().await {
             Ok(pid) => {
-                tracing::info!(vm = %spec.name, pid, accel = self.inner.accel.name(),
+                tracing::info!(vm = %spec.name, pid, accel = launch.accel.name(),
                     took = ?started.elapsed(), "qemu started ({why})");
                 Ok(offset)
             }
             Err(e) => {
                 st.want_running = false;
                 self.save_state(&spec.name, st)?;
+                if launch.accel == Accel::Kvm {
+                    self.fall_back_to_tcg(&format!(
+                        "qemu could not start a VM under KVM ({e}); new VMs on {} use TCG",
+                        self.inner.cfg.hostname
+                    ));
+                }
                 Err(e)
             }
         }
@@ -586,6 +623,9 @@ impl QemuDriver {
         let dir = self.dir(name);
         let started = Instant::now();
         let end = started + self.inner.cfg.vm_ready_timeout;
+        let under_kvm = process::accel_of(&dir) == Some(Accel::Kvm);
+        let kvm_end = started + self.inner.cfg.kvm_ready_timeout;
+        let mut next_qmp_check = started + Duration::from_millis(250);
         loop {
             let out = console::since(&dir, offset);
             if console::contains(&out, console::READY_MARKER) {
@@ -598,11 +638,31 @@ impl QemuDriver {
                     console::tail(&dir, Some(15))
                 )));
             }
+            if Instant::now() >= next_qmp_check {
+                if let Some(fault) = self.fatal_run_state(name).await {
+                    return Err(fault);
+                }
+                next_qmp_check = Instant::now() + Duration::from_millis(250);
+            }
             if console::contains(&out, "Kernel panic - not syncing") {
                 return Err(HvError::Other(format!(
                     "{name}: guest kernel panicked while booting; console:\n{}",
                     console::tail(&dir, Some(15))
                 )));
+            }
+            if under_kvm && Instant::now() >= kvm_end {
+                let why = format!(
+                    "{name}: the guest did not boot under KVM within {:?} (a working KVM boots \
+                     it in about a second): this host's KVM cannot run the guest; new VMs on {} \
+                     use TCG",
+                    self.inner.cfg.kvm_ready_timeout, self.inner.cfg.hostname
+                );
+                self.fall_back_to_tcg(&why);
+                console::append_line(&dir, "[lifeboat] no boot under KVM: vm stopped");
+                if let Some(pid) = process::running_pid(&dir) {
+                    let _ = process::kill_hard(pid, &dir).await;
+                }
+                return Err(HvError::Other(why));
             }
             if Instant::now() >= end {
                 return Err(HvError::Timeout(format!(
@@ -807,7 +867,13 @@ async fn housekeeping(inner: Weak<Inner>) {
             let Ok(_g) = lock.try_lock() else {
                 continue;
             };
-            if d.run_state(&name).await.as_deref() == Some("shutdown") {
+            let rs = d.run_state(&name).await;
+            if rs.as_deref() == Some("internal-error") {
+                if let Some(fault) = d.fatal_run_state(&name).await {
+                    tracing::error!(vm = %name, "{fault}");
+                }
+            }
+            if rs.as_deref() == Some("shutdown") {
                 if let Ok((_, mut st)) = d.load(&name) {
                     tracing::info!(vm = %name, "guest powered off: ending its qemu");
                     let _ = d.live_state(&name, &mut st).await;
@@ -832,7 +898,7 @@ impl Hypervisor for QemuDriver {
         Ok(HostInfo {
             hostname: self.inner.cfg.hostname.clone(),
             driver: "qemu".into(),
-            accelerator: self.inner.accel.name().into(),
+            accelerator: self.accel().name().into(),
             vcpus,
             ram_mb,
             disk_gb,

@@ -1,5 +1,4 @@
-//! The qemu process: command line, daemonized launch, pid checks, signals and
-//! the accelerator probe.
+//! The qemu process: command line, daemonized launch, pid checks and signals.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -222,6 +221,20 @@ pub fn alive(pid: u32, dir: &Path) -> bool {
     String::from_utf8_lossy(&cmdline).contains(needle.as_ref())
 }
 
+/// The accelerator the live qemu of `dir` runs with (from its command line).
+pub fn accel_of(dir: &Path) -> Option<Accel> {
+    let pid = running_pid(dir)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let i = args.iter().position(|a| *a == b"-accel")?;
+    let v = args.get(i + 1)?;
+    Some(if v.starts_with(b"kvm") {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    })
+}
+
 /// The live qemu pid of the VM in `dir`.
 pub fn running_pid(dir: &Path) -> Option<u32> {
     read_pid(dir).filter(|p| alive(*p, dir))
@@ -264,77 +277,4 @@ pub fn free_port(addr: &str) -> HvResult<u16> {
     Ok(l.local_addr()
         .map_err(|e| HvError::Other(e.to_string()))?
         .port())
-}
-
-/// A 512-byte boot sector that prints `OK` on COM1 and exits qemu through
-/// `isa-debug-exit` (exit status 3).
-fn probe_boot_sector() -> Vec<u8> {
-    let mut b = vec![
-        0xBA, 0xF8, 0x03, // mov dx, 0x3f8
-        0xB0, b'O', 0xEE, // mov al, 'O'; out dx, al
-        0xB0, b'K', 0xEE, // mov al, 'K'; out dx, al
-        0xBA, 0xF4, 0x00, // mov dx, 0xf4
-        0xB0, 0x01, 0xEE, // mov al, 1; out dx, al  → exit (1<<1)|1 = 3
-        0xF4, 0xEB, 0xFD, // hlt; jmp hlt
-    ];
-    b.resize(510, 0);
-    b.extend([0x55, 0xAA]);
-    b
-}
-
-/// Boots a tiny guest with `-accel kvm` and reports whether it finished
-/// within `deadline`. A broken or much-too-slow KVM (nested kvm-pvm) fails.
-pub async fn kvm_boots(qemu_binary: &Path, deadline: Duration) -> Result<Duration, String> {
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm");
-    if let Err(e) = kvm {
-        return Err(format!("/dev/kvm: {e}"));
-    }
-    let dir = std::env::temp_dir().join(format!("lifeboat-kvm-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let img = dir.join("boot.img");
-    std::fs::write(&img, probe_boot_sector()).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let run = Command::new(qemu_binary)
-        .args([
-            "-accel",
-            "kvm",
-            "-machine",
-            "pc",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-m",
-            "16",
-            "-serial",
-            "stdio",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=4",
-            "-drive",
-        ])
-        .arg(format!("file={},format=raw,if=ide", img.display()))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let res = tokio::time::timeout(deadline, run).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    match res {
-        Err(_) => Err(format!("no boot within {deadline:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(out)) => {
-            let said = String::from_utf8_lossy(&out.stdout);
-            if out.status.code() == Some(3) && said.contains("OK") {
-                Ok(started.elapsed())
-            } else {
-                Err(format!(
-                    "probe guest failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        }
-    }
 }
