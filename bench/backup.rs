@@ -338,17 +338,10 @@ fn main() -> Result<()> {
     );
     let (t, ()) = timed(|| {
         run(Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-o",
-                "data_file=disk.raw,data_file_raw=on",
-                "disk.qcow2",
-            ])
-            .arg(o.size.to_string())
-            .current_dir(d))?;
+            .args(["create", "-q", "-f", "qcow2", "-o"])
+            .arg(format!("data_file={},data_file_raw=on", raw.display()))
+            .arg(&qcow)
+            .arg(o.size.to_string()))?;
         fill_image(&raw, o.size)?;
         run(Command::new("qemu-img")
             .args(["bitmap", "--add"])
