@@ -215,16 +215,12 @@ fn agent_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 mod rand_token {
+    /// 32 bytes from the operating system's generator, hex-encoded.
     pub fn token() -> String {
+        use rand::RngCore;
         let mut b = [0u8; 32];
-        getrandom(&mut b);
+        rand::rngs::OsRng.fill_bytes(&mut b);
         b.iter().map(|x| format!("{x:02x}")).collect()
-    }
-    fn getrandom(b: &mut [u8]) {
-        use std::io::Read;
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(b))
-            .expect("/dev/urandom");
     }
 }
 

@@ -78,7 +78,7 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     }
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
-    out.iter().zip(&hash).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(&out[..], &hash[..]))
 }
 
 fn token_hash(token: &str) -> String {
