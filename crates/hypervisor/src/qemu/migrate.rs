@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::process;
 use super::qmp::Qmp;
-use super::{console, disk, other, qmp_err, QemuDriver, VmState};
+use super::{console, disk, other, qmp_err, DriverState, QemuDriver};
 use crate::{HvError, HvResult, MigrationTarget, VmSpec};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
@@ -193,9 +193,9 @@ pub(super) async fn prepare_incoming(d: &QemuDriver, spec: &VmSpec) -> HvResult<
         uri: format!("tcp:{addr}:{mig_port}"),
         disk: format!("nbd:{addr}:{nbd_port}"),
     };
-    let mut st = VmState {
+    let mut st = DriverState {
         incoming: Some(target.clone()),
-        ..VmState::default()
+        ..DriverState::default()
     };
     d.save_state(name, &st)?;
     d.save_spec(spec)?;

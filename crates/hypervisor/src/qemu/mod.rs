@@ -19,9 +19,9 @@
 //! deadline, else TCG.
 
 pub mod accel;
-mod agent;
 mod console;
 pub mod disk;
+mod guest;
 mod migrate;
 pub mod process;
 pub mod qmp;
@@ -45,13 +45,28 @@ pub use accel::{Accel, ProbeImage, ProbeResult};
 use process::{files, DiskSlot, Launch};
 use qmp::{Qmp, QmpError};
 
-/// SHA-512 crypt(3) of `password` with a random salt, computed on the host.
-fn host_side_hash(password: &str) -> String {
-    use rand::RngCore;
-    let mut salt = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut salt);
-    let salt = lifeboat_guest_agent::crypt::salt_from_bytes(&salt);
-    lifeboat_guest_agent::crypt::sha512_crypt(password.as_bytes(), &salt, None)
+/// SHA-512 crypt(3) (`$6$salt$hash`, 5000 rounds) of `password` with a
+/// random salt, computed on the host so the plaintext never enters the guest.
+fn host_side_hash(password: &str) -> HvResult<String> {
+    sha_crypt::sha512_simple(password, &sha_crypt::Sha512Params::default())
+        .map_err(|e| HvError::Other(format!("sha512-crypt: {e:?}")))
+}
+
+#[cfg(test)]
+mod hash_tests {
+    #[test]
+    fn sha512_crypt_matches_the_reference() {
+        // The test vector of Drepper's SHA-crypt specification.
+        let p = sha_crypt::Sha512Params::default();
+        let h = sha_crypt::sha512_crypt_b64(b"Hello world!", b"saltstring", &p).unwrap();
+        assert_eq!(
+            h,
+            "svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
+        );
+        let ours = super::host_side_hash("s3cret").unwrap();
+        assert!(ours.starts_with("$6$"), "{ours}");
+        sha_crypt::sha512_check("s3cret", &ours).unwrap();
+    }
 }
 
 /// QEMU driver settings.
@@ -134,7 +149,7 @@ pub async fn resolve_accelerator(cfg: &QemuConfig) -> ProbeResult {
 
 /// Driver-private state of one VM (`state.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct VmState {
+struct DriverState {
     /// Booted into this rescue image.
     rescue: Option<ImageRef>,
     /// Sizes before an unconfirmed resize (`root.pre-resize.qcow2` exists).
@@ -352,7 +367,7 @@ impl QemuDriver {
         lock_of(&self.inner.op_locks, name)
     }
 
-    fn load(&self, name: &str) -> HvResult<(VmSpec, VmState)> {
+    fn load(&self, name: &str) -> HvResult<(VmSpec, DriverState)> {
         valid_name(name)?;
         let dir = self.dir(name);
         let spec: VmSpec = match std::fs::read(dir.join("spec.json")) {
@@ -366,7 +381,7 @@ impl QemuDriver {
         Ok((spec, st))
     }
 
-    fn save_state(&self, name: &str, st: &VmState) -> HvResult<()> {
+    fn save_state(&self, name: &str, st: &DriverState) -> HvResult<()> {
         write_json(&self.dir(name).join("state.json"), st)
     }
 
@@ -395,7 +410,7 @@ impl QemuDriver {
     async fn ga(&self, name: &str, cmd: &str, args: Value, deadline: Duration) -> HvResult<Value> {
         let lock = lock_of(&self.inner.ga_locks, name);
         let _g = lock.lock().await;
-        agent::request(&self.dir(name).join(files::GA), cmd, args, deadline).await
+        guest::request(&self.dir(name).join(files::GA), cmd, args, deadline).await
     }
 
     /// [`QemuDriver::ga`] for idempotent requests: a timed-out attempt is
@@ -424,7 +439,7 @@ impl QemuDriver {
             // Someone is talking to the agent right now.
             return true;
         };
-        agent::request(&self.dir(name).join(files::GA), "ping", json!({}), deadline)
+        guest::request(&self.dir(name).join(files::GA), "ping", json!({}), deadline)
             .await
             .is_ok()
     }
@@ -547,7 +562,7 @@ impl QemuDriver {
         v
     }
 
-    fn launch_for(&self, spec: &VmSpec, st: &VmState) -> Launch {
+    fn launch_for(&self, spec: &VmSpec, st: &DriverState) -> Launch {
         let dir = self.dir(&spec.name);
         let (image, disks) = match &st.rescue {
             Some(img) => {
@@ -585,7 +600,7 @@ impl QemuDriver {
 
     /// Spawns qemu for `spec`; returns the console offset after the boot
     /// line (the ready marker is looked for after it).
-    async fn boot(&self, spec: &VmSpec, st: &mut VmState, why: &str) -> HvResult<u64> {
+    async fn boot(&self, spec: &VmSpec, st: &mut DriverState, why: &str) -> HvResult<u64> {
         let dir = self.dir(&spec.name);
         if let Some(k) = st.rescue.as_ref().unwrap_or(&spec.image).kernel.as_deref() {
             if !Path::new(k).is_file() {
@@ -692,7 +707,7 @@ impl QemuDriver {
 
     /// If an incoming migration is pending that never happened (a cold
     /// migration copied the disks), ends the waiting qemu.
-    async fn settle_incoming(&self, name: &str, st: &mut VmState) -> HvResult<()> {
+    async fn settle_incoming(&self, name: &str, st: &mut DriverState) -> HvResult<()> {
         if st.incoming.is_none() {
             return Ok(());
         }
@@ -709,7 +724,7 @@ impl QemuDriver {
     }
 
     /// The run state, reaping a process whose guest powered off.
-    async fn live_state(&self, name: &str, st: &mut VmState) -> HvResult<Option<String>> {
+    async fn live_state(&self, name: &str, st: &mut DriverState) -> HvResult<Option<String>> {
         match self.run_state(name).await {
             Some(s) if s == "shutdown" => {
                 st.want_running = false;
@@ -730,7 +745,12 @@ impl QemuDriver {
         }
     }
 
-    async fn stop_locked(&self, name: &str, st: &mut VmState, timeout: Duration) -> HvResult<()> {
+    async fn stop_locked(
+        &self,
+        name: &str,
+        st: &mut DriverState,
+        timeout: Duration,
+    ) -> HvResult<()> {
         if st.suspended {
             let _ = std::fs::remove_file(self.dir(name).join("vmstate"));
             st.suspended = false;
@@ -773,12 +793,12 @@ impl QemuDriver {
         Ok(())
     }
 
-    async fn boot_and_wait(&self, spec: &VmSpec, st: &mut VmState, why: &str) -> HvResult<()> {
+    async fn boot_and_wait(&self, spec: &VmSpec, st: &mut DriverState, why: &str) -> HvResult<()> {
         let off = self.boot(spec, st, why).await?;
         self.wait_ready(&spec.name, off).await
     }
 
-    async fn finish_incoming_locked(&self, name: &str, st: &mut VmState) -> HvResult<()> {
+    async fn finish_incoming_locked(&self, name: &str, st: &mut DriverState) -> HvResult<()> {
         migrate::finish_incoming(self, name).await?;
         st.incoming = None;
         st.want_running = true;
@@ -930,7 +950,7 @@ impl Hypervisor for QemuDriver {
         self.make_root(spec, &spec.image, &dir.join("root.qcow2"))
             .await?;
         self.make_extra_disks(spec).await?;
-        self.save_state(&spec.name, &VmState::default())?;
+        self.save_state(&spec.name, &DriverState::default())?;
         // spec.json last: its presence means the VM is fully defined.
         self.save_spec(spec)?;
         tracing::info!(vm = %spec.name, "defined");
@@ -1369,7 +1389,7 @@ impl Hypervisor for QemuDriver {
         self.ga_retry(
             name,
             "set-password",
-            json!({"user": user, "hash": host_side_hash(password)}),
+            json!({"user": user, "hash": host_side_hash(password)?}),
             Duration::from_secs(30),
         )
         .await?;
@@ -1393,7 +1413,7 @@ impl Hypervisor for QemuDriver {
             )
             .await?;
         let r = &v["result"];
-        let out = agent::output_of(&v);
+        let out = guest::output_of(&v);
         if r["timed_out"] == true || r["exit_code"].as_i64().is_some_and(|c| c != 0) {
             return Err(HvError::Other(format!(
                 "maintenance {procedure} failed (exit {}, timed out {}): {out}",
