@@ -1,10 +1,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lifeboat_hypervisor::{
-    HostInfo, HvError, HvResult, Hypervisor, ImageRef, MigrationTarget, SnapshotInfo, VmSize,
-    VmSpec, VmStatus,
-};
+use lifeboat_hypervisor::{HvError, HvResult, Hypervisor, Own};
 use serde::de::DeserializeOwned;
 
 use crate::protocol::{AgentRequest, AgentResponse};
@@ -59,151 +56,32 @@ impl RemoteAgent {
     }
 }
 
-fn n(s: &str) -> String {
-    s.to_string()
+/// Generates the [`Hypervisor`] impl of [`RemoteAgent`] from
+/// [`lifeboat_hypervisor::host_primitives!`]: each call becomes one
+/// [`AgentRequest`].
+macro_rules! define_remote_agent {
+    ($( $(#[doc = $doc:literal])* $variant:ident => fn $method:ident( $( $arg:ident : $bty:ty as $oty:ty ),* ) -> $ret:ty; )*) => {
+        #[async_trait]
+        impl Hypervisor for RemoteAgent {
+            fn driver(&self) -> &'static str {
+                "remote"
+            }
+            $(
+                async fn $method(&self $(, $arg: $bty)*) -> HvResult<$ret> {
+                    self.call(AgentRequest::$variant { $( $arg: Own::own($arg) ),* }).await
+                }
+            )*
+        }
+    };
 }
 
-#[async_trait]
-impl Hypervisor for RemoteAgent {
-    fn driver(&self) -> &'static str {
-        "remote"
-    }
-    async fn host_info(&self) -> HvResult<HostInfo> {
-        self.call(AgentRequest::HostInfo).await
-    }
-    async fn define(&self, spec: &VmSpec) -> HvResult<()> {
-        self.call(AgentRequest::Define { spec: spec.clone() }).await
-    }
-    async fn destroy(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Destroy { name: n(name) }).await
-    }
-    async fn start(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Start { name: n(name) }).await
-    }
-    async fn stop(&self, name: &str, timeout_secs: u64) -> HvResult<()> {
-        self.call(AgentRequest::Stop {
-            name: n(name),
-            timeout_secs,
-        })
-        .await
-    }
-    async fn reboot(&self, name: &str, hard: bool) -> HvResult<()> {
-        self.call(AgentRequest::Reboot {
-            name: n(name),
-            hard,
-        })
-        .await
-    }
-    async fn pause(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Pause { name: n(name) }).await
-    }
-    async fn unpause(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Unpause { name: n(name) }).await
-    }
-    async fn suspend(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Suspend { name: n(name) }).await
-    }
-    async fn resume(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Resume { name: n(name) }).await
-    }
-    async fn rescue(&self, name: &str, image: &ImageRef) -> HvResult<()> {
-        self.call(AgentRequest::Rescue {
-            name: n(name),
-            image: image.clone(),
-        })
-        .await
-    }
-    async fn unrescue(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Unrescue { name: n(name) }).await
-    }
-    async fn rebuild(&self, name: &str, image: &ImageRef) -> HvResult<()> {
-        self.call(AgentRequest::Rebuild {
-            name: n(name),
-            image: image.clone(),
-        })
-        .await
-    }
-    async fn resize(&self, name: &str, size: &VmSize) -> HvResult<()> {
-        self.call(AgentRequest::Resize {
-            name: n(name),
-            size: *size,
-        })
-        .await
-    }
-    async fn confirm_resize(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::ConfirmResize { name: n(name) })
-            .await
-    }
-    async fn revert_resize(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::RevertResize { name: n(name) })
-            .await
-    }
-    async fn snapshot_disk(&self, name: &str, dest: &str) -> HvResult<SnapshotInfo> {
-        self.call(AgentRequest::SnapshotDisk {
-            name: n(name),
-            dest: n(dest),
-        })
-        .await
-    }
-    async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
-        self.call(AgentRequest::ConsoleOutput {
-            name: n(name),
-            lines,
-        })
-        .await
-    }
-    async fn crash_dump(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::CrashDump { name: n(name) }).await
-    }
-    async fn set_password(&self, name: &str, user: &str, password: &str) -> HvResult<()> {
-        self.call(AgentRequest::SetPassword {
-            name: n(name),
-            user: n(user),
-            password: n(password),
-        })
-        .await
-    }
-    async fn run_maintenance(&self, name: &str, procedure: &str) -> HvResult<String> {
-        self.call(AgentRequest::RunMaintenance {
-            name: n(name),
-            procedure: n(procedure),
-        })
-        .await
-    }
-    async fn offload(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::Offload { name: n(name) }).await
-    }
-    async fn prepare_incoming(&self, spec: &VmSpec) -> HvResult<MigrationTarget> {
-        self.call(AgentRequest::PrepareIncoming { spec: spec.clone() })
-            .await
-    }
-    async fn migrate_to(&self, name: &str, target: &MigrationTarget) -> HvResult<()> {
-        self.call(AgentRequest::MigrateTo {
-            name: n(name),
-            target: target.clone(),
-        })
-        .await
-    }
-    async fn finish_incoming(&self, name: &str) -> HvResult<()> {
-        self.call(AgentRequest::FinishIncoming { name: n(name) })
-            .await
-    }
-    async fn console_socket(&self, name: &str) -> HvResult<String> {
-        self.call(AgentRequest::ConsoleSocket { name: n(name) })
-            .await
-    }
-    async fn status(&self, name: &str) -> HvResult<VmStatus> {
-        self.call(AgentRequest::Status { name: n(name) }).await
-    }
-    async fn list(&self) -> HvResult<Vec<VmStatus>> {
-        self.call(AgentRequest::List).await
-    }
-}
+lifeboat_hypervisor::host_primitives!(define_remote_agent);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use lifeboat_hypervisor::fake::{FakeConfig, FakeDriver};
+    use lifeboat_hypervisor::{ImageRef, VmSize, VmSpec};
     use std::sync::Arc;
 
     #[tokio::test]

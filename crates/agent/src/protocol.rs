@@ -1,103 +1,25 @@
-use lifeboat_hypervisor::{HvError, ImageRef, MigrationTarget, VmSize, VmSpec};
+use lifeboat_hypervisor::HvError;
 use serde::{Deserialize, Serialize};
 
-/// One driver call, as sent to a host agent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum AgentRequest {
-    HostInfo,
-    Define {
-        spec: VmSpec,
-    },
-    Destroy {
-        name: String,
-    },
-    Start {
-        name: String,
-    },
-    Stop {
-        name: String,
-        timeout_secs: u64,
-    },
-    Reboot {
-        name: String,
-        hard: bool,
-    },
-    Pause {
-        name: String,
-    },
-    Unpause {
-        name: String,
-    },
-    Suspend {
-        name: String,
-    },
-    Resume {
-        name: String,
-    },
-    Rescue {
-        name: String,
-        image: ImageRef,
-    },
-    Unrescue {
-        name: String,
-    },
-    Rebuild {
-        name: String,
-        image: ImageRef,
-    },
-    Resize {
-        name: String,
-        size: VmSize,
-    },
-    ConfirmResize {
-        name: String,
-    },
-    RevertResize {
-        name: String,
-    },
-    SnapshotDisk {
-        name: String,
-        dest: String,
-    },
-    ConsoleOutput {
-        name: String,
-        lines: Option<usize>,
-    },
-    CrashDump {
-        name: String,
-    },
-    SetPassword {
-        name: String,
-        user: String,
-        password: String,
-    },
-    RunMaintenance {
-        name: String,
-        procedure: String,
-    },
-    Offload {
-        name: String,
-    },
-    PrepareIncoming {
-        spec: VmSpec,
-    },
-    MigrateTo {
-        name: String,
-        target: MigrationTarget,
-    },
-    FinishIncoming {
-        name: String,
-    },
-    ConsoleSocket {
-        name: String,
-    },
-    Status {
-        name: String,
-    },
-    List,
+/// Generates [`AgentRequest`] from [`lifeboat_hypervisor::host_primitives!`].
+macro_rules! define_agent_request {
+    ($( $(#[doc = $doc:literal])* $variant:ident => fn $method:ident( $( $arg:ident : $bty:ty as $oty:ty ),* ) -> $ret:ty; )*) => {
+        /// One driver call, as sent to a host agent: one variant per
+        /// [`lifeboat_hypervisor::Hypervisor`] primitive, with the method's
+        /// arguments in owned form (`{"op": "stop", "name": .., "timeout_secs": ..}`).
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub enum AgentRequest {
+            $(
+                $(#[doc = $doc])*
+                #[allow(missing_docs)]
+                $variant { $( $arg: $oty ),* },
+            )*
+        }
+    };
 }
+
+lifeboat_hypervisor::host_primitives!(define_agent_request);
 
 /// The agent's answer: the call's JSON result or the driver error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,4 +29,26 @@ pub enum AgentResponse {
     Ok(serde_json::Value),
     /// Driver error.
     Err(HvError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire form stays what agents of earlier versions speak.
+    #[test]
+    fn wire_form() {
+        let r = AgentRequest::Stop {
+            name: "vm1".into(),
+            timeout_secs: 30,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"op": "stop", "name": "vm1", "timeout_secs": 30})
+        );
+        let r: AgentRequest = serde_json::from_str(r#"{"op":"host_info"}"#).unwrap();
+        assert!(matches!(r, AgentRequest::HostInfo {}));
+        let r: AgentRequest = serde_json::from_str(r#"{"op":"list"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"list"}"#);
+    }
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lifeboat_hypervisor::{HvResult, Hypervisor};
+use lifeboat_hypervisor::{HvResult, Hypervisor, Lend};
 use serde::Serialize;
 
 use crate::protocol::{AgentRequest, AgentResponse};
@@ -17,44 +17,23 @@ fn json<T: Serialize>(r: HvResult<T>) -> AgentResponse {
     }
 }
 
-/// Runs one request on a driver.
-pub async fn dispatch(hv: &dyn Hypervisor, req: AgentRequest) -> AgentResponse {
-    use AgentRequest as R;
-    match req {
-        R::HostInfo => json(hv.host_info().await),
-        R::Define { spec } => json(hv.define(&spec).await),
-        R::Destroy { name } => json(hv.destroy(&name).await),
-        R::Start { name } => json(hv.start(&name).await),
-        R::Stop { name, timeout_secs } => json(hv.stop(&name, timeout_secs).await),
-        R::Reboot { name, hard } => json(hv.reboot(&name, hard).await),
-        R::Pause { name } => json(hv.pause(&name).await),
-        R::Unpause { name } => json(hv.unpause(&name).await),
-        R::Suspend { name } => json(hv.suspend(&name).await),
-        R::Resume { name } => json(hv.resume(&name).await),
-        R::Rescue { name, image } => json(hv.rescue(&name, &image).await),
-        R::Unrescue { name } => json(hv.unrescue(&name).await),
-        R::Rebuild { name, image } => json(hv.rebuild(&name, &image).await),
-        R::Resize { name, size } => json(hv.resize(&name, &size).await),
-        R::ConfirmResize { name } => json(hv.confirm_resize(&name).await),
-        R::RevertResize { name } => json(hv.revert_resize(&name).await),
-        R::SnapshotDisk { name, dest } => json(hv.snapshot_disk(&name, &dest).await),
-        R::ConsoleOutput { name, lines } => json(hv.console_output(&name, lines).await),
-        R::CrashDump { name } => json(hv.crash_dump(&name).await),
-        R::SetPassword {
-            name,
-            user,
-            password,
-        } => json(hv.set_password(&name, &user, &password).await),
-        R::RunMaintenance { name, procedure } => json(hv.run_maintenance(&name, &procedure).await),
-        R::Offload { name } => json(hv.offload(&name).await),
-        R::PrepareIncoming { spec } => json(hv.prepare_incoming(&spec).await),
-        R::MigrateTo { name, target } => json(hv.migrate_to(&name, &target).await),
-        R::FinishIncoming { name } => json(hv.finish_incoming(&name).await),
-        R::ConsoleSocket { name } => json(hv.console_socket(&name).await),
-        R::Status { name } => json(hv.status(&name).await),
-        R::List => json(hv.list().await),
-    }
+/// Generates [`dispatch`] from [`lifeboat_hypervisor::host_primitives!`].
+macro_rules! define_dispatch {
+    ($( $(#[doc = $doc:literal])* $variant:ident => fn $method:ident( $( $arg:ident : $bty:ty as $oty:ty ),* ) -> $ret:ty; )*) => {
+        /// Runs one request on a driver.
+        pub async fn dispatch(hv: &dyn Hypervisor, req: AgentRequest) -> AgentResponse {
+            match req {
+                $(
+                    AgentRequest::$variant { $( $arg ),* } => {
+                        json(hv.$method($( Lend::lend(&$arg) ),*).await)
+                    }
+                )*
+            }
+        }
+    };
 }
+
+lifeboat_hypervisor::host_primitives!(define_dispatch);
 
 #[derive(Clone)]
 struct AgentState {

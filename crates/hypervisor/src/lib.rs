@@ -19,69 +19,155 @@ use async_trait::async_trait;
 /// Result of a driver call.
 pub type HvResult<T> = Result<T, HvError>;
 
-/// Every lifecycle primitive a server action needs. All calls are
-/// idempotent where the workflow engine may repeat them after a crash:
-/// `define` of an existing VM with the same spec, `destroy` of a missing VM,
-/// `start` of a running VM and `stop` of a stopped VM succeed.
-#[async_trait]
-pub trait Hypervisor: Send + Sync {
-    /// Driver name (`qemu`, `fake`).
-    fn driver(&self) -> &'static str;
-    /// Host facts: capacity, accelerator.
-    async fn host_info(&self) -> HvResult<HostInfo>;
-    /// Creates the VM's disks and definition (does not start it).
-    async fn define(&self, spec: &VmSpec) -> HvResult<()>;
-    /// Stops the VM if needed and removes it and its disks.
-    async fn destroy(&self, name: &str) -> HvResult<()>;
-    /// Powers the VM on.
-    async fn start(&self, name: &str) -> HvResult<()>;
-    /// Powers off: graceful (ACPI) up to `timeout_secs`, then hard; 0 = hard at once.
-    async fn stop(&self, name: &str, timeout_secs: u64) -> HvResult<()>;
-    /// Reboots, soft (guest) or hard (reset).
-    async fn reboot(&self, name: &str, hard: bool) -> HvResult<()>;
-    /// Pauses vCPUs.
-    async fn pause(&self, name: &str) -> HvResult<()>;
-    /// Resumes vCPUs.
-    async fn unpause(&self, name: &str) -> HvResult<()>;
-    /// Saves RAM state to disk and stops the process.
-    async fn suspend(&self, name: &str) -> HvResult<()>;
-    /// Restores a suspended VM.
-    async fn resume(&self, name: &str) -> HvResult<()>;
-    /// Boots the rescue image with the server's disk as a second disk.
-    async fn rescue(&self, name: &str, rescue_image: &ImageRef) -> HvResult<()>;
-    /// Boots the server's own disk again.
-    async fn unrescue(&self, name: &str) -> HvResult<()>;
-    /// Replaces the root disk with a fresh copy of `image` (same identity).
-    async fn rebuild(&self, name: &str, image: &ImageRef) -> HvResult<()>;
-    /// Applies new sizes; the old disk is kept until confirm/revert.
-    async fn resize(&self, name: &str, size: &VmSize) -> HvResult<()>;
-    /// Drops the pre-resize disk.
-    async fn confirm_resize(&self, name: &str) -> HvResult<()>;
-    /// Returns to the pre-resize disk and size.
-    async fn revert_resize(&self, name: &str) -> HvResult<()>;
-    /// Copies the root disk (crash-consistent if running) to `dest`.
-    async fn snapshot_disk(&self, name: &str, dest: &str) -> HvResult<SnapshotInfo>;
-    /// The last `lines` lines of the serial console (all if None).
-    async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String>;
-    /// Injects an NMI (crash dump).
-    async fn crash_dump(&self, name: &str) -> HvResult<()>;
-    /// Sets a guest user's password through the guest agent.
-    async fn set_password(&self, name: &str, user: &str, password: &str) -> HvResult<()>;
-    /// Runs a named maintenance procedure in the guest.
-    async fn run_maintenance(&self, name: &str, procedure: &str) -> HvResult<String>;
-    /// Releases host resources but keeps disks (shelve offload); the VM must be stopped.
-    async fn offload(&self, name: &str) -> HvResult<()>;
-    /// Prepares this host to receive `spec` by migration; returns the target.
-    async fn prepare_incoming(&self, spec: &VmSpec) -> HvResult<MigrationTarget>;
-    /// Migrates a VM to `target` (live if running), then removes it here.
-    async fn migrate_to(&self, name: &str, target: &MigrationTarget) -> HvResult<()>;
-    /// Completes an incoming migration on this host.
-    async fn finish_incoming(&self, name: &str) -> HvResult<()>;
-    /// Path of a Unix socket on this host connected to the VM's interactive
-    /// serial console (the console proxy bridges a websocket to it).
-    async fn console_socket(&self, name: &str) -> HvResult<String>;
-    /// Power/running status of one VM.
-    async fn status(&self, name: &str) -> HvResult<VmStatus>;
-    /// Every VM this host knows.
-    async fn list(&self) -> HvResult<Vec<VmStatus>>;
+/// The one list of host primitives. Invokes `$callback!` with every
+/// primitive as `Variant => fn method(arg: BorrowedType as OwnedType, ..) -> Ret;`
+/// (with its doc comment). The [`Hypervisor`] trait here and the host agent's
+/// wire enum, dispatch and HTTP client (`lifeboat-agent`) are all generated
+/// from it: a new primitive is one entry here plus its driver implementations.
+#[macro_export]
+macro_rules! host_primitives {
+    ($callback:ident) => {
+        $callback! {
+            /// Host facts: capacity, accelerator.
+            HostInfo => fn host_info() -> $crate::HostInfo;
+            /// Creates the VM's disks and definition (does not start it).
+            Define => fn define(spec: &$crate::VmSpec as $crate::VmSpec) -> ();
+            /// Stops the VM if needed and removes it and its disks.
+            Destroy => fn destroy(name: &str as String) -> ();
+            /// Powers the VM on.
+            Start => fn start(name: &str as String) -> ();
+            /// Powers off: graceful (ACPI) up to `timeout_secs`, then hard; 0 = hard at once.
+            Stop => fn stop(name: &str as String, timeout_secs: u64 as u64) -> ();
+            /// Reboots, soft (guest) or hard (reset).
+            Reboot => fn reboot(name: &str as String, hard: bool as bool) -> ();
+            /// Pauses vCPUs.
+            Pause => fn pause(name: &str as String) -> ();
+            /// Resumes vCPUs.
+            Unpause => fn unpause(name: &str as String) -> ();
+            /// Saves RAM state to disk and stops the process.
+            Suspend => fn suspend(name: &str as String) -> ();
+            /// Restores a suspended VM.
+            Resume => fn resume(name: &str as String) -> ();
+            /// Boots the rescue image with the server's disk as a second disk.
+            Rescue => fn rescue(name: &str as String, image: &$crate::ImageRef as $crate::ImageRef) -> ();
+            /// Boots the server's own disk again.
+            Unrescue => fn unrescue(name: &str as String) -> ();
+            /// Replaces the root disk with a fresh copy of `image` (same identity).
+            Rebuild => fn rebuild(name: &str as String, image: &$crate::ImageRef as $crate::ImageRef) -> ();
+            /// Applies new sizes; the old disk is kept until confirm/revert.
+            Resize => fn resize(name: &str as String, size: &$crate::VmSize as $crate::VmSize) -> ();
+            /// Drops the pre-resize disk.
+            ConfirmResize => fn confirm_resize(name: &str as String) -> ();
+            /// Returns to the pre-resize disk and size.
+            RevertResize => fn revert_resize(name: &str as String) -> ();
+            /// Copies the root disk (crash-consistent if running) to `dest`.
+            SnapshotDisk => fn snapshot_disk(name: &str as String, dest: &str as String) -> $crate::SnapshotInfo;
+            /// The last `lines` lines of the serial console (all if None).
+            ConsoleOutput => fn console_output(name: &str as String, lines: Option<usize> as Option<usize>) -> String;
+            /// Injects an NMI (crash dump).
+            CrashDump => fn crash_dump(name: &str as String) -> ();
+            /// Sets a guest user's password through the guest agent.
+            SetPassword => fn set_password(name: &str as String, user: &str as String, password: &str as String) -> ();
+            /// Runs a named maintenance procedure in the guest.
+            RunMaintenance => fn run_maintenance(name: &str as String, procedure: &str as String) -> String;
+            /// Releases host resources but keeps disks (shelve offload); the VM must be stopped.
+            Offload => fn offload(name: &str as String) -> ();
+            /// Prepares this host to receive `spec` by migration; returns the target.
+            PrepareIncoming => fn prepare_incoming(spec: &$crate::VmSpec as $crate::VmSpec) -> $crate::MigrationTarget;
+            /// Migrates a VM to `target` (live if running), then removes it here.
+            MigrateTo => fn migrate_to(name: &str as String, target: &$crate::MigrationTarget as $crate::MigrationTarget) -> ();
+            /// Completes an incoming migration on this host.
+            FinishIncoming => fn finish_incoming(name: &str as String) -> ();
+            /// Path of a Unix socket on this host connected to the VM's interactive
+            /// serial console (the console proxy bridges a websocket to it).
+            ConsoleSocket => fn console_socket(name: &str as String) -> String;
+            /// Power/running status of one VM.
+            Status => fn status(name: &str as String) -> $crate::VmStatus;
+            /// Every VM this host knows.
+            List => fn list() -> Vec<$crate::VmStatus>;
+        }
+    };
 }
+
+/// Generates the [`Hypervisor`] trait from [`host_primitives!`].
+macro_rules! define_hypervisor_trait {
+    ($( $(#[doc = $doc:literal])* $variant:ident => fn $method:ident( $( $arg:ident : $bty:ty as $oty:ty ),* ) -> $ret:ty; )*) => {
+        /// Every lifecycle primitive a server action needs (generated from
+        /// [`host_primitives!`]). All calls are idempotent where the workflow
+        /// engine may repeat them after a crash: `define` of an existing VM
+        /// with the same spec, `destroy` of a missing VM, `start` of a
+        /// running VM and `stop` of a stopped VM succeed.
+        #[async_trait]
+        pub trait Hypervisor: Send + Sync {
+            /// Driver name (`qemu`, `fake`, `remote`).
+            fn driver(&self) -> &'static str;
+            $(
+                $(#[doc = $doc])*
+                async fn $method(&self $(, $arg: $bty)*) -> HvResult<$ret>;
+            )*
+        }
+    };
+}
+
+host_primitives!(define_hypervisor_trait);
+
+/// Lends a wire (owned) argument to a trait method that takes it borrowed
+/// (`String` → `&str`, `VmSpec` → `&VmSpec`) or by value (`u64`, `bool`).
+/// Used by code generated from [`host_primitives!`].
+pub trait Lend<'a, B> {
+    /// The argument as the trait method takes it.
+    fn lend(&'a self) -> B;
+}
+
+impl<'a> Lend<'a, &'a str> for String {
+    fn lend(&'a self) -> &'a str {
+        self
+    }
+}
+
+impl<'a, T> Lend<'a, &'a T> for T {
+    fn lend(&'a self) -> &'a T {
+        self
+    }
+}
+
+macro_rules! lend_by_value {
+    ($($t:ty),*) => {$(
+        impl<'a> Lend<'a, $t> for $t {
+            fn lend(&'a self) -> $t {
+                *self
+            }
+        }
+    )*};
+}
+lend_by_value!(u64, bool, Option<usize>);
+
+/// Turns a trait method's argument into its wire (owned) form; the
+/// counterpart of [`Lend`].
+pub trait Own<O> {
+    /// The owned form.
+    fn own(self) -> O;
+}
+
+impl Own<String> for &str {
+    fn own(self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T: Clone> Own<T> for &T {
+    fn own(self) -> T {
+        self.clone()
+    }
+}
+
+macro_rules! own_by_value {
+    ($($t:ty),*) => {$(
+        impl Own<$t> for $t {
+            fn own(self) -> $t {
+                self
+            }
+        }
+    )*};
+}
+own_by_value!(u64, bool, Option<usize>);
