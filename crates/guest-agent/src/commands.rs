@@ -12,9 +12,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::crypt;
-use crate::json::Value;
+use crate::obj;
+use crate::shadow as crypt;
 use crate::sys;
+use serde_json::Value;
 
 /// Maximum bytes of maintenance output returned (the tail is kept).
 pub const MAX_OUTPUT: usize = 64 * 1024;
@@ -49,7 +50,7 @@ fn done(v: Value) -> CmdResult {
 /// Dispatches one command. `hello` is handled by the caller.
 pub fn handle(cmd: &str, args: &Value, ctx: &Ctx) -> CmdResult {
     match cmd {
-        "ping" => done(Value::obj(vec![("pong", true.into())])),
+        "ping" => done(obj(vec![("pong", true.into())])),
         "health" => done(health(ctx)),
         "exec-info" => done(exec_info()),
         "disk-usage" => done(disk_usage()),
@@ -71,7 +72,7 @@ pub fn handle(cmd: &str, args: &Value, ctx: &Ctx) -> CmdResult {
                 ("reboot", After::Reboot)
             };
             Ok((
-                Value::obj(vec![
+                obj(vec![
                     ("action", action.into()),
                     (
                         "thawed",
@@ -156,7 +157,7 @@ fn health(ctx: &Ctx) -> Value {
     let mem = meminfo(&fs::read_to_string("/proc/meminfo").unwrap_or_default());
     let m = |k: &str| -> Value { mem.iter().find(|(n, _)| n == k).map(|(_, v)| *v).into() };
     let cpus = thread::available_parallelism().map(|n| n.get() as u64).ok();
-    Value::obj(vec![
+    obj(vec![
         ("uptime_s", uptime_s().into()),
         ("agent_uptime_s", ctx.started.elapsed().as_secs_f64().into()),
         ("load1", num(0)),
@@ -181,7 +182,7 @@ fn exec_info() -> Value {
             .find_map(|l| l.strip_prefix("PRETTY_NAME="))
             .map(|v| v.trim_matches('"').to_string())
     });
-    Value::obj(vec![
+    obj(vec![
         (
             "kernel_release",
             read_trim("/proc/sys/kernel/osrelease").into(),
@@ -289,7 +290,7 @@ fn disk_usage() -> Value {
         let entry = match sys::stat_vfs(Path::new(&m.mountpoint)) {
             Ok(st) => {
                 let fr = st.fragment_size;
-                Value::obj(vec![
+                obj(vec![
                     ("mountpoint", m.mountpoint.into()),
                     ("device", m.source.into()),
                     ("fstype", m.fstype.into()),
@@ -305,7 +306,7 @@ fn disk_usage() -> Value {
                     ("read_only", st.read_only.into()),
                 ])
             }
-            Err(e) => Value::obj(vec![
+            Err(e) => obj(vec![
                 ("mountpoint", m.mountpoint.into()),
                 ("device", m.source.into()),
                 ("fstype", m.fstype.into()),
@@ -314,7 +315,7 @@ fn disk_usage() -> Value {
         };
         list.push(entry);
     }
-    Value::obj(vec![("filesystems", Value::Arr(list))])
+    obj(vec![("filesystems", Value::Array(list))])
 }
 
 // ---------------------------------------------------------------- freeze
@@ -370,16 +371,16 @@ fn fsfreeze() -> Result<Value, String> {
     frozen.extend(now_frozen);
     eprintln!("lifeboat-guest-agent: fsfreeze: {} frozen", frozen.len());
     let root_frozen = false;
-    Ok(Value::obj(vec![
+    Ok(obj(vec![
         ("frozen", Value::from(frozen.clone())),
         ("count", (frozen.len() as u64).into()),
         ("root_frozen", root_frozen.into()),
         (
             "skipped",
-            Value::Arr(
+            Value::Array(
                 skip.into_iter()
                     .map(|(m, why)| {
-                        Value::obj(vec![
+                        obj(vec![
                             ("mountpoint", m.mountpoint.into()),
                             ("fstype", m.fstype.into()),
                             ("reason", why.into()),
@@ -409,7 +410,7 @@ fn fsthaw() -> Value {
             Ok(()) => thawed.push(mp),
             // EINVAL: was not frozen.
             Err(e) if e.raw_os_error() == Some(22) => {}
-            Err(e) => errors.push(Value::obj(vec![
+            Err(e) => errors.push(obj(vec![
                 ("mountpoint", mp.into()),
                 ("error", e.to_string().into()),
             ])),
@@ -419,10 +420,10 @@ fn fsthaw() -> Value {
     if !thawed.is_empty() {
         eprintln!("lifeboat-guest-agent: fsthaw: {} thawed", thawed.len());
     }
-    Value::obj(vec![
+    obj(vec![
         ("count", (thawed.len() as u64).into()),
         ("thawed", Value::from(thawed)),
-        ("errors", Value::Arr(errors)),
+        ("errors", Value::Array(errors)),
     ])
 }
 
@@ -443,16 +444,16 @@ fn set_password(args: &Value, ctx: &Ctx) -> Result<Value, String> {
         return Err("invalid user name".into());
     }
     let hash = match (args.get("password"), args.get("hash")) {
-        (Some(Value::Str(pw)), None) => {
+        (Some(Value::String(pw)), None) => {
             if pw.is_empty() || pw.len() > 4096 {
                 return Err("password must be 1..4096 bytes".into());
             }
             let salt = crypt::salt_from_bytes(
                 &random_bytes(16).map_err(|e| format!("reading /dev/urandom: {e}"))?,
             );
-            crypt::sha512_crypt(pw.as_bytes(), &salt, None)
+            crypt::sha512_crypt(pw.as_bytes(), &salt)?
         }
-        (None, Some(Value::Str(h))) => {
+        (None, Some(Value::String(h))) => {
             if !h.starts_with('$') || h.contains([':', '\n', '\r']) {
                 return Err("hash must be a crypt(3) string like $6$salt$...".into());
             }
@@ -490,7 +491,7 @@ fn set_password(args: &Value, ctx: &Ctx) -> Result<Value, String> {
         format!("writing {}: {e}", path.display())
     })?;
     eprintln!("lifeboat-guest-agent: set-password: updated user {user}");
-    Ok(Value::obj(vec![
+    Ok(obj(vec![
         ("user", user.into()),
         (
             "scheme",
@@ -616,7 +617,7 @@ pub fn run_maintenance(args: &Value, dir: &Path) -> Result<Value, String> {
     };
     let exit_code = status.and_then(|s| s.code());
     let signal = status.and_then(|s| s.signal());
-    Ok(Value::obj(vec![
+    Ok(obj(vec![
         ("name", name.into()),
         ("exit_code", exit_code.into()),
         ("signal", signal.into()),
@@ -631,7 +632,6 @@ pub fn run_maintenance(args: &Value, dir: &Path) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json;
 
     #[test]
     fn mounts_and_freeze_plan() {
@@ -701,7 +701,7 @@ mod tests {
     }
 
     fn args(text: &str) -> Value {
-        json::parse(text).unwrap()
+        serde_json::from_str::<Value>(text).unwrap()
     }
 
     #[test]
@@ -758,7 +758,7 @@ mod tests {
         let hash = text.split(':').nth(1).unwrap();
         assert!(hash.starts_with("$6$"));
         let salt = hash.split('$').nth(2).unwrap();
-        assert_eq!(crypt::sha512_crypt(b"s3cret", salt, None), hash);
+        assert_eq!(crypt::sha512_crypt(b"s3cret", salt).unwrap(), hash);
         assert!(!text.contains("s3cret"));
         assert_eq!(
             fs::metadata(&shadow).unwrap().permissions().mode() & 0o777,
@@ -787,15 +787,15 @@ mod tests {
             maintenance_dir: PathBuf::from("/nonexistent"),
             shadow_path: PathBuf::from("/nonexistent"),
         };
-        assert!(handle("shutdown", &Value::Obj(vec![]), &ctx).is_err());
-        assert!(handle("reboot", &Value::Obj(vec![]), &ctx).is_err());
-        assert!(handle("nope", &Value::Obj(vec![]), &ctx).is_err());
-        let (v, after) = handle("ping", &Value::Obj(vec![]), &ctx).unwrap();
+        assert!(handle("shutdown", &Value::Object(Default::default()), &ctx).is_err());
+        assert!(handle("reboot", &Value::Object(Default::default()), &ctx).is_err());
+        assert!(handle("nope", &Value::Object(Default::default()), &ctx).is_err());
+        let (v, after) = handle("ping", &Value::Object(Default::default()), &ctx).unwrap();
         assert_eq!(after, After::Nothing);
         assert_eq!(v.to_string(), r#"{"pong":true}"#);
-        let (v, _) = handle("health", &Value::Obj(vec![]), &ctx).unwrap();
+        let (v, _) = handle("health", &Value::Object(Default::default()), &ctx).unwrap();
         assert!(v.get("mem_total_bytes").and_then(Value::as_u64).unwrap() > 0);
-        let (v, _) = handle("disk-usage", &Value::Obj(vec![]), &ctx).unwrap();
-        assert!(matches!(v.get("filesystems"), Some(Value::Arr(_))));
+        let (v, _) = handle("disk-usage", &Value::Object(Default::default()), &ctx).unwrap();
+        assert!(matches!(v.get("filesystems"), Some(Value::Array(_))));
     }
 }

@@ -6,9 +6,13 @@
 //! the binary builds quickly and links statically.
 
 mod commands;
-mod crypt;
-mod json;
+mod shadow;
 mod sys;
+
+/// A JSON object from `(key, value)` pairs.
+pub(crate) fn obj<K: Into<String>>(pairs: Vec<(K, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -20,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use commands::{After, Ctx};
-use json::Value;
+use serde_json::Value;
 
 const DEFAULT_PORT_NAME: &str = "org.lifeboat.agent.0";
 /// Longest accepted request line; longer lines are answered with an error.
@@ -43,53 +47,49 @@ pub struct Request {
 /// Parses one request line. On error returns the id (if one could be read)
 /// and a message.
 pub fn parse_request(line: &str) -> Result<Request, (Value, String)> {
-    let v = json::parse(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
-    let Value::Obj(members) = v else {
+    let v = serde_json::from_str::<Value>(line)
+        .map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
+    let Value::Object(mut members) = v else {
         return Err((Value::Null, "request must be a JSON object".into()));
     };
-    let mut id = Value::Null;
-    let mut cmd = None;
-    let mut args = Vec::new();
-    let mut extra = Vec::new();
-    for (k, val) in members {
-        match k.as_str() {
-            "id" if id == Value::Null => id = val,
-            "cmd" if cmd.is_none() => cmd = Some(val),
-            "args" => match val {
-                Value::Obj(a) => args.extend(a),
-                Value::Null => {}
-                _ => return Err((id, "\"args\" must be an object".into())),
-            },
-            _ => extra.push((k, val)),
-        }
-    }
-    if matches!(id, Value::Arr(_) | Value::Obj(_)) {
+    let id = members.remove("id").unwrap_or(Value::Null);
+    let cmd = members.remove("cmd");
+    let mut args = match members.remove("args") {
+        Some(Value::Object(a)) => a,
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(_) => return Err((id, "\"args\" must be an object".into())),
+    };
+    let extra: Vec<(String, Value)> = members.into_iter().collect();
+    if matches!(id, Value::Array(_) | Value::Object(_)) {
         return Err((
             Value::Null,
             "\"id\" must be a number, string or null".into(),
         ));
     }
     let cmd = match cmd {
-        Some(Value::Str(c)) => c,
+        Some(Value::String(c)) => c,
         _ => return Err((id, "missing string member \"cmd\"".into())),
     };
-    args.extend(extra);
+    // The args object wins over a top-level duplicate.
+    for (k, v) in extra {
+        args.entry(k).or_insert(v);
+    }
     Ok(Request {
         id,
         cmd,
-        args: Value::Obj(args),
+        args: Value::Object(args),
     })
 }
 
 /// Encodes an answer line (without the newline).
 pub fn encode_response(id: &Value, result: &Result<Value, String>) -> String {
     let v = match result {
-        Ok(r) => Value::obj(vec![
+        Ok(r) => obj(vec![
             ("id", id.clone()),
             ("ok", true.into()),
             ("result", r.clone()),
         ]),
-        Err(e) => Value::obj(vec![
+        Err(e) => obj(vec![
             ("id", id.clone()),
             ("ok", false.into()),
             ("error", e.as_str().into()),
@@ -100,7 +100,7 @@ pub fn encode_response(id: &Value, result: &Result<Value, String>) -> String {
 
 /// Encodes the `ready` event line.
 pub fn encode_ready(boot_ms: u64) -> String {
-    Value::obj(vec![
+    obj(vec![
         ("event", "ready".into()),
         ("boot_ms", boot_ms.into()),
         ("agent_version", env!("CARGO_PKG_VERSION").into()),
@@ -344,7 +344,7 @@ fn handle_line(raw: &[u8], tx: &mpsc::Sender<Out>, ctx: &Arc<Ctx>, in_flight: &A
     if req.cmd == "hello" {
         let _ = tx.send(Out::Line(encode_ready(ctx.boot_ms)));
         if req.id != Value::Null {
-            let r = Ok(Value::obj(vec![("boot_ms", ctx.boot_ms.into())]));
+            let r = Ok(obj(vec![("boot_ms", ctx.boot_ms.into())]));
             let _ = tx.send(Out::Line(encode_response(&req.id, &r)));
         }
         return;
@@ -388,7 +388,7 @@ mod tests {
             r#"{"id":12,"cmd":"set-password","args":{"user":"root","password":"x"}}"#,
         )
         .unwrap();
-        assert_eq!(r.id, Value::Num("12".into()));
+        assert_eq!(r.id, Value::from(12u64));
         assert_eq!(r.cmd, "set-password");
         assert_eq!(r.args.get("user").and_then(Value::as_str), Some("root"));
     }
@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(r.args.get("name").and_then(Value::as_str), Some("a"));
         // String ids are echoed as given.
         let r = parse_request(r#"{"id":"abc","cmd":"ping","args":null}"#).unwrap();
-        assert_eq!(r.id, Value::Str("abc".into()));
+        assert_eq!(r.id, Value::String("abc".into()));
     }
 
     #[test]
@@ -411,25 +411,28 @@ mod tests {
         assert_eq!(parse_request("nope").unwrap_err().0, Value::Null);
         assert_eq!(parse_request("[1]").unwrap_err().0, Value::Null);
         let (id, e) = parse_request(r#"{"id":5}"#).unwrap_err();
-        assert_eq!(id, Value::Num("5".into()));
+        assert_eq!(id, Value::from(5u64));
         assert!(e.contains("cmd"));
         let (id, _) = parse_request(r#"{"id":6,"cmd":7}"#).unwrap_err();
-        assert_eq!(id, Value::Num("6".into()));
+        assert_eq!(id, Value::from(6u64));
         let (id, _) = parse_request(r#"{"id":7,"cmd":"x","args":[1]}"#).unwrap_err();
-        assert_eq!(id, Value::Num("7".into()));
+        assert_eq!(id, Value::from(7u64));
         assert!(parse_request(r#"{"id":[1],"cmd":"x"}"#).is_err());
     }
 
     #[test]
     fn responses_and_events_are_single_json_lines() {
-        let id = Value::Num("9".into());
-        let ok = encode_response(&id, &Ok(Value::obj(vec![("pong", true.into())])));
+        let id = Value::from(9u64);
+        let ok = encode_response(&id, &Ok(obj(vec![("pong", true.into())])));
         assert_eq!(ok, r#"{"id":9,"ok":true,"result":{"pong":true}}"#);
         let err = encode_response(&id, &Err("bad \"thing\"\nhere".into()));
-        assert_eq!(err, r#"{"id":9,"ok":false,"error":"bad \"thing\"\nhere"}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(&err).unwrap(),
+            serde_json::json!({"id": 9, "ok": false, "error": "bad \"thing\"\nhere"})
+        );
         assert!(!err.contains('\n'));
         let ready = encode_ready(1234);
-        let v = json::parse(&ready).unwrap();
+        let v = serde_json::from_str::<Value>(&ready).unwrap();
         assert_eq!(v.get("event").and_then(Value::as_str), Some("ready"));
         assert_eq!(v.get("boot_ms").and_then(Value::as_u64), Some(1234));
         assert_eq!(
