@@ -62,6 +62,18 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     let token = Arc::new(login["token"].as_str().unwrap_or_default().to_string());
+    // Nova's default quotas allow 10 servers: lift them for the load.
+    let lifted = http
+        .put(format!("{url}/compute/v2.1/os-quota-class-sets/default"))
+        .header("X-Auth-Token", token.as_str())
+        .json(&json!({"quota_class_set": {"instances": -1, "cores": -1, "ram": -1}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        lifted.status().is_success(),
+        "lifting quotas: {}",
+        lifted.status()
+    );
 
     println!("api-load: {n} servers, {conc} concurrent clients, fake driver, SQLite");
     let start = Instant::now();

@@ -309,6 +309,8 @@ def test_project_isolation(alice, bob):
 
 
 def test_pagination_250(lb):
+    # Nova's default quota is 10 instances: an admin raises it first.
+    lb.connect("admin").set_compute_quotas("proj-pages", instances=250, cores=250, ram=-1)
     paula = lb.connect("paula")
     image = paula.image.find_image(IMAGE)
     paula.compute.create_server(name="page", image_id=image.id, flavor_id="1",
@@ -337,3 +339,31 @@ def test_keypair_generation_below_2_92(lb, alice):
     assert r.status_code == 400, r.text
     assert "'public_key' is a required property" in r.json()["badRequest"]["message"]
     alice.compute.delete_keypair("generated")
+
+
+def test_quotas_through_the_sdk(lb, admin, alice):
+    q = alice.get_compute_quotas("proj-a")
+    assert (q.instances, q.cores, q.ram, q.key_pairs) == (10, 20, 51200, 100)
+    admin.set_compute_quotas("proj-a", instances=3)
+    assert admin.get_compute_quotas("proj-a").instances == 3
+    limits = alice.compute.get_limits().absolute
+    assert limits.instances == 3
+    with pytest.raises(exceptions.ForbiddenException) as e:
+        alice.compute.create_server(name="too-many", image_id=alice.image.find_image(IMAGE).id,
+                                    flavor_id="1", networks="none", min_count=4)
+    assert "Quota exceeded for instances: Requested 4, but already used" in str(e.value)
+    admin.delete_compute_quotas("proj-a")
+    assert alice.get_compute_quotas("proj-a").instances == 10
+
+
+def test_reader_cannot_read_console_or_delete_images(alice, rita):
+    s = boot(alice, "console-ro")
+    with pytest.raises(exceptions.ForbiddenException):
+        rita.compute.get_server_console_output(s, length=5)
+    assert "output" in alice.compute.get_server_console_output(s, length=5)
+    image_id = alice.compute.create_server_image(s, name="ro-snap", wait=True, timeout=60)
+    image_id = getattr(image_id, "id", image_id)
+    with pytest.raises(exceptions.ForbiddenException):
+        rita.image.delete_image(image_id)
+    alice.image.delete_image(image_id)
+    alice.compute.delete_server(s)

@@ -24,7 +24,7 @@ pub async fn serial_console(
     Query(q): Query<TokenQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (_server, socket) = e.console_target(&q.token).ok_or(ApiError {
+    let (_server, socket) = e.console_target(&q.token).await.ok_or(ApiError {
         status: StatusCode::UNAUTHORIZED,
         code: "unauthorized",
         message: "invalid or expired console token".into(),

@@ -17,6 +17,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::error::ErrorBody;
+use crate::extract::Body;
 
 type R<T> = Result<T, ApiError>;
 
@@ -30,8 +31,23 @@ pub struct ServerView {
     pub status: Status,
 }
 
-impl From<Server> for ServerView {
-    fn from(s: Server) -> Self {
+impl ServerView {
+    /// The view `actor` may see: only admins see where and how the server
+    /// runs (host, node, instance_name, scheduler hints) and a fault's
+    /// details (Nova's `os_compute_api:os-extended-server-attributes`).
+    pub fn new(mut s: Server, actor: &lifeboat_core::Actor) -> ServerView {
+        if !actor.is_admin() {
+            s.host = None;
+            s.node = None;
+            s.source_host = None;
+            s.instance_name = String::new();
+            s.scheduler_hints = Default::default();
+            s.kernel_id = None;
+            s.ramdisk_id = None;
+            if let Some(f) = &mut s.fault {
+                f.details = None;
+            }
+        }
         ServerView {
             status: s.status(),
             server: s,
@@ -81,7 +97,7 @@ pub struct LoginResponse {
     responses((status = 201, body = LoginResponse), (status = 401, body = ErrorBody)))]
 pub async fn login(
     State(e): State<Engine>,
-    Json(req): Json<LoginRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> R<(StatusCode, Json<LoginResponse>)> {
     let a = e
         .authenticate(&req.username, &req.password, req.project.as_deref())
@@ -152,7 +168,9 @@ pub async fn list_servers(
             },
         )
         .await?;
-    Ok(Json(list.into_iter().map(ServerView::from).collect()))
+    Ok(Json(
+        list.into_iter().map(|s| ServerView::new(s, &a)).collect(),
+    ))
 }
 
 /// Create servers (`max_count` > 1 creates several).
@@ -161,7 +179,7 @@ pub async fn list_servers(
 pub async fn create_server(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Json(req): Json<CreateServer>,
+    Body(req): Body<CreateServer>,
 ) -> R<(StatusCode, Json<Vec<CreatedView>>)> {
     let created = e.create_servers(&a, req).await?;
     Ok((
@@ -170,7 +188,7 @@ pub async fn create_server(
             created
                 .into_iter()
                 .map(|c| CreatedView {
-                    server: c.server.into(),
+                    server: ServerView::new(c.server, &a),
                     admin_pass: c.admin_pass,
                     workflow_id: c.workflow_id,
                 })
@@ -187,7 +205,7 @@ pub async fn show_server(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> R<Json<ServerView>> {
-    Ok(Json(e.server(&a, &id).await?.into()))
+    Ok(Json(ServerView::new(e.server(&a, &id).await?, &a)))
 }
 
 /// Update name, description, access IPs, hostname.
@@ -197,9 +215,12 @@ pub async fn update_server(
     State(e): State<Engine>,
     Caller(a): Caller,
     Path(id): Path<String>,
-    Json(u): Json<UpdateServer>,
+    Body(u): Body<UpdateServer>,
 ) -> R<Json<ServerView>> {
-    Ok(Json(e.update_server(&a, &id, u).await?.into()))
+    Ok(Json(ServerView::new(
+        e.update_server(&a, &id, u).await?,
+        &a,
+    )))
 }
 
 /// Delete a server.
@@ -223,10 +244,8 @@ pub async fn server_action(
     State(e): State<Engine>,
     Caller(a): Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(req): Body<ServerAction>,
 ) -> R<(StatusCode, Json<ActionOutcome>)> {
-    let req: ServerAction = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("invalid action: {err}")))?;
     let out = e.server_action(&a, &id, req).await?;
     let status = if matches!(out, ActionOutcome::Accepted { .. }) {
         StatusCode::ACCEPTED
@@ -324,7 +343,7 @@ pub async fn list_flavors(State(e): State<Engine>, Caller(a): Caller) -> R<Json<
 pub async fn create_flavor(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Json(f): Json<Flavor>,
+    Body(f): Body<Flavor>,
 ) -> R<(StatusCode, Json<Flavor>)> {
     Ok((StatusCode::CREATED, Json(e.create_flavor(&a, f).await?)))
 }
@@ -358,7 +377,7 @@ pub struct HostView {
 }
 
 /// Hosts (admin).
-#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, body = [Host])), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, body = [HostView])), security(("token" = [])))]
 pub async fn list_hosts(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<HostView>>> {
     if !a.is_admin() {
         return Err(lifeboat_engine::ComputeError::Forbidden(
@@ -432,7 +451,7 @@ pub async fn list_keypairs(State(e): State<Engine>, Caller(a): Caller) -> R<Json
 pub async fn create_keypair(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Json(k): Json<KeypairRequest>,
+    Body(k): Body<KeypairRequest>,
 ) -> R<(StatusCode, Json<Keypair>)> {
     Ok((
         StatusCode::CREATED,
@@ -483,7 +502,7 @@ pub async fn list_projects(State(e): State<Engine>, Caller(a): Caller) -> R<Json
 pub async fn create_project(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Json(p): Json<ProjectRequest>,
+    Body(p): Body<ProjectRequest>,
 ) -> R<(StatusCode, Json<Project>)> {
     admin_only(&a)?;
     Ok((
@@ -524,7 +543,7 @@ pub struct UserView {
 pub async fn create_user(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Json(u): Json<UserRequest>,
+    Body(u): Body<UserRequest>,
 ) -> R<(StatusCode, Json<UserView>)> {
     admin_only(&a)?;
     let p = e.project(&u.project).await?;

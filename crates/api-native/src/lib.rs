@@ -6,6 +6,7 @@
 mod auth;
 mod console;
 mod error;
+mod extract;
 mod handlers;
 
 use axum::routing::{get, post};
@@ -42,12 +43,71 @@ pub use error::{not_found, not_found_response, ApiError};
         lifeboat_engine::CreateServer, lifeboat_engine::NetworkRequest, lifeboat_engine::UpdateServer,
         lifeboat_engine::ServerAction, lifeboat_engine::ActionOutcome,
         handlers::ServerView, handlers::CreatedView, handlers::LoginRequest, handlers::LoginResponse,
-        handlers::KeypairRequest, handlers::ProjectRequest, handlers::UserRequest, error::ErrorBody,
+        handlers::KeypairRequest, handlers::ProjectRequest, handlers::UserRequest, handlers::UserView,
+        handlers::HostView, error::ErrorBody,
         error::ErrorDetail,
     )),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &ErrorResponses),
 )]
 pub struct ApiDoc;
+
+/// Documents the error answers every operation can give, all with the
+/// [`error::ErrorBody`] shape: 400 (bad query, malformed JSON or a body
+/// that does not fit the request type), 401, 403, 404, 409, 413 and 415.
+pub struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        // `lifeboat_core::Time` (a chrono UTC time) is sent as RFC 3339.
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            "Time".into(),
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::SchemaType::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .into(),
+        );
+        let errors: &[(&str, &str)] = &[
+            (
+                "400",
+                "Bad query parameters, malformed JSON or a body of the wrong shape",
+            ),
+            ("401", "Missing or invalid token"),
+            ("403", "Not allowed for this caller, or over quota"),
+            ("404", "No such resource"),
+            ("409", "Conflicts with the resource's state"),
+            ("413", "Request body too large"),
+            ("415", "Body is not JSON"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in item.operations.values_mut() {
+                let public = op.security.is_none();
+                let has_body = op.request_body.is_some();
+                for (code, desc) in errors {
+                    if op.responses.responses.contains_key(*code)
+                        || (public && *code == "403")
+                        || (!has_body && matches!(*code, "413" | "415"))
+                    {
+                        continue;
+                    }
+                    let resp = ResponseBuilder::new()
+                        .description(*desc)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Ref::from_schema_name("ErrorBody"))
+                                .build(),
+                        )
+                        .build();
+                    op.responses.responses.insert(code.to_string(), resp.into());
+                }
+            }
+        }
+    }
+}
 
 /// The native API router (mount at the root; routes start with `/api/v1`).
 pub fn router(engine: Engine) -> Router {
@@ -89,5 +149,61 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/v1/projects", get(list_projects).post(create_project))
         .route("/api/v1/users", post(create_user))
         .route("/console/serial", get(console::serial_console))
+        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(axum::middleware::from_fn(extract::json_errors))
         .with_state(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        out.push(x.as_str().unwrap_or_default().to_string());
+                    }
+                    refs(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn openapi_document_is_true() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let mut all = vec![];
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in &all {
+            let name = r.strip_prefix("#/components/schemas/").expect(r);
+            assert!(schemas.get(name).is_some(), "dangling $ref {r}");
+        }
+        // Enums as sent on the wire.
+        let vm = serde_json::to_value(lifeboat_core::VmState::Active).unwrap();
+        assert!(schemas["VmState"]["enum"].as_array().unwrap().contains(&vm));
+        let st = serde_json::to_value(lifeboat_core::Status::Active).unwrap();
+        assert!(schemas["Status"]["enum"].as_array().unwrap().contains(&st));
+        assert_eq!(schemas["PowerState"]["type"], "integer");
+        let ps = serde_json::to_value(lifeboat_core::PowerState::Running).unwrap();
+        assert!(schemas["PowerState"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&ps));
+        // Error answers are documented.
+        let show = &doc["paths"]["/api/v1/servers/{id}"]["get"]["responses"];
+        for code in ["401", "404"] {
+            assert!(show.get(code).is_some(), "GET /servers/{{id}} lacks {code}");
+        }
+        let create = &doc["paths"]["/api/v1/servers"]["post"]["responses"];
+        for code in ["400", "403", "413", "415"] {
+            assert!(create.get(code).is_some(), "POST /servers lacks {code}");
+        }
+    }
 }

@@ -120,6 +120,7 @@ pub fn action_key(body: &Value) -> R<(String, Value)> {
 /// Parses an action body at a microversion.
 pub fn parse_action(body: &Value, mv: Mv) -> R<ServerAction> {
     let (key, v) = action_key(body)?;
+    crate::validate::action(&key, &v, mv)?;
     let a = match key.as_str() {
         "reboot" => {
             let o = object(&v, "reboot")?;

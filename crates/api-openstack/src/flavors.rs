@@ -216,6 +216,87 @@ async fn delete(
     Ok(StatusCode::ACCEPTED)
 }
 
+fn access_body(list: &[lifeboat_engine::FlavorAccess]) -> Value {
+    json!({"flavor_access": list.iter().map(|a| json!({
+        "flavor_id": a.flavor_id,
+        "tenant_id": a.project_id,
+    })).collect::<Vec<_>>()})
+}
+
+/// `GET /flavors/{id}/os-flavor-access` (admin).
+async fn access_list(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> R<Json<Value>> {
+    match ctx.engine.flavor_access(&a, &id).await {
+        Ok(l) => Ok(Json(access_body(&l))),
+        Err(lifeboat_engine::ComputeError::NotFound { kind, .. }) if kind != "Flavor" => Err(
+            Fault::not_found("Access list not available for public flavors."),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /flavors/{id}/action`: `addTenantAccess` / `removeTenantAccess`.
+async fn access_action(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> R<Json<Value>> {
+    let body = parse_body(&body)?;
+    let Some(o) = body.as_object().filter(|o| o.len() == 1) else {
+        return Err(Fault::bad_request(
+            "Invalid request body: one action expected.",
+        ));
+    };
+    let (action, arg) = o.iter().next().expect("one key");
+    let tenant = match &arg["tenant"] {
+        Value::String(t) if !t.is_empty() && t.len() <= 255 => t.clone(),
+        Value::Null => return Err(invalid(action, "'tenant' is a required property")),
+        other => {
+            return Err(invalid(
+                &format!("{action}/tenant"),
+                &format!("Value: {other}. {other} is not of type 'string'"),
+            ))
+        }
+    };
+    if arg.as_object().is_some_and(|m| m.len() > 1) {
+        let extra = arg
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| *k != "tenant")
+            .cloned()
+            .unwrap_or_default();
+        return Err(invalid(
+            action,
+            &format!("Additional properties are not allowed ('{extra}' was unexpected)"),
+        ));
+    }
+    use lifeboat_engine::ComputeError as E;
+    let r = match action.as_str() {
+        "addTenantAccess" => ctx.engine.add_flavor_access(&a, &id, &tenant).await,
+        "removeTenantAccess" => ctx.engine.remove_flavor_access(&a, &id, &tenant).await,
+        other => {
+            return Err(Fault::bad_request(format!(
+                "There is no such action: {other}"
+            )))
+        }
+    };
+    let r = r.map_err(|e| match e {
+        E::NotFound {
+            kind: "Flavor access",
+            ..
+        } => Fault::not_found(format!(
+            "Flavor access not found for {id} / {tenant} combination."
+        )),
+        e => e.into(),
+    });
+    Ok(Json(access_body(&r?)))
+}
+
 /// The flavor routes.
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -223,6 +304,14 @@ pub fn routes() -> Router<Ctx> {
         .route("/compute/v2.1/flavors/detail", get(list_detail))
         .route("/compute/v2.1/flavors/:id", get(show).delete(delete))
         .route("/compute/v2.1/flavors/:id/os-extra_specs", get(extra_specs))
+        .route(
+            "/compute/v2.1/flavors/:id/os-flavor-access",
+            get(access_list),
+        )
+        .route(
+            "/compute/v2.1/flavors/:id/action",
+            axum::routing::post(access_action),
+        )
 }
 
 #[cfg(test)]

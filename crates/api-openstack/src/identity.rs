@@ -26,7 +26,7 @@ impl IntoResponse for KsError {
             403 => "Forbidden",
             404 => "Not Found",
             409 => "Conflict",
-            _ => "Internal Server Error",
+            _ => self.0.canonical_reason().unwrap_or("Error"),
         };
         (
             self.0,
@@ -193,28 +193,82 @@ fn with_subject(status: StatusCode, token: &str, body: Value) -> Response {
     r
 }
 
+/// Keystone's `ValidationError` text.
+fn expecting(attribute: &str, target: &str) -> KsError {
+    KsError(
+        StatusCode::BAD_REQUEST,
+        format!("Expecting to find {attribute} in {target}. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."),
+    )
+}
+
+/// Checks a `domain` reference (`{"id"}` or `{"name"}`) names the one
+/// domain there is; Keystone answers an unknown domain with a plain 401.
+fn check_domain(d: &Value, target: &str) -> R<()> {
+    let Some(o) = d.as_object() else {
+        return Err(expecting("domain", target));
+    };
+    let ok = match (o.get("id"), o.get("name")) {
+        (Some(Value::String(id)), _) => id == "default",
+        (None, Some(Value::String(n))) => n.eq_ignore_ascii_case("default"),
+        _ => return Err(expecting("id or name", "domain")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
+}
+
+/// The project of `auth.scope` (id or name); None for an unscoped request.
+/// Follows Keystone's `AuthInfo._validate_and_normalize_scope_data`:
+/// exactly one of project, domain, system or unscoped.
 fn scope_project(auth: &Value) -> R<Option<String>> {
-    let scope = &auth["scope"];
-    if scope.is_null() || scope.as_str() == Some("unscoped") {
+    let scope = match auth.get("scope") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(s) => s,
+    };
+    let has = |k: &str| match scope {
+        // Keystone tests `k in scope`: a substring test on a string.
+        Value::String(st) => st.contains(k),
+        Value::Object(o) => o.contains_key(k),
+        _ => false,
+    };
+    if !scope.is_object() && !scope.is_string() {
+        return Err(KsError(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid input for field 'scope': {scope} is not of type 'object', 'string'"),
+        ));
+    }
+    let n = ["project", "domain", "unscoped", "system"]
+        .iter()
+        .filter(|k| has(k))
+        .count();
+    if n != 1 {
+        return Err(expecting("project, domain, system or unscoped", "scope"));
+    }
+    if has("unscoped") {
         return Ok(None);
     }
     let p = &scope["project"];
-    if p.is_null() {
-        if !scope["domain"].is_null() || !scope["system"].is_null() {
-            return Err(KsError(
-                StatusCode::UNAUTHORIZED,
-                "Lifeboat issues project-scoped tokens only.".into(),
-            ));
+    if !p.is_object() {
+        if has("project") {
+            return Err(expecting("project", "scope"));
         }
-        return Ok(None);
+        return Err(KsError(
+            StatusCode::UNAUTHORIZED,
+            "Lifeboat issues project-scoped tokens only.".into(),
+        ));
     }
     match (p["id"].as_str(), p["name"].as_str()) {
         (Some(id), _) => Ok(Some(id.to_string())),
-        (None, Some(name)) => Ok(Some(name.to_string())),
-        _ => Err(KsError(
-            StatusCode::BAD_REQUEST,
-            "Invalid input for field 'scope': project needs an id or a name".into(),
-        )),
+        (None, Some(name)) => {
+            if p.get("domain").is_none() {
+                return Err(expecting("domain", "project"));
+            }
+            check_domain(&p["domain"], "project")?;
+            Ok(Some(name.to_string()))
+        }
+        _ => Err(expecting("project id or name", "project")),
     }
 }
 
@@ -234,10 +288,17 @@ async fn issue(State(ctx): State<Ctx>, body: Option<Json<Value>>) -> R<Response>
     let project = scope_project(auth)?;
     let a = if methods.contains(&"password") {
         let user = &identity["password"]["user"];
-        let key = user["id"]
-            .as_str()
-            .or_else(|| user["name"].as_str())
-            .ok_or_else(unauthorized)?;
+        let key = match (user["id"].as_str(), user["name"].as_str()) {
+            (Some(id), _) => id,
+            (None, Some(name)) => {
+                if user.get("domain").is_none() {
+                    return Err(expecting("domain", "user"));
+                }
+                check_domain(&user["domain"], "user")?;
+                name
+            }
+            _ => return Err(expecting("id or name", "user")),
+        };
         let password = user["password"].as_str().ok_or_else(unauthorized)?;
         ctx.engine
             .authenticate(key, password, project.as_deref())
@@ -268,7 +329,9 @@ async fn issue(State(ctx): State<Ctx>, body: Option<Json<Value>>) -> R<Response>
                 }
             }
         };
-        ctx.engine.issue_token(actor).await?
+        // A rescoped token never outlives its parent (Keystone keeps the
+        // parent's expires_at), so tokens cannot be chained forever.
+        ctx.engine.issue_token_until(actor, cur.expires_at).await?
     } else {
         return Err(KsError(
             StatusCode::UNAUTHORIZED,
@@ -284,12 +347,16 @@ async fn issue(State(ctx): State<Ctx>, body: Option<Json<Value>>) -> R<Response>
     Ok(with_subject(StatusCode::CREATED, &a.token, body))
 }
 
-async fn subject(ctx: &Ctx, headers: &HeaderMap) -> R<Authenticated> {
+/// The token named by `X-Subject-Token`, if Keystone's policy lets the
+/// caller (`X-Auth-Token`) act on it: an admin, or the token's own user
+/// (`rule:token_subject`).
+async fn subject(ctx: &Ctx, headers: &HeaderMap, action: &str) -> R<Authenticated> {
     let caller = headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unauthorized)?;
-    ctx.engine
+    let caller = ctx
+        .engine
         .validate_token(caller)
         .await
         .map_err(|_| unauthorized())?;
@@ -302,27 +369,34 @@ async fn subject(ctx: &Ctx, headers: &HeaderMap) -> R<Authenticated> {
                 "Could not find token: (missing X-Subject-Token).".into(),
             )
         })?;
-    ctx.engine.validate_token(subject).await.map_err(|_| {
+    let a = ctx.engine.validate_token(subject).await.map_err(|_| {
         KsError(
             StatusCode::NOT_FOUND,
             format!("Could not find token: {subject}."),
         )
-    })
+    })?;
+    if !caller.actor.is_admin() && caller.actor.user_id != a.actor.user_id {
+        return Err(KsError(
+            StatusCode::FORBIDDEN,
+            format!("You are not authorized to perform the requested action: {action}."),
+        ));
+    }
+    Ok(a)
 }
 
 async fn validate(State(ctx): State<Ctx>, headers: HeaderMap) -> R<Response> {
-    let a = subject(&ctx, &headers).await?;
+    let a = subject(&ctx, &headers, "identity:validate_token").await?;
     let body = token_body(&ctx, &a, &["password"]).await?;
     Ok(with_subject(StatusCode::OK, &a.token, body))
 }
 
 async fn check_token(State(ctx): State<Ctx>, headers: HeaderMap) -> R<StatusCode> {
-    subject(&ctx, &headers).await?;
+    subject(&ctx, &headers, "identity:check_token").await?;
     Ok(StatusCode::OK)
 }
 
 async fn revoke(State(ctx): State<Ctx>, headers: HeaderMap) -> R<StatusCode> {
-    let a = subject(&ctx, &headers).await?;
+    let a = subject(&ctx, &headers, "identity:revoke_token").await?;
     ctx.engine.revoke_token(&a.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -520,5 +594,19 @@ mod tests {
         assert_eq!(scope_project(&a).unwrap().as_deref(), Some("abc"));
         assert_eq!(scope_project(&json!({})).unwrap(), None);
         assert!(scope_project(&json!({"scope": {"domain": {"id": "default"}}})).is_err());
+        assert_eq!(scope_project(&json!({"scope": "unscoped"})).unwrap(), None);
+        let e = scope_project(&json!({"scope": "admin"})).unwrap_err();
+        assert_eq!(e.0, StatusCode::BAD_REQUEST);
+        assert!(e
+            .1
+            .starts_with("Expecting to find project, domain, system or unscoped in scope."));
+        assert_eq!(
+            scope_project(&json!({"scope": 5})).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        let e = scope_project(
+            &json!({"scope": {"project": {"name": "p", "domain": {"name": "Nope"}}}}),
+        );
+        assert_eq!(e.unwrap_err().0, StatusCode::UNAUTHORIZED);
     }
 }

@@ -82,12 +82,13 @@ pub fn glance_image(i: &Image) -> Value {
 }
 
 /// Glance's error body (`{"message", "code", "title"}`, webob style).
-fn glance_error(status: StatusCode, msg: String) -> Response {
+pub(crate) fn glance_error(status: StatusCode, msg: String) -> Response {
     let title = match status.as_u16() {
         403 => "Forbidden",
         404 => "Not Found",
         409 => "Conflict",
-        _ => "Bad Request",
+        400 => "Bad Request",
+        _ => status.canonical_reason().unwrap_or("Error"),
     };
     (
         status,

@@ -18,7 +18,9 @@ pub mod keypairs;
 pub mod limits;
 pub mod microversion;
 pub mod nova;
+pub mod quotas;
 pub mod servers;
+pub mod validate;
 pub mod versions;
 
 use axum::http::HeaderValue;
@@ -86,6 +88,57 @@ async fn request_id(
     resp
 }
 
+/// Largest request body the front reads (oslo.middleware's
+/// `max_request_body_size` default, which Nova deploys).
+pub const MAX_BODY: usize = 114_688;
+
+/// Gives every error the vendor's JSON body: axum's own rejections (405,
+/// 413, 415, a path that is not UTF-8, ...) are plain text or empty.
+async fn json_faults(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let st = resp.status();
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(st.is_client_error() || st.is_server_error()) || json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let msg = match st.as_u16() {
+        405 => format!("The method {method} is not allowed for this resource."),
+        413 => "Request is too large.".to_string(),
+        _ if !text.is_empty() => text,
+        _ => st.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    let mut out = if path.starts_with("/identity") {
+        identity::KsError(st, msg).into_response()
+    } else if path.starts_with("/image") {
+        images::glance_error(st, msg)
+    } else {
+        fault::Fault::new(st, msg).into_response()
+    };
+    for (k, v) in parts.headers.iter() {
+        if k != CONTENT_TYPE && k != CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out.extensions_mut().extend(parts.extensions);
+    out
+}
+
 /// The front's router; mount at the root of the listener.
 /// The Nova-format 404 for an unknown path under this front's prefixes
 /// (`/compute`, `/identity`, `/image`); None for other paths.
@@ -108,6 +161,7 @@ pub fn router(engine: Engine, public_url: String) -> Router {
         .merge(flavors::routes())
         .merge(keypairs::routes())
         .merge(limits::routes())
+        .merge(quotas::routes())
         .merge(availability_zones::routes())
         .merge(images::compute_routes())
         .merge(versions::versioned_routes())
@@ -117,6 +171,8 @@ pub fn router(engine: Engine, public_url: String) -> Router {
         .merge(versions::root_routes())
         .merge(images::routes())
         .merge(compute)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(json_faults))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(ctx)
 }

@@ -1,10 +1,10 @@
-//! `GET /limits`. Lifeboat enforces no per-project quotas on instances,
-//! cores or RAM, so those maxima are -1 (Nova's "unlimited"); usage is real.
+//! `GET /limits`: the project's quotas (`lifeboat_engine` enforces them)
+//! and its usage, in Nova's absolute-limits names.
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use lifeboat_engine::ListServers;
+use lifeboat_engine::{Limits, QuotaUsage};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
@@ -12,23 +12,23 @@ use crate::fault::R;
 use crate::microversion::Mv;
 use crate::Ctx;
 
-/// The absolute limits at a microversion, given usage.
-pub fn absolute(mv: Mv, instances: u64, cores: u64, ram: u64, keypairs: u64) -> Value {
-    let _ = keypairs;
+/// The absolute limits at a microversion, given limits and usage.
+pub fn absolute(mv: Mv, q: &Limits, used: &QuotaUsage) -> Value {
     let mut m = Map::new();
     let mut put = |k: &str, v: i64| {
         m.insert(k.into(), json!(v));
     };
-    put("maxServerMeta", 128);
-    put("maxTotalInstances", -1);
-    put("maxTotalCores", -1);
-    put("maxTotalRAMSize", -1);
-    put("maxTotalKeypairs", -1);
-    put("maxServerGroups", -1);
-    put("maxServerGroupMembers", -1);
-    put("totalInstancesUsed", instances as i64);
-    put("totalCoresUsed", cores as i64);
-    put("totalRAMUsed", ram as i64);
+    let l = |k: &str| q.get(k).copied().unwrap_or(-1);
+    put("maxServerMeta", l("metadata_items"));
+    put("maxTotalInstances", l("instances"));
+    put("maxTotalCores", l("cores"));
+    put("maxTotalRAMSize", l("ram"));
+    put("maxTotalKeypairs", l("key_pairs"));
+    put("maxServerGroups", l("server_groups"));
+    put("maxServerGroupMembers", l("server_group_members"));
+    put("totalInstancesUsed", used.instances);
+    put("totalCoresUsed", used.cores);
+    put("totalRAMUsed", used.ram);
     put("totalServerGroupsUsed", 0);
     if !mv.ge(36) {
         put("maxSecurityGroups", -1);
@@ -48,16 +48,11 @@ pub fn absolute(mv: Mv, instances: u64, cores: u64, ram: u64, keypairs: u64) -> 
 }
 
 async fn limits(State(ctx): State<Ctx>, mv: Mv, Caller(a): Caller) -> R<Json<Value>> {
-    let servers = ctx.engine.list_servers(&a, &ListServers::default()).await?;
-    let (mut cores, mut ram) = (0u64, 0u64);
-    for s in &servers {
-        cores += s.flavor.vcpus as u64;
-        ram += s.flavor.ram;
-    }
-    let kps = ctx.engine.keypairs(&a).await?.len() as u64;
+    let q = ctx.engine.project_quotas(&a.project_id).await?;
+    let used = ctx.engine.quota_usage(&a, &a.project_id).await?;
     Ok(Json(json!({"limits": {
         "rate": [],
-        "absolute": absolute(mv, servers.len() as u64, cores, ram, kps),
+        "absolute": absolute(mv, &q, &used),
     }})))
 }
 
@@ -72,10 +67,22 @@ mod tests {
 
     #[test]
     fn keys_by_version() {
-        let v = absolute(Mv(1), 1, 2, 3, 0);
+        let q: Limits = lifeboat_engine::QUOTA_DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let used = QuotaUsage {
+            instances: 1,
+            cores: 2,
+            ram: 3,
+            key_pairs: 0,
+        };
+        let v = absolute(Mv(1), &q, &used);
+        assert_eq!(v["maxTotalInstances"], 10);
+        assert_eq!(v["maxTotalRAMSize"], 51200);
         assert!(v.get("maxPersonality").is_some());
         assert!(v.get("maxSecurityGroups").is_some());
-        let v = absolute(Mv(57), 1, 2, 3, 0);
+        let v = absolute(Mv(57), &q, &used);
         assert!(v.get("maxPersonality").is_none());
         assert!(v.get("maxImageMeta").is_none());
         assert!(v.get("maxSecurityGroups").is_none());

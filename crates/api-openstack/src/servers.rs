@@ -430,6 +430,7 @@ fn bool_value(v: &Value) -> Option<bool> {
 
 /// Parses `POST /servers` into the engine request.
 pub fn parse_create(body: &Value, mv: Mv) -> R<(CreateServer, bool)> {
+    crate::validate::server_create(body, mv)?;
     let s = &body["server"];
     if !s.is_object() {
         return Err(invalid("server", "'server' is a required property"));
@@ -562,8 +563,8 @@ pub fn parse_create(body: &Value, mv: Mv) -> R<(CreateServer, bool)> {
         admin_pass: str_field(s, "adminPass")?,
         description,
         tags,
-        min_count: min_count as u32,
-        max_count: max_count as u32,
+        min_count: u32::try_from(min_count).unwrap_or(u32::MAX),
+        max_count: u32::try_from(max_count).unwrap_or(u32::MAX),
         config_drive,
         security_groups,
         hostname,
@@ -1487,7 +1488,7 @@ mod tests {
     fn create_parsing() {
         let body = json!({"server": {
             "name": "a", "imageRef": "http://x/images/abc", "flavorRef": 2,
-            "networks": [{"uuid": "n1", "fixed_ip": "10.0.0.9"}],
+            "networks": [{"uuid": "6f1c1f1e-0000-4000-8000-000000000001", "fixed_ip": "10.0.0.9"}],
             "metadata": {"k": "v"}, "min_count": 2, "max_count": "3",
             "security_groups": [{"name": "web"}], "tags": ["t"],
             "config_drive": "true", "description": "d"},

@@ -480,7 +480,7 @@ pub static TABLE: &[ActionRule] = &[
         task_states: Any,
         checks_lock: false,
         needs_host: true,
-        policy: Policy::Reader,
+        // Nova's os_compute_api:os-console-output is PROJECT_MEMBER_OR_ADMIN.
         long: false,
         must_have_launched: false,
         ..rule(Action::ConsoleOutput)

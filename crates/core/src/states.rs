@@ -10,9 +10,21 @@ use utoipa::ToSchema;
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $s)] $var),+
+        }
+        // The OpenAPI schema lists the wire strings (what serde sends).
+        impl<'s> ToSchema<'s> for $name {
+            fn schema() -> (&'s str, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) {
+                (
+                    stringify!($name),
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::SchemaType::String)
+                        .enum_values(Some([$($s),+]))
+                        .into(),
+                )
+            }
         }
         impl $name {
             /// Every value, in declaration order.
@@ -125,7 +137,7 @@ string_enum!(
 );
 
 /// Hypervisor-reported power state (Nova `power_state`, integer on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 pub enum PowerState {
     /// 0: no state / unknown.
@@ -140,6 +152,33 @@ pub enum PowerState {
     Crashed,
     /// 7: suspended.
     Suspended,
+}
+
+// An integer on the wire, so an integer enum in the OpenAPI document.
+impl<'s> ToSchema<'s> for PowerState {
+    fn schema() -> (
+        &'s str,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    ) {
+        let all = [
+            PowerState::NoState,
+            PowerState::Running,
+            PowerState::Paused,
+            PowerState::Shutdown,
+            PowerState::Crashed,
+            PowerState::Suspended,
+        ];
+        (
+            "PowerState",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::SchemaType::Integer)
+                .enum_values(Some(all.map(PowerState::code)))
+                .description(Some(
+                    "0 pending, 1 running, 3 paused, 4 shutdown, 6 crashed, 7 suspended",
+                ))
+                .into(),
+        )
+    }
 }
 
 impl PowerState {

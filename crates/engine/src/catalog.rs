@@ -156,9 +156,13 @@ impl Engine {
     /// Deletes an image the actor owns (or any, for admins).
     pub async fn delete_image(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         let img = self.image(actor, id).await?;
-        if !actor.is_admin() && img.owner.as_deref() != Some(actor.project_id.as_str()) {
+        // Glance's delete_image: admin, or a member of the owning project.
+        if !actor.is_admin()
+            && (actor.role < lifeboat_core::Role::Member
+                || img.owner.as_deref() != Some(actor.project_id.as_str()))
+        {
             return Err(ComputeError::Forbidden(
-                "You are not permitted to delete this image.".into(),
+                "You are not authorized to complete delete_image action.".into(),
             ));
         }
         if img.kind != ImageKind::Base {
@@ -390,6 +394,7 @@ impl Engine {
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":");
+        self.check_keypair_quota(actor).await?;
         let kp = Keypair {
             name: name.into(),
             user_id: actor.user_id.clone(),

@@ -41,7 +41,12 @@ pub struct Authenticated {
     pub expires_at: Time,
 }
 
-const PBKDF2_ROUNDS: u32 = 60_000;
+/// PBKDF2-HMAC-SHA256 iterations for new hashes (OWASP's 2023 advice).
+/// Older hashes with fewer rounds still verify and are upgraded on login.
+pub const PBKDF2_ROUNDS: u32 = 600_000;
+
+/// How long a token lives.
+const TOKEN_LIFETIME_HOURS: i64 = 12;
 
 fn random_string(n: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::rngs::OsRng;
@@ -53,8 +58,7 @@ fn random_string(n: usize, alphabet: &[u8]) -> String {
 /// Hashes a password as `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`.
 pub fn hash_password(password: &str) -> String {
     let salt: [u8; 16] = rand::rngs::OsRng.gen();
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
+    let out = lifeboat_passwords::pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ROUNDS);
     format!(
         "pbkdf2-sha256${PBKDF2_ROUNDS}${}${}",
         hex::encode(salt),
@@ -62,8 +66,25 @@ pub fn hash_password(password: &str) -> String {
     )
 }
 
-/// Checks a password against [`hash_password`]'s output.
+/// The iteration count of a stored hash (None when it is not ours).
+pub fn hash_rounds(stored: &str) -> Option<u32> {
+    let mut it = stored.split('$');
+    (it.next() == Some("pbkdf2-sha256"))
+        .then(|| it.next()?.parse().ok())
+        .flatten()
+}
+
+/// A hash of nothing anybody knows, checked when a user name is unknown
+/// so that the answer takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_string(32, ids::ALNUM)))
+}
+
+/// Checks a password against [`hash_password`]'s output (constant-time
+/// comparison of the derived key).
 pub fn verify_password(password: &str, stored: &str) -> bool {
+    use subtle::ConstantTimeEq;
     let parts: Vec<&str> = stored.split('$').collect();
     let [alg, rounds, salt, hash] = parts.as_slice() else {
         return false;
@@ -73,12 +94,11 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     else {
         return false;
     };
-    if *alg != "pbkdf2-sha256" || hash.len() != 32 {
+    if *alg != "pbkdf2-sha256" || hash.len() != 32 || rounds == 0 {
         return false;
     }
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
-    bool::from(subtle::ConstantTimeEq::ct_eq(&out[..], &hash[..]))
+    let out = lifeboat_passwords::pbkdf2_sha256(password.as_bytes(), &salt, rounds);
+    out.ct_eq(hash.as_slice()).into()
 }
 
 fn token_hash(token: &str) -> String {
@@ -190,10 +210,14 @@ impl Engine {
                 "password must have at least 8 characters".into(),
             ));
         }
+        let pw = password.to_string();
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+            .await
+            .map_err(|e| ComputeError::Internal(format!("password hash: {e}")))?;
         let u = User {
             id: ids::prefixed("", 32, ids::HEX),
             name: name.into(),
-            password_hash: hash_password(password),
+            password_hash,
             default_project_id: Some(project_id.into()),
             enabled: true,
         };
@@ -285,7 +309,11 @@ impl Engine {
         Ok((k, actor))
     }
 
-    async fn actor_for(&self, user_id: &str, project_id: &str) -> Result<Actor, ComputeError> {
+    pub(crate) async fn actor_for(
+        &self,
+        user_id: &str,
+        project_id: &str,
+    ) -> Result<Actor, ComputeError> {
         let user: User = self
             .inner
             .store
@@ -317,6 +345,9 @@ impl Engine {
 
     /// Checks a user's password and issues a token scoped to `project`
     /// (id or name; the user's default project when None).
+    ///
+    /// An unknown user name costs the same hash as a wrong password, and a
+    /// hash made with fewer than [`PBKDF2_ROUNDS`] is replaced on success.
     pub async fn authenticate(
         &self,
         user: &str,
@@ -326,9 +357,24 @@ impl Engine {
         let unauthorized = || {
             ComputeError::Unauthorized("The request you have made requires authentication.".into())
         };
-        let u = self.user(user).await.map_err(|_| unauthorized())?;
-        if !u.enabled || !verify_password(password, &u.password_hash) {
+        let found = self.user(user).await.ok();
+        let stored = found
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| dummy_hash().to_string());
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &stored))
+            .await
+            .map_err(|e| ComputeError::Internal(format!("password check: {e}")))?;
+        let Some(mut u) = found.filter(|u| ok && u.enabled) else {
             return Err(unauthorized());
+        };
+        if hash_rounds(&u.password_hash).is_some_and(|r| r < PBKDF2_ROUNDS) {
+            let pw = password.to_string();
+            u.password_hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+                .await
+                .map_err(|e| ComputeError::Internal(format!("password hash: {e}")))?;
+            self.inner.store.put(&u).await?;
         }
         let project_id = match project {
             Some(p) => self.project(p).await.map_err(|_| unauthorized())?.id,
@@ -338,11 +384,21 @@ impl Engine {
         self.issue_token(actor).await
     }
 
-    /// Issues a token for an already authenticated actor (token rescoping).
+    /// Issues a token for an already authenticated actor, valid for 12 hours.
     pub async fn issue_token(&self, actor: Actor) -> Result<Authenticated, ComputeError> {
+        let expires_at = now() + ChronoDuration::hours(TOKEN_LIFETIME_HOURS);
+        self.issue_token_until(actor, expires_at).await
+    }
+
+    /// Issues a token that expires at `expires_at` (token rescoping keeps
+    /// the parent token's expiry, as Keystone does).
+    pub async fn issue_token_until(
+        &self,
+        actor: Actor,
+        expires_at: Time,
+    ) -> Result<Authenticated, ComputeError> {
         let token = format!("lb{}", random_string(46, ids::ALNUM));
         let issued_at = now();
-        let expires_at = issued_at + ChronoDuration::hours(12);
         self.inner
             .store
             .put(&Token {
@@ -423,5 +479,36 @@ mod tests {
         assert!(!super::verify_password("wrong horse", &h));
         assert!(!super::verify_password("x", "garbage"));
         assert_ne!(h, super::hash_password("correct horse"), "salted");
+        assert_eq!(super::hash_rounds(&h), Some(super::PBKDF2_ROUNDS));
+        const { assert!(super::PBKDF2_ROUNDS >= 600_000) };
+    }
+
+    /// 600k rounds stay fast in debug builds (the passwords crate is
+    /// optimised in every profile; unoptimised it takes ~9 s).
+    #[test]
+    fn hashing_is_optimised() {
+        let t = std::time::Instant::now();
+        super::hash_password("x");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A 60k-round hash from before still verifies.
+    #[test]
+    fn old_hashes_verify() {
+        let salt = [7u8; 16];
+        let out = lifeboat_passwords::pbkdf2_sha256(b"old password", &salt, 60_000);
+        let old = format!(
+            "pbkdf2-sha256$60000${}${}",
+            hex::encode(salt),
+            hex::encode(out)
+        );
+        assert!(super::verify_password("old password", &old));
+        assert!(!super::verify_password("other", &old));
+        assert_eq!(super::hash_rounds(&old), Some(60_000));
+        assert!(!super::verify_password("x", "pbkdf2-sha256$0$00$00"));
     }
 }

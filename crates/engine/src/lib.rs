@@ -6,10 +6,13 @@
 //! result or the [`ComputeError`] in its vendor's format.
 
 mod catalog;
+mod console_tokens;
 mod error;
+mod flavor_access;
 mod hosts;
 mod identity;
 mod network;
+mod quota;
 mod requests;
 mod secrets;
 mod servers;
@@ -18,9 +21,12 @@ mod workflow;
 
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
 pub use error::ComputeError;
+pub use flavor_access::FlavorAccess;
 pub use identity::{
-    hash_password, verify_password, write_private, AdminCredentials, Authenticated,
+    hash_password, hash_rounds, verify_password, write_private, AdminCredentials, Authenticated,
+    PBKDF2_ROUNDS,
 };
+pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;
 
 use std::collections::HashMap;
@@ -130,8 +136,8 @@ pub(crate) struct Inner {
     /// Serialises "pick a host, then claim it" so concurrent builds cannot
     /// overcommit a host (one manager; several managers need a DB lock).
     pub placement: tokio::sync::Mutex<()>,
-    /// Console tokens: token -> (server id, console socket, expiry).
-    pub consoles: std::sync::Mutex<HashMap<String, (String, String, std::time::Instant)>>,
+    /// Console tokens (single use, see `console_tokens`).
+    pub consoles: std::sync::Mutex<HashMap<String, console_tokens::ConsoleGrant>>,
     /// Key sealing workflow secrets (loaded from the data dir on first use).
     pub vault_key: std::sync::Mutex<Option<[u8; 32]>>,
 }
@@ -185,13 +191,6 @@ impl Engine {
             }
         });
         Ok(())
-    }
-
-    /// The console socket a console token grants (valid for 10 minutes).
-    pub fn console_target(&self, token: &str) -> Option<(String, String)> {
-        let mut map = self.inner.consoles.lock().unwrap();
-        map.retain(|_, (_, _, exp)| *exp > std::time::Instant::now());
-        map.get(token).map(|(s, p, _)| (s.clone(), p.clone()))
     }
 
     /// Subscribes to new events as they are logged.

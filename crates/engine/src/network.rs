@@ -318,6 +318,12 @@ impl Engine {
     /// Releases a floating IP.
     pub async fn release_floating_ip(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         let f = self.visible_fip(actor, id).await?;
+        // Neutron's delete_floatingip: admin or project member.
+        if actor.role < lifeboat_core::Role::Member {
+            return Err(ComputeError::Forbidden(
+                "readers cannot release floating IPs".into(),
+            ));
+        }
         if let Some(pid) = &f.port_id {
             let p: Option<Port> = self.inner.store.get(pid).await?;
             self.inner.store.delete::<FloatingIp>(&f.id).await?;

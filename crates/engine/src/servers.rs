@@ -168,6 +168,15 @@ impl Engine {
                 flavor.id
             )));
         }
+        if !self.can_use_flavor(actor, &flavor).await? {
+            return Err(ComputeError::BadRequest(format!(
+                "Flavor {} could not be found.",
+                req.flavor
+            )));
+        }
+        let (max, _quota) = self
+            .check_create_quota(actor, &flavor, min, max, req.metadata.len())
+            .await?;
         let image = match &req.image {
             Some(i) if !i.is_empty() => self
                 .image(actor, i)
@@ -762,7 +771,7 @@ impl Engine {
                 })
             }
             ServerAction::Resize { flavor } => {
-                let f = self.flavor(&flavor).await.map_err(|_| {
+                let f = self.usable_flavor(actor, &flavor).await.map_err(|_| {
                     ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'"))
                 })?;
                 if f.id == s.flavor.id {
@@ -776,6 +785,8 @@ impl Engine {
                     )
                     .with_message("Unable to resize disk down."));
                 }
+                self.check_resize_quota(actor, &s.project_id, &s.flavor, &f)
+                    .await?;
                 let snap: lifeboat_core::FlavorSnapshot = (&f).into();
                 Ok(accepted(
                     self.begin_workflow(actor, s, action, "resize", json!({"flavor": snap}))
@@ -1102,15 +1113,7 @@ impl Engine {
                         }
                         e => e.into(),
                     })?;
-                let token = lifeboat_core::ids::uuid();
-                self.inner.consoles.lock().unwrap().insert(
-                    token.clone(),
-                    (
-                        s.id.clone(),
-                        socket,
-                        std::time::Instant::now() + std::time::Duration::from_secs(600),
-                    ),
-                );
+                let token = self.issue_console_token(actor, &s.id, socket);
                 Ok(ActionOutcome::RemoteConsole {
                     protocol,
                     console_type,

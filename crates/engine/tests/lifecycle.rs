@@ -615,6 +615,16 @@ async fn failures_roll_back_or_error() {
         ..lifeboat_core::Flavor::defaults()[0].clone()
     };
     e.engine.create_flavor(&e.admin, big).await.unwrap();
+    // A quota of RAM would refuse it first; lift it to reach the scheduler.
+    e.engine
+        .update_quotas(
+            &e.admin,
+            lifeboat_engine::QuotaTarget::Class("default"),
+            &[("ram".to_string(), -1)].into_iter().collect(),
+            true,
+        )
+        .await
+        .unwrap();
     let c = e
         .engine
         .create_servers(

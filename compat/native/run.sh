@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# OpenAPI-driven fuzz of the native API: starts `lifeboat serve` (fake
+# driver) in a temp data dir, logs in as admin and runs schemathesis against
+# /api/v1/openapi.json with a bounded number of examples. Fails on any 5xx,
+# status or content type the document does not list, or response body that
+# does not match its schema (so every error must be the documented JSON).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="${LIFEBOAT_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat-tools}"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "FAIL: schemathesis not found in $venv (run scripts/setup.sh or set LIFEBOAT_TOOLS_VENV)" >&2
+  exit 1
+fi
+if [ -z "${LIFEBOAT_BIN:-}" ]; then
+  (cd "$root" && cargo build -q -p lifeboat)
+  LIFEBOAT_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/lifeboat"
+fi
+py="$venv/bin/python"
+tmp="$(mktemp -d /tmp/lifeboat-native-fuzz.XXXXXX)"
+serve_pid=""
+cleanup() {
+  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+url="http://127.0.0.1:$port"
+mkdir -p "$tmp/data"
+"$LIFEBOAT_BIN" serve --driver fake --listen "127.0.0.1:$port" --data-dir "$tmp/data" \
+  --sync-interval 1 >"$tmp/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 600); do
+  grep -q "serving on" "$tmp/serve.log" 2>/dev/null && break
+  if ! kill -0 "$serve_pid" 2>/dev/null; then
+    echo "FAIL: lifeboat serve exited:" >&2; cat "$tmp/serve.log" >&2; exit 1
+  fi
+  sleep 0.1
+done
+grep -q "serving on" "$tmp/serve.log" || { echo "FAIL: lifeboat serve did not start" >&2; cat "$tmp/serve.log" >&2; exit 1; }
+
+# Log in as admin and lift the default quotas so creates are exercised.
+token="$("$py" - "$url" "$tmp/data/admin-credentials.json" <<'PY'
+import json, sys, urllib.request
+url, creds = sys.argv[1], json.load(open(sys.argv[2]))
+def call(method, path, body, token=None):
+    req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          **({"X-Auth-Token": token} if token else {})})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+tok = call("POST", "/api/v1/auth/tokens",
+           {"username": creds["username"], "password": creds["password"]})["token"]
+call("PUT", "/compute/v2.1/os-quota-class-sets/default",
+     {"quota_class_set": {"instances": -1, "cores": -1, "ram": -1}}, tok)
+print(tok)
+PY
+)"
+
+start=$(date +%s)
+set +e
+"$venv/bin/schemathesis" run "$url/api/v1/openapi.json" \
+  --url "$url" \
+  -H "X-Auth-Token: $token" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --phases "${LIFEBOAT_FUZZ_PHASES:-examples,coverage,fuzzing}" \
+  --max-examples "${LIFEBOAT_FUZZ_EXAMPLES:-60}" \
+  --workers 2 --request-timeout 20 --seed "${LIFEBOAT_FUZZ_SEED:-7}" \
+  --generation-database none --no-color --report junit --report-dir "$tmp/report" "$@"
+rc=$?
+set -e
+echo "native fuzz: schemathesis exit $rc after $(( $(date +%s) - start ))s"
+if grep -E "panicked|internal error" "$tmp/serve.log" >/dev/null; then
+  echo "FAIL: the server logged a panic or an internal error:" >&2
+  grep -E "panicked|internal error" "$tmp/serve.log" | head -20 >&2
+  rc=1
+fi
+exit $rc

@@ -1,0 +1,146 @@
+//! Flavor access (Nova's `os-flavor-access`): which projects may use a
+//! private flavor, and the check create and resize make.
+
+use lifeboat_core::{Actor, Flavor};
+use lifeboat_store::Record;
+use serde::{Deserialize, Serialize};
+
+use crate::{ComputeError, Engine};
+
+/// One project's access to a private flavor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlavorAccess {
+    /// Flavor id.
+    pub flavor_id: String,
+    /// Project id.
+    pub project_id: String,
+}
+
+impl Record for FlavorAccess {
+    const KIND: &'static str = "flavor_access";
+    fn id(&self) -> String {
+        format!("{}:{}", self.flavor_id, self.project_id)
+    }
+    fn ref_id(&self) -> Option<String> {
+        Some(self.flavor_id.clone())
+    }
+}
+
+fn admin_only(actor: &Actor, policy: &str) -> Result<(), ComputeError> {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ComputeError::Forbidden(format!(
+            "Policy doesn't allow {policy} to be performed."
+        )))
+    }
+}
+
+impl Engine {
+    /// Projects with access to a private flavor (admin). Public flavors
+    /// have no access list (Nova answers 404).
+    pub async fn flavor_access(
+        &self,
+        actor: &Actor,
+        flavor_id: &str,
+    ) -> Result<Vec<FlavorAccess>, ComputeError> {
+        admin_only(actor, "os_compute_api:os-flavor-access")?;
+        let f = self.flavor(flavor_id).await?;
+        if f.is_public {
+            return Err(ComputeError::NotFound {
+                kind: "Access list for flavor",
+                id: f.id,
+            });
+        }
+        Ok(self.inner.store.list_by_ref(&f.id).await?)
+    }
+
+    /// Grants a project access to a private flavor (admin).
+    pub async fn add_flavor_access(
+        &self,
+        actor: &Actor,
+        flavor_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<FlavorAccess>, ComputeError> {
+        admin_only(actor, "os_compute_api:os-flavor-access:add_tenant_access")?;
+        let f = self.flavor(flavor_id).await?;
+        if f.is_public {
+            return Err(ComputeError::Conflict(
+                "Can not add access to a public flavor.".into(),
+            ));
+        }
+        let a = FlavorAccess {
+            flavor_id: f.id.clone(),
+            project_id: project_id.into(),
+        };
+        match self.inner.store.insert(&a).await {
+            Ok(()) => {}
+            Err(lifeboat_store::StoreError::Duplicate(_)) => {
+                return Err(ComputeError::Conflict(format!(
+                    "Flavor access already exists for flavor {} and project {project_id} combination.",
+                    f.id
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.inner.store.list_by_ref(&f.id).await?)
+    }
+
+    /// Revokes a project's access to a private flavor (admin).
+    pub async fn remove_flavor_access(
+        &self,
+        actor: &Actor,
+        flavor_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<FlavorAccess>, ComputeError> {
+        admin_only(
+            actor,
+            "os_compute_api:os-flavor-access:remove_tenant_access",
+        )?;
+        let f = self.flavor(flavor_id).await?;
+        if !self
+            .inner
+            .store
+            .delete::<FlavorAccess>(&format!("{}:{project_id}", f.id))
+            .await?
+        {
+            return Err(ComputeError::NotFound {
+                kind: "Flavor access",
+                id: format!("{}:{project_id}", f.id),
+            });
+        }
+        Ok(self.inner.store.list_by_ref(&f.id).await?)
+    }
+
+    /// True when the actor's project may use the flavor: it is public, the
+    /// actor is an admin, or the project was granted access.
+    pub async fn can_use_flavor(&self, actor: &Actor, f: &Flavor) -> Result<bool, ComputeError> {
+        if f.is_public || actor.is_admin() {
+            return Ok(true);
+        }
+        Ok(self
+            .inner
+            .store
+            .get::<FlavorAccess>(&format!("{}:{}", f.id, actor.project_id))
+            .await?
+            .is_some())
+    }
+
+    /// A flavor the actor may boot or resize to: enabled and accessible;
+    /// otherwise `NotFound` (Nova's FlavorNotFound, which create and resize
+    /// render as a 400).
+    pub(crate) async fn usable_flavor(
+        &self,
+        actor: &Actor,
+        key: &str,
+    ) -> Result<Flavor, ComputeError> {
+        let f = self.flavor(key).await?;
+        if f.disabled || !self.can_use_flavor(actor, &f).await? {
+            return Err(ComputeError::NotFound {
+                kind: "Flavor",
+                id: key.into(),
+            });
+        }
+        Ok(f)
+    }
+}
