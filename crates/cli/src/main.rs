@@ -1,6 +1,7 @@
 //! `lifeboat`: the server (`lifeboat serve`), the host agent
 //! (`lifeboat agent`) and the command-line client for the native API.
 
+mod backup;
 mod client;
 mod commands;
 mod output;
@@ -86,16 +87,34 @@ enum Command {
     User(commands::UserCmd),
     /// Print a clouds.yaml for the OpenStack clients.
     OpenstackConfig(commands::OpenstackConfigArgs),
+    /// Snapshot store: create, list, show, restore, delete, verify, prune, gc, key create.
+    Backup {
+        #[command(flatten)]
+        store: backup::StoreOpts,
+        #[command(subcommand)]
+        cmd: backup::BackupCmd,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
+    // The snapshot store is synchronous (rayon); it runs outside the Tokio runtime.
+    let command = match cli.command {
+        Command::Backup { store, cmd } => {
+            if let Err(e) = backup::run(store, cmd) {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        c => c,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve(a) => serve::serve(a).await,
             Command::Agent(a) => serve::agent(a).await,
             Command::Server(c) => commands::server(c).await,
@@ -107,6 +126,7 @@ fn main() {
             Command::Project(c) => commands::project(c).await,
             Command::User(c) => commands::user(c).await,
             Command::OpenstackConfig(a) => commands::openstack_config(a).await,
+            Command::Backup { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     if let Err(e) = result {
