@@ -754,6 +754,23 @@ pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
     Ok(())
 }
 
+/// A workflow that ends without finishing (superseded, rolled back) kills
+/// the snapshot image it was to fill, so no image stays `queued`/`saving`.
+pub(crate) async fn abandon(e: &Engine, wf: &Workflow) -> StepResult<()> {
+    if !matches!(wf.kind.as_str(), "create_image" | "create_backup") {
+        return Ok(());
+    }
+    let Some(id) = wf.params["image_id"].as_str() else {
+        return Ok(());
+    };
+    if let Some(img) = e.inner.store.get::<lifeboat_core::Image>(id).await? {
+        if matches!(img.status, ImageStatus::Queued | ImageStatus::Saving) {
+            e.set_image_status(id, ImageStatus::Killed, None).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Ends a failed workflow after rollback. Returns whether the server went to ERROR.
 pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResult<bool> {
     scrub_secrets(&mut wf.params);

@@ -181,6 +181,7 @@ impl Engine {
                     wf.state = WorkflowState::RolledBack;
                     wf.error = Some("superseded by another request".into());
                     steps::scrub_secrets(&mut wf.params);
+                    steps::abandon(self, &wf).await?;
                     self.persist(&mut wf).await?;
                     self.forget_secrets(&wf.id).await;
                     self.step_event(&wf, Level::Warn, None, format!("{} superseded", wf.kind))
@@ -280,6 +281,7 @@ impl Engine {
             }
         }
         let error = wf.error.clone().unwrap_or_else(|| "failed".into());
+        steps::abandon(self, wf).await?;
         let errored = steps::fail(self, wf, &error).await?;
         wf.state = if errored || !clean {
             WorkflowState::Failed

@@ -227,3 +227,50 @@ async fn the_callers_request_id_is_the_actions_request_id() {
     let wf = e.engine.workflow(&e.admin, &workflow_id).await.unwrap();
     assert!(wf.request_id.starts_with("req-") && wf.request_id.len() == 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_superseded_by_delete_leaves_no_queued_image() {
+    let e = env().await;
+    let s = e.create("snap-del").await;
+    e.host.set_delay(Duration::from_millis(300));
+    let out = e
+        .engine
+        .server_action(
+            &e.admin,
+            &s.id,
+            ServerAction::CreateImage {
+                name: "never".into(),
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let lifeboat_engine::ActionOutcome::Accepted {
+        image_id: Some(img),
+        ..
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    e.engine.delete_server(&e.admin, &s.id).await.unwrap();
+    e.settle(&s.id).await;
+    let mut status = ImageStatus::Queued;
+    for _ in 0..200 {
+        status = e
+            .engine
+            .store()
+            .get::<lifeboat_core::Image>(&img)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if !matches!(status, ImageStatus::Queued | ImageStatus::Saving) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(status, ImageStatus::Killed | ImageStatus::Active),
+        "image left {status:?}"
+    );
+}
