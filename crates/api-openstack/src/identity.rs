@@ -153,6 +153,7 @@ pub fn catalog(ctx: &Ctx) -> Value {
         svc("compute", "nova", ctx.compute_url()),
         svc("identity", "keystone", ctx.identity_url()),
         svc("image", "glance", format!("{}/image", ctx.public_url)),
+        svc("network", "neutron", format!("{}/network", ctx.public_url)),
     ])
 }
 

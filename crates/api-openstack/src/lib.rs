@@ -17,6 +17,7 @@ pub mod images;
 pub mod keypairs;
 pub mod limits;
 pub mod microversion;
+pub mod network;
 pub mod nova;
 pub mod quotas;
 pub mod servers;
@@ -144,6 +145,9 @@ async fn json_faults(
 /// (`/compute`, `/identity`, `/image`); None for other paths.
 pub fn not_found(path: &str) -> Option<axum::response::Response> {
     use axum::response::IntoResponse;
+    if path == "/network" || path.starts_with("/network/") {
+        return Some(network::not_found());
+    }
     ["/compute", "/identity", "/image"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
@@ -170,6 +174,7 @@ pub fn router(engine: Engine, public_url: String) -> Router {
         .merge(identity::routes())
         .merge(versions::root_routes())
         .merge(images::routes())
+        .merge(network::routes())
         .merge(compute)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(json_faults))

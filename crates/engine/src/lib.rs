@@ -26,6 +26,7 @@ pub use identity::{
     hash_password, hash_rounds, verify_password, write_private, AdminCredentials, Authenticated,
     PBKDF2_ROUNDS,
 };
+pub use network::neutron;
 pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;
 

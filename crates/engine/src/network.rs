@@ -8,6 +8,8 @@ use lifeboat_core::{
 };
 use lifeboat_store::StoreError;
 
+pub mod neutron;
+
 use crate::requests::NetworkRequest;
 use crate::{ComputeError, Engine};
 
@@ -38,7 +40,7 @@ impl Engine {
                     .await?;
             }
         }
-        Ok(())
+        self.bootstrap_subnets().await
     }
 
     /// Networks visible to the actor.
@@ -70,6 +72,11 @@ impl Engine {
                 let net = self.network_by_id_or_name(n).await.map_err(|_| {
                     ComputeError::BadRequest(format!("Network {n} could not be found."))
                 })?;
+                if net.cidr.is_empty() {
+                    return Err(ComputeError::BadRequest(format!(
+                        "Network {n} requires a subnet in order to boot instances on."
+                    )));
+                }
                 if net.external {
                     return Err(ComputeError::BadRequest(format!(
                         "Network {n} is external and cannot be attached directly."
@@ -116,7 +123,10 @@ impl Engine {
         for _ in 0..host_count(&net.cidr).clamp(1, 4096) {
             let ip = match fixed {
                 Some(f) => f.to_string(),
-                None => self.next_address(net).await?,
+                None => match self.next_pool_address(&net.id).await? {
+                    Some(ip) => ip,
+                    None => self.next_address(net).await?,
+                },
             };
             let port = Port {
                 id: id.to_string(),

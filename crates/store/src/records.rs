@@ -170,8 +170,8 @@ impl Record for Port {
         self.network_id.clone()
     }
     fn unique_name(&self) -> Option<String> {
-        // one fixed IP per network
-        Some(self.fixed_ip.clone())
+        // one fixed IP per network (a port may have none)
+        (!self.fixed_ip.is_empty()).then(|| self.fixed_ip.clone())
     }
     fn ref_id(&self) -> Option<String> {
         self.server_id.clone()
