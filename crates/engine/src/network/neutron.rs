@@ -1488,7 +1488,8 @@ impl Engine {
         reqs: Option<&[FixedIpReq]>,
         except_port: Option<&str>,
     ) -> NetResult<Vec<FixedIp>> {
-        let subnets: Vec<Subnet> = self.inner.store.list_by_owner(net_id).await?;
+        let mut subnets: Vec<Subnet> = self.inner.store.list_by_owner(net_id).await?;
+        subnets.sort_by_key(|s| (s.ip_version, s.created_at));
         let used: HashSet<String> = self
             .ports_on_network(net_id)
             .await?
@@ -2227,17 +2228,17 @@ impl Engine {
                         ));
                     }
                 }
-                Some("icmp") | Some("ipv6-icmp") | Some("icmpv6") => {
-                    if min.is_some_and(|v| v > 255) {
-                        return Err(NetError::new(
-                            NetErrorKind::BadRequest,
-                            "SecurityGroupInvalidIcmpValue",
-                            format!(
-                                "Invalid value for ICMP port_range_min: {}",
-                                min.unwrap_or(0)
-                            ),
-                        ));
-                    }
+                Some("icmp") | Some("ipv6-icmp") | Some("icmpv6")
+                    if min.is_some_and(|v| v > 255) =>
+                {
+                    return Err(NetError::new(
+                        NetErrorKind::BadRequest,
+                        "SecurityGroupInvalidIcmpValue",
+                        format!(
+                            "Invalid value for ICMP port_range_min: {}",
+                            min.unwrap_or(0)
+                        ),
+                    ));
                 }
                 None => {
                     return Err(NetError::new(
