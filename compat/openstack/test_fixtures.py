@@ -81,6 +81,7 @@ def env(lb):
         "bookmark": f"{lb.url}/compute",
         "identity": f"{lb.url}/identity/v3",
         "image": f"{lb.url}/image",
+        "network": f"{lb.url}/network",
     }
     return {"fiona": fiona, "admin": admin, "sid": sid, "subs": subs, "created": created,
             "lb": lb}
