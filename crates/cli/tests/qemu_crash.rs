@@ -29,6 +29,10 @@ fn guest_dir() -> PathBuf {
     dir
 }
 
+/// The tests take turns: both name their first VM `instance-00000001`, and
+/// `qemu_processes` finds VMs by that name across data dirs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// qemu processes whose command line names `instance` (any host dir).
 fn qemu_processes(instance: &str) -> Vec<u32> {
     let mut out = vec![];
@@ -110,6 +114,7 @@ fn qemu_serve(dir: &Path, port: u16, envs: &[(&str, &str)], extra: &[&str]) -> S
 
 #[test]
 fn qemu_create_survives_sigkill_after_define_and_after_spawn() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for step in ["define", "spawn"] {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -166,6 +171,7 @@ fn qemu_create_survives_sigkill_after_define_and_after_spawn() {
 
 #[test]
 fn qemu_live_migration_survives_sigkill_after_the_migration() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("agent-token");
     std::fs::write(&token, "qemu-crash-agent-token").unwrap();
