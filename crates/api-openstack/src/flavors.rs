@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::fault::{Fault, R};
 use crate::microversion::Mv;
-use crate::servers::{invalid, next_link, parse_body, Pairs};
+use crate::wire::{invalid, next_link, parse_body, Pairs};
 use crate::Ctx;
 
 fn links(ctx: &Ctx, id: &str) -> Value {

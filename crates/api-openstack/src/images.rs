@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::fault::{Fault, R};
 use crate::microversion::Mv;
-use crate::servers::Pairs;
+use crate::wire::Pairs;
 use crate::Ctx;
 
 /// Glance's status string.
@@ -155,7 +155,7 @@ async fn list(
                 let mut qs: Vec<String> = q
                     .iter()
                     .filter(|(k, _)| k != "marker")
-                    .map(|(k, v)| format!("{}={}", crate::servers::enc(k), crate::servers::enc(v)))
+                    .map(|(k, v)| format!("{}={}", crate::wire::enc(k), crate::wire::enc(v)))
                     .collect();
                 qs.push(format!("marker={}", i.id));
                 format!("/v2/images?{}", qs.join("&"))

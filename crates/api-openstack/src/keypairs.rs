@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::fault::{Fault, R};
 use crate::microversion::Mv;
-use crate::servers::{invalid, parse_body};
+use crate::wire::{invalid, parse_body};
 use crate::{naive_time, Ctx};
 
 /// A stable integer id (Nova's keypair ids are database integers).

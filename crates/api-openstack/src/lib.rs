@@ -7,9 +7,9 @@
 //! (`lifeboat_core::actions`). Engine errors become Nova faults
 //! ([`fault::Fault`]).
 
-pub mod actions;
 pub mod auth;
 pub mod availability_zones;
+pub mod compute;
 pub mod fault;
 pub mod flavors;
 pub mod identity;
@@ -20,9 +20,9 @@ pub mod microversion;
 pub mod network;
 pub mod nova;
 pub mod quotas;
-pub mod servers;
 pub mod validate;
 pub mod versions;
+pub mod wire;
 
 use axum::http::HeaderValue;
 use axum::Router;
@@ -160,8 +160,7 @@ pub fn router(engine: Engine, public_url: String) -> Router {
         engine,
         public_url: public_url.trim_end_matches('/').to_string(),
     };
-    let compute = servers::routes()
-        .merge(actions::routes())
+    let compute = compute::routes()
         .merge(flavors::routes())
         .merge(keypairs::routes())
         .merge(limits::routes())

@@ -52,6 +52,23 @@ pub fn action_name(action: Action) -> &'static str {
     }
 }
 
+/// Nova's instance action name (`os-instance-actions`) of a workflow kind.
+pub fn instance_action_name(kind: &str) -> &str {
+    match kind {
+        "soft_delete" | "force_delete" => "delete",
+        "reboot_soft" | "reboot_hard" => "reboot",
+        "confirm_resize" => "confirmResize",
+        "revert_resize" => "revertResize",
+        "create_image" => "createImage",
+        "create_backup" => "backup",
+        "change_password" => "changePassword",
+        "shelve_offload" => "shelveOffload",
+        "live_migrate" => "live-migration",
+        "reset_state" => "resetState",
+        other => other,
+    }
+}
+
 /// The Nova policy name of a permission.
 pub fn policy_name(p: Permission) -> String {
     match p {

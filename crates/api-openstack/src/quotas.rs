@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::fault::R;
 use crate::microversion::Mv;
-use crate::servers::{invalid, parse_body};
+use crate::wire::{invalid, parse_body};
 use crate::Ctx;
 
 /// Resources Nova still shows before 2.57 (personality files) and before

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::fault::{Fault, R};
 use crate::microversion::Mv;
-use crate::servers::invalid;
+use crate::wire::invalid;
 
 /// Python's `str()` of a JSON value, as Nova's messages show it.
 fn py(v: &Value) -> String {

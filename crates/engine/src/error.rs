@@ -40,6 +40,9 @@ pub enum ComputeError {
     Internal(String),
 }
 
+/// Error of a workflow step.
+pub(crate) type StepResult<T> = Result<T, ComputeError>;
+
 /// How a lost compare-and-set ends its conflict message.
 pub(crate) const CAS_LOST: &str = "was changed by another request; retry";
 

@@ -6,7 +6,8 @@
 //! result or the [`ComputeError`] in its vendor's format.
 
 mod catalog;
-mod console_tokens;
+mod compute;
+mod console;
 mod error;
 mod flavor_access;
 mod hosts;
@@ -15,7 +16,6 @@ mod network;
 mod quota;
 mod requests;
 mod secrets;
-mod servers;
 mod steps;
 mod workflow;
 
@@ -137,8 +137,8 @@ pub(crate) struct Inner {
     /// Serialises "pick a host, then claim it" so concurrent builds cannot
     /// overcommit a host (one manager; several managers need a DB lock).
     pub placement: tokio::sync::Mutex<()>,
-    /// Console tokens (single use, see `console_tokens`).
-    pub consoles: std::sync::Mutex<HashMap<String, console_tokens::ConsoleGrant>>,
+    /// Console tokens (single use, see `console`).
+    pub consoles: std::sync::Mutex<HashMap<String, console::ConsoleGrant>>,
     /// Key sealing workflow secrets (loaded from the data dir on first use).
     pub vault_key: std::sync::Mutex<Option<[u8; 32]>>,
 }

@@ -11,8 +11,8 @@ use lifeboat_core::{
 use lifeboat_hypervisor::{Hypervisor, VmSize};
 use serde_json::{json, Value};
 
+use crate::error::StepResult;
 use crate::secrets::ADMIN_PASS;
-use crate::workflow::{finish_action, StepResult};
 use crate::{ComputeError, Engine};
 
 /// Step names of a workflow kind, given its params.
@@ -812,5 +812,16 @@ pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResu
     match res {
         Ok(_) | Err(ComputeError::NotFound { .. }) => Ok(errored),
         Err(err) => Err(err),
+    }
+}
+
+/// Applies the action table's end-of-action transition.
+pub(crate) fn finish_action(kind: &str, s: &mut Server) -> bool {
+    match lifeboat_core::Action::parse(kind) {
+        Some(a) => actions::finish(a.rule(), s),
+        None => {
+            s.task_state = None;
+            true
+        }
     }
 }

@@ -9,9 +9,7 @@
 //! task_state is set in the same transaction that records the workflow
 //! (one active task per server), and cleared when the workflow ends.
 
-use lifeboat_core::{
-    actions, now, Level, NewEvent, Server, StepRecord, StepState, Workflow, WorkflowState,
-};
+use lifeboat_core::{now, Level, NewEvent, Server, StepRecord, StepState, Workflow, WorkflowState};
 
 use crate::secrets::{AdminPass, ADMIN_PASS};
 use crate::steps;
@@ -27,8 +25,7 @@ pub(crate) struct LaunchWith {
     pub records: Vec<lifeboat_store::RecordRow>,
 }
 
-/// Error of a step.
-pub(crate) type StepResult<T> = Result<T, ComputeError>;
+use crate::error::StepResult;
 
 impl Engine {
     /// A new workflow record for `server` with the given kind and params.
@@ -391,16 +388,5 @@ impl Engine {
         Err(ComputeError::Conflict(format!(
             "server {id} is too busy; retry"
         )))
-    }
-}
-
-/// Applies the action table's end-of-action transition.
-pub(crate) fn finish_action(kind: &str, s: &mut Server) -> bool {
-    match lifeboat_core::Action::parse(kind) {
-        Some(a) => actions::finish(a.rule(), s),
-        None => {
-            s.task_state = None;
-            true
-        }
     }
 }

@@ -11,10 +11,11 @@ use axum::{Json, Router};
 use lifeboat_engine::{ActionOutcome, ServerAction};
 use serde_json::{json, Value};
 
+use super::{get_server, Render, View};
 use crate::auth::Caller;
 use crate::fault::{Fault, R};
 use crate::microversion::Mv;
-use crate::servers::{get_server, id_from_href, invalid, parse_body, Render, View};
+use crate::wire::{id_from_href, invalid, parse_body};
 use crate::Ctx;
 
 /// Every action key Nova's `/action` accepts (for error messages).
