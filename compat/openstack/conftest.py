@@ -42,15 +42,32 @@ class Lifeboat:
             token = self.data / "agent-token"
             token.write_text(secrets.token_hex(32))
             token.chmod(0o600)
+            # The manager's CA (agents admit only clients it signed).
+            ca = subprocess.run([BIN, "ca", "--data-dir", str(self.data)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+            started = []
             for h in hosts:
                 port = free_port()
                 log = open(pathlib.Path(self.tmp.name) / f"agent-{h}.log", "w")
+                agent_dir = pathlib.Path(self.tmp.name) / h
                 self.agents[h] = subprocess.Popen(
                     [BIN, "agent", "--listen", f"127.0.0.1:{port}", "--name", h, "--driver", "fake",
-                     "--data-dir", str(pathlib.Path(self.tmp.name) / h), "--token-file", str(token)],
+                     "--data-dir", str(agent_dir), "--token-file", str(token), "--manager-ca", ca],
                     stdout=log, stderr=subprocess.STDOUT)
-                agents.append(f"{h}=http://127.0.0.1:{port}")
-            time.sleep(1)
+                started.append((h, port, agent_dir / "tls" / "agent.sha256"))
+            for h, port, pin_file in started:
+                # The agent writes its certificate's fingerprint before it
+                # listens; the manager pins it.
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.time() > deadline:
+                            raise RuntimeError(f"agent {h} did not start")
+                        time.sleep(0.1)
+                agents.append(f"{h}=https://127.0.0.1:{port},pin={pin_file.read_text().strip()}")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(pathlib.Path(self.tmp.name) / "serve.log", "w+")

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol::{AgentRequest, AgentResponse};
 
-/// A host agent reached over HTTP. Implements [`Hypervisor`] by sending each
+/// A host agent reached over HTTPS. Implements [`Hypervisor`] by sending each
 /// call to the agent.
 pub struct RemoteAgent {
     base: String,
@@ -14,18 +14,42 @@ pub struct RemoteAgent {
     http: reqwest::Client,
 }
 
+/// An error's message with its causes (reqwest hides the TLS reason in them).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 impl RemoteAgent {
-    /// An agent at `base` (`http://127.0.0.2:8775`).
-    pub fn new(base: &str, token: &str) -> RemoteAgent {
+    /// An agent at `base` (`https://127.0.0.2:8775`), reached with `tls`
+    /// (from [`crate::tls::client_config`]: the agent's pinned certificate and
+    /// the manager's client certificate). Plain `http://` is refused.
+    pub fn new(base: &str, token: &str, tls: rustls::ClientConfig) -> RemoteAgent {
         RemoteAgent {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             http: reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .https_only(true)
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(900))
                 .build()
                 .expect("http client"),
         }
+    }
+
+    /// The agent's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     async fn call<T: DeserializeOwned>(&self, req: AgentRequest) -> HvResult<T> {
@@ -36,7 +60,7 @@ impl RemoteAgent {
             .json(&req)
             .send()
             .await
-            .map_err(|e| HvError::Unreachable(format!("{}: {e}", self.base)))?;
+            .map_err(|e| HvError::Unreachable(format!("{}: {}", self.base, chain(&e))))?;
         if !resp.status().is_success() {
             return Err(HvError::Other(format!(
                 "agent {} answered {}",
@@ -85,13 +109,10 @@ mod tests {
     use std::sync::Arc;
 
     #[tokio::test]
-    async fn remote_calls_reach_the_driver_over_http() {
+    async fn remote_calls_reach_the_driver_over_tls() {
         let fake = Arc::new(FakeDriver::new(FakeConfig::from_env("h2")));
-        let app = crate::router(fake.clone(), "secret".into());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let remote = RemoteAgent::new(&format!("http://{addr}"), "secret");
+        let f = crate::tls::testutil::serve_app(crate::router(fake.clone(), "secret".into())).await;
+        let remote = RemoteAgent::new(&f.url, "secret", f.client.clone());
         assert_eq!(remote.host_info().await.unwrap().hostname, "h2");
         let spec = VmSpec {
             name: "vm1".into(),
@@ -105,6 +126,11 @@ mod tests {
         };
         remote.define(&spec).await.unwrap();
         remote.start("vm1").await.unwrap();
+        // SetPassword's hash crosses only inside TLS.
+        remote
+            .set_password("vm1", "root", "$6$salt$hash")
+            .await
+            .ok();
         remote.stop("vm1", 0).await.unwrap();
         assert!(matches!(
             remote.pause("vm1").await,
@@ -115,10 +141,17 @@ mod tests {
             remote.status("nope").await,
             Err(HvError::NotFound(_))
         ));
-        let wrong = RemoteAgent::new(&format!("http://{addr}"), "wrong");
+        let wrong = RemoteAgent::new(&f.url, "wrong", f.client.clone());
         assert!(matches!(wrong.list().await, Err(HvError::Other(_))));
-        let down = RemoteAgent::new("http://127.0.0.1:1", "x");
+        let down = RemoteAgent::new("https://127.0.0.1:1", "x", f.client.clone());
         assert!(matches!(down.list().await, Err(HvError::Unreachable(_))));
+        // Plain HTTP is refused by the client itself.
+        let plain = RemoteAgent::new(
+            &f.url.replacen("https://", "http://", 1),
+            "secret",
+            f.client.clone(),
+        );
+        assert!(plain.list().await.is_err());
     }
 
     #[tokio::test]
@@ -126,16 +159,14 @@ mod tests {
         let fake = Arc::new(FakeDriver::new(FakeConfig::from_env("h3")));
         let serve = |token: &str| {
             let app = crate::router(fake.clone(), token.to_string());
-            async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
-                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-                format!("http://{addr}")
-            }
+            crate::tls::testutil::serve_app(app)
         };
-        let http = reqwest::Client::new();
-        let post = |url: String, auth: &'static str, body: &'static str| {
-            http.post(format!("{url}/v1/rpc"))
+        let post = |f: &crate::tls::testutil::Fixture, auth: &'static str, body: &'static str| {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(f.client.clone())
+                .build()
+                .unwrap()
+                .post(format!("{}/v1/rpc", f.url))
                 .header("authorization", auth)
                 .header("content-type", "application/json")
                 .body(body)
@@ -143,23 +174,20 @@ mod tests {
         };
         // An agent whose token file was empty admits nobody, "Bearer " included.
         let empty = serve("").await;
-        let r = post(empty.clone(), "Bearer ", r#"{"op":"list"}"#)
-            .await
-            .unwrap();
+        let r = post(&empty, "Bearer ", r#"{"op":"list"}"#).await.unwrap();
         assert_eq!(r.status(), 401);
-        assert!(RemoteAgent::new(&empty, "").list().await.is_err());
+        assert!(RemoteAgent::new(&empty.url, "", empty.client.clone())
+            .list()
+            .await
+            .is_err());
         // The token is checked first: a malformed body without the token is
         // 401, not a parse error; with the token it is 400.
         let real = serve("t0ken").await;
-        let r = post(real.clone(), "Bearer nope", "{not json")
-            .await
-            .unwrap();
+        let r = post(&real, "Bearer nope", "{not json").await.unwrap();
         assert_eq!(r.status(), 401);
-        let r = post(real.clone(), "Bearer t0ken", "{not json")
-            .await
-            .unwrap();
+        let r = post(&real, "Bearer t0ken", "{not json").await.unwrap();
         assert_eq!(r.status(), 400);
-        let r = post(real, "Bearer t0ken", r#"{"op":"list"}"#)
+        let r = post(&real, "Bearer t0ken", r#"{"op":"list"}"#)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);

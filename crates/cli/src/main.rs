@@ -62,6 +62,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a host agent for a multi-host setup.
     Agent(serve::AgentArgs),
+    /// Create (if needed) the manager's agent CA in a data dir and print the
+    /// path of its certificate, which agents take as `--manager-ca`.
+    Ca(serve::CaArgs),
     /// Manage servers.
     #[command(subcommand)]
     Server(commands::ServerCmd),
@@ -117,6 +120,7 @@ fn main() {
         match command {
             Command::Serve(a) => serve::serve(a).await,
             Command::Agent(a) => serve::agent(a).await,
+            Command::Ca(a) => serve::ca(a),
             Command::Server(c) => commands::server(c).await,
             Command::Events(a) => commands::events(a).await,
             Command::Workflow(c) => commands::workflow(c).await,

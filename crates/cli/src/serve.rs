@@ -59,7 +59,10 @@ pub struct ServeArgs {
     /// Name of the in-process host.
     #[arg(long, default_value = "host1")]
     pub host_name: String,
-    /// Remote host agents, `NAME=http://127.0.0.2:8775` (repeatable).
+    /// Remote host agents, `NAME=https://127.0.0.2:8775[,pin=sha256:HEX]`
+    /// (repeatable). The pin is the agent's certificate fingerprint (the
+    /// agent prints it and writes `<agent-data-dir>/tls/agent.sha256`); once
+    /// given it is kept in `<data-dir>/agent-pins/NAME`.
     #[arg(long = "agent")]
     pub agents: Vec<String>,
     /// Public URL of this instance (for links and the service catalog).
@@ -115,6 +118,16 @@ pub struct AgentArgs {
     /// File holding the shared agent token (the manager's `<data-dir>/agent-token`).
     #[arg(long)]
     pub token_file: PathBuf,
+    /// The manager's CA certificate (`<manager-data-dir>/ca/ca.crt`, printed by
+    /// `lifeboat ca`): only a client certificate it signed may connect.
+    #[arg(long)]
+    pub manager_ca: PathBuf,
+    /// Directory of this agent's TLS key and certificate (default `<data-dir>/tls`).
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// Extra names (DNS or IP) in the agent's certificate, made on first start.
+    #[arg(long = "tls-name")]
+    pub tls_names: Vec<String>,
     /// Accelerator (qemu driver).
     #[arg(long, value_enum, default_value = "auto", env = "LIFEBOAT_ACCEL")]
     pub accel: AccelArg,
@@ -134,6 +147,62 @@ pub struct AgentArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub enable_test_hooks: bool,
+}
+
+/// `lifeboat ca` options.
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    /// The manager's data directory.
+    #[arg(long, default_value = "lifeboat-data", env = "LIFEBOAT_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Creates the manager CA if needed; prints its certificate's path.
+pub fn ca(a: CaArgs) -> anyhow::Result<()> {
+    private_dir(&a.data_dir)?;
+    let ca = lifeboat_agent::tls::ManagerCa::open_or_create(&a.data_dir.join("ca"))?;
+    println!("{}", ca.cert_path().display());
+    Ok(())
+}
+
+/// One `--agent NAME=URL[,pin=sha256:HEX]`, with the pin given or kept in
+/// `<data-dir>/agent-pins/NAME` (written when given).
+fn agent_spec(data_dir: &Path, spec: &str) -> anyhow::Result<(String, String, [u8; 32])> {
+    let (name, rest) = spec.split_once('=').with_context(|| {
+        format!("--agent {spec}: expected NAME=https://HOST:PORT[,pin=sha256:HEX]")
+    })?;
+    let (url, pin) = match rest.split_once(",pin=") {
+        Some((u, p)) => (u, Some(p)),
+        None => (rest, None),
+    };
+    if name.is_empty() || name.contains(['/', '.']) {
+        bail!("--agent {spec}: bad host name {name:?}");
+    }
+    if !url.starts_with("https://") {
+        bail!("--agent {spec}: agents are reached over TLS only: use https://");
+    }
+    let pins = data_dir.join("agent-pins");
+    let file = pins.join(name);
+    let pin = match pin {
+        Some(p) => {
+            let parsed = lifeboat_agent::tls::parse_pin(p)?;
+            private_dir(&pins)?;
+            lifeboat_engine::write_private(
+                &file,
+                lifeboat_agent::tls::fingerprint_of_digest(&parsed).as_bytes(),
+            )?;
+            parsed
+        }
+        None => match std::fs::read_to_string(&file) {
+            Ok(p) => lifeboat_agent::tls::parse_pin(&p)
+                .with_context(|| format!("pin of agent {name} in {}", file.display()))?,
+            Err(_) => bail!(
+                "--agent {spec}: no pin for agent {name}: pass --agent {name}={url},pin=sha256:... \
+                 with the fingerprint the agent printed at start (also in <agent-data-dir>/tls/agent.sha256)"
+            ),
+        },
+    };
+    Ok((name.to_string(), url.to_string(), pin))
 }
 
 fn init_tracing() {
@@ -353,11 +422,18 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     .await?;
     engine.add_host(&a.host_name, "local", "nova", hv).await?;
     let token = agent_token(&data_dir)?;
-    for spec in &a.agents {
-        let (name, url) = spec
-            .split_once('=')
-            .with_context(|| format!("--agent {spec}: expected NAME=URL"))?;
-        let remote = Arc::new(lifeboat_agent::RemoteAgent::new(url, &token));
+    // The CA exists from the first start, so agents can be given ca.crt.
+    let ca = lifeboat_agent::tls::ManagerCa::open_or_create(&data_dir.join("ca"))?;
+    let agents = a
+        .agents
+        .iter()
+        .map(|spec| agent_spec(&data_dir, spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client_id = ca.client_identity()?;
+    for (name, url, pin) in &agents {
+        let (name, url) = (name.as_str(), url.as_str());
+        let tls = lifeboat_agent::tls::client_config(*pin, &client_id)?;
+        let remote = Arc::new(lifeboat_agent::RemoteAgent::new(url, &token, tls));
         // An unreachable agent does not stop the manager: its host is
         // registered down, so its servers can be evacuated.
         let up = engine
@@ -425,13 +501,35 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         migration_address,
         test_hooks: a.enable_test_hooks,
     };
+    let ca_pem = std::fs::read(&a.manager_ca).with_context(|| {
+        format!(
+            "reading --manager-ca {} (the manager's <data-dir>/ca/ca.crt)",
+            a.manager_ca.display()
+        )
+    })?;
+    let mut names = vec![a.name.clone()];
+    if !a.listen.ip().is_unspecified() {
+        names.push(a.listen.ip().to_string());
+    }
+    names.push(migration_address.to_string());
+    names.extend(a.tls_names.iter().cloned());
+    names.dedup();
+    let tls_dir = a.tls_dir.clone().unwrap_or_else(|| a.data_dir.join("tls"));
+    let id = lifeboat_agent::tls::Identity::agent_open_or_create(&tls_dir, &names)?;
+    let tls = lifeboat_agent::tls::server_config(&id, &ca_pem)?;
     let hv = make_driver(a.driver, &a.name, &a.data_dir, qemu).await?;
     let app = lifeboat_agent::router(hv, token);
     let listener = tokio::net::TcpListener::bind(a.listen).await?;
-    eprintln!("lifeboat agent {}: serving on http://{}", a.name, a.listen);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    eprintln!(
+        "lifeboat agent {}: certificate {} (on the manager: --agent {}=https://{},pin={})",
+        a.name,
+        id.fingerprint(),
+        a.name,
+        a.listen,
+        id.fingerprint()
+    );
+    eprintln!("lifeboat agent {}: serving on https://{}", a.name, a.listen);
+    lifeboat_agent::tls::serve(listener, tls, app, shutdown_signal()).await?;
     Ok(())
 }
 

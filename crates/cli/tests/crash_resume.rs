@@ -279,11 +279,8 @@ impl Agent {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = common::start_agent("host2", "fake", port, dir.path(), &token);
-        Agent {
-            child,
-            dir,
-            arg: format!("host2=http://127.0.0.2:{port}"),
-        }
+        let arg = common::agent_arg("host2", port, dir.path());
+        Agent { child, dir, arg }
     }
 
     fn vms(&self) -> Value {

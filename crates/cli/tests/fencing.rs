@@ -58,11 +58,11 @@ fn evacuated_host_is_fenced_and_an_unreachable_agent_does_not_stop_the_manager()
             &token,
         ))
     };
-    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
-    let extra = ["--agent", agent_arg.as_str(), "--host-down-after", "3"];
     let port = free_port();
 
     let mut agent = start_agent();
+    let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
+    let extra = ["--agent", agent_arg.as_str(), "--host-down-after", "3"];
     let serve = Serve::start(dir.path(), port, &[], &extra);
     let api = login(&serve);
     let (st, v) = api.post(

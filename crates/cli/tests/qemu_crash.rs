@@ -191,7 +191,7 @@ fn qemu_live_migration_survives_sigkill_after_the_migration() {
         agent_dir.path(),
         &token,
     ));
-    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
+    let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
     let port = free_port();
     let kind_step = "live_migrate:live_migrate:after";
     let first = qemu_serve(

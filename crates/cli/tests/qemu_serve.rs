@@ -199,7 +199,7 @@ fn live_migration_between_agents_and_agent_restart() {
     let agent_port = free_port();
     let token = dir.path().join("agent-token");
     let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
-    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
+    let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
     let mut serve = Serve::start_with_driver(
         dir.path(),
         port,

@@ -45,9 +45,11 @@ fn data_dir_is_private_and_secrets_are_0600() {
         "lifeboat.db-shm",
         "admin-credentials.json",
         "agent-token",
+        "ca/ca.key",
     ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
+    assert_eq!(mode(&dir.join("ca")), 0o700, "CA dir");
     // an existing, too-open data dir is tightened at start
     drop(api);
     drop(serve);

@@ -271,8 +271,32 @@ pub fn console_says(url: &str, needle: &str) -> bool {
     })
 }
 
+/// The manager CA certificate of the manager data dir `manager_dir`
+/// (created by `lifeboat ca` if no manager started there yet).
+pub fn manager_ca(manager_dir: &Path) -> PathBuf {
+    let out = Command::new(BIN)
+        .arg("ca")
+        .arg("--data-dir")
+        .arg(manager_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lifeboat ca: {out:?}");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// `--agent` for an agent started by [`start_agent`] with `data_dir`:
+/// `NAME=https://127.0.0.2:PORT,pin=sha256:..` (its certificate's fingerprint).
+pub fn agent_arg(name: &str, port: u16, data_dir: &Path) -> String {
+    let pin = std::fs::read_to_string(data_dir.join("tls/agent.sha256"))
+        .expect("the agent wrote its fingerprint");
+    format!("{name}=https://127.0.0.2:{port},pin={}", pin.trim())
+}
+
 /// Starts `lifeboat agent` on 127.0.0.2:`port` and waits until it listens.
+/// The manager is the one whose data dir holds `token` (its CA is given as
+/// `--manager-ca`).
 pub fn start_agent(name: &str, driver: &str, port: u16, data_dir: &Path, token: &Path) -> Child {
+    let ca = manager_ca(token.parent().unwrap());
     let child = Command::new(BIN)
         .args([
             "agent",
@@ -287,6 +311,8 @@ pub fn start_agent(name: &str, driver: &str, port: u16, data_dir: &Path, token: 
         .arg(data_dir)
         .arg("--token-file")
         .arg(token)
+        .arg("--manager-ca")
+        .arg(ca)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
