@@ -53,6 +53,9 @@ impl From<ComputeError> for ApiError {
                 (StatusCode::FORBIDDEN, "forbidden")
             }
             ComputeError::Denied(ActionDenied::Locked { .. }) => (StatusCode::CONFLICT, "locked"),
+            ComputeError::Denied(ActionDenied::HostUp { .. }) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             ComputeError::Denied(_) => (StatusCode::CONFLICT, "invalid_state"),
             ComputeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ComputeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -108,9 +111,17 @@ pub fn denied_message(d: &lifeboat_core::ActionDenied) -> String {
                 P::UnshelveToHost => "servers:unshelve:to_host".into(),
                 P::FlavorCreate => "flavors:create".into(),
                 P::FlavorDelete => "flavors:delete".into(),
+                P::FlavorAccessList => "flavors:access:list".into(),
+                P::FlavorAccessAdd => "flavors:access:add".into(),
+                P::FlavorAccessRemove => "flavors:access:remove".into(),
+                P::QuotaShow => "quotas:show".into(),
+                P::QuotaUpdate => "quotas:update".into(),
+                P::QuotaClassUpdate => "quota_classes:update".into(),
+                P::QuotaDelete => "quotas:delete".into(),
             };
             format!("Policy doesn't allow {what} to be performed.")
         }
+        D::HostUp { host } => format!("Compute service of {host} is still in use."),
         D::NotOffloaded {
             server_id,
             vm_state,

@@ -88,6 +88,7 @@ impl From<ComputeError> for Fault {
             ComputeError::NotFound { .. } => Fault::not_found(e.to_string()),
             ComputeError::Denied(d) => match d {
                 ActionDenied::Forbidden { .. } => Fault::forbidden(crate::nova::denied_message(d)),
+                ActionDenied::HostUp { .. } => Fault::bad_request(crate::nova::denied_message(d)),
                 _ => Fault::conflict(crate::nova::denied_message(d)),
             },
             ComputeError::BadRequest(m) => Fault::bad_request(m.clone()),
@@ -144,7 +145,7 @@ mod tests {
         assert_eq!(f.status, StatusCode::FORBIDDEN);
         assert_eq!(
             f.body()["forbidden"]["message"],
-            "Policy doesn't allow os_compute_api:servers:migrate to be performed."
+            "Policy doesn't allow os_compute_api:os-migrate-server:migrate to be performed."
         );
         assert_eq!(
             Fault::fault_name(StatusCode::NOT_ACCEPTABLE),

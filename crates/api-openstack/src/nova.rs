@@ -12,7 +12,7 @@ pub fn action_name(action: Action) -> &'static str {
     match action {
         A::Create => "create",
         A::Update => "update",
-        A::Delete => "delete",
+        A::Delete | A::SoftDelete => "delete",
         A::ForceDelete => "forceDelete",
         A::Restore => "restore",
         A::RebootSoft | A::RebootHard => "reboot",
@@ -49,6 +49,7 @@ pub fn action_name(action: Action) -> &'static str {
         A::RemoveFixedIp => "removeFixedIp",
         A::AddFloatingIp => "addFloatingIp",
         A::RemoveFloatingIp => "removeFloatingIp",
+        A::RunMaintenance => "run_maintenance",
     }
 }
 
@@ -69,18 +70,71 @@ pub fn instance_action_name(kind: &str) -> &str {
     }
 }
 
+/// The Nova policy name (`nova/policies/*.py`) of an action.
+pub fn action_policy(action: Action) -> &'static str {
+    use Action as A;
+    match action {
+        A::Create => "os_compute_api:servers:create",
+        A::Update => "os_compute_api:servers:update",
+        A::Delete | A::SoftDelete => "os_compute_api:servers:delete",
+        A::ForceDelete => "os_compute_api:os-deferred-delete:force",
+        A::Restore => "os_compute_api:os-deferred-delete:restore",
+        A::RebootSoft | A::RebootHard => "os_compute_api:servers:reboot",
+        A::Rebuild => "os_compute_api:servers:rebuild",
+        A::Resize => "os_compute_api:servers:resize",
+        A::ConfirmResize => "os_compute_api:servers:confirm_resize",
+        A::RevertResize => "os_compute_api:servers:revert_resize",
+        A::CreateImage => "os_compute_api:servers:create_image",
+        A::CreateBackup => "os_compute_api:os-create-backup",
+        A::ChangePassword => "os_compute_api:os-admin-password",
+        A::ResetState => "os_compute_api:os-admin-actions:reset_state",
+        A::Pause => "os_compute_api:os-pause-server:pause",
+        A::Unpause => "os_compute_api:os-pause-server:unpause",
+        A::Suspend => "os_compute_api:os-suspend-server:suspend",
+        A::Resume => "os_compute_api:os-suspend-server:resume",
+        A::Lock => "os_compute_api:os-lock-server:lock",
+        A::Unlock => "os_compute_api:os-lock-server:unlock",
+        A::Rescue => "os_compute_api:os-rescue",
+        A::Unrescue => "os_compute_api:os-unrescue",
+        A::Evacuate => "os_compute_api:os-evacuate",
+        A::Start => "os_compute_api:servers:start",
+        A::Stop => "os_compute_api:servers:stop",
+        A::Shelve => "os_compute_api:os-shelve:shelve",
+        A::ShelveOffload => "os_compute_api:os-shelve:shelve_offload",
+        A::Unshelve => "os_compute_api:os-shelve:unshelve",
+        A::Migrate => "os_compute_api:os-migrate-server:migrate",
+        A::LiveMigrate => "os_compute_api:os-migrate-server:migrate_live",
+        A::TriggerCrashDump => "os_compute_api:servers:trigger_crash_dump",
+        A::ConsoleOutput => "os_compute_api:os-console-output",
+        A::RemoteConsole => "os_compute_api:os-remote-consoles",
+        A::AddSecurityGroup => "os_compute_api:os-security-groups:add",
+        A::RemoveSecurityGroup => "os_compute_api:os-security-groups:remove",
+        A::AddFixedIp => "os_compute_api:os-multinic:add",
+        A::RemoveFixedIp => "os_compute_api:os-multinic:remove",
+        A::AddFloatingIp => "os_compute_api:os-floating-ips:add",
+        A::RemoveFloatingIp => "os_compute_api:os-floating-ips:remove",
+        // Not a Nova action (native front only); named in Nova's style.
+        A::RunMaintenance => "os_compute_api:servers:run_maintenance",
+    }
+}
+
 /// The Nova policy name of a permission.
-pub fn policy_name(p: Permission) -> String {
+pub fn policy_name(p: Permission) -> &'static str {
     match p {
-        Permission::Action(a) => format!("os_compute_api:servers:{}", a.as_str()),
-        Permission::UnlockOverride => "os_compute_api:os-lock-server:unlock:unlock_override".into(),
-        Permission::CreateForcedHost => "os_compute_api:servers:create:forced_host".into(),
-        Permission::CreateRequestedDestination => {
-            "compute:servers:create:requested_destination".into()
-        }
-        Permission::UnshelveToHost => "os_compute_api:os-shelve:unshelve_to_host".into(),
-        Permission::FlavorCreate => "os_compute_api:os-flavor-manage:create".into(),
-        Permission::FlavorDelete => "os_compute_api:os-flavor-manage:delete".into(),
+        Permission::Action(a) => action_policy(a),
+        Permission::UnlockOverride => "os_compute_api:os-lock-server:unlock:unlock_override",
+        Permission::CreateForcedHost => "os_compute_api:servers:create:forced_host",
+        Permission::CreateRequestedDestination => "compute:servers:create:requested_destination",
+        Permission::UnshelveToHost => "os_compute_api:os-shelve:unshelve_to_host",
+        Permission::FlavorCreate => "os_compute_api:os-flavor-manage:create",
+        Permission::FlavorDelete => "os_compute_api:os-flavor-manage:delete",
+        Permission::FlavorAccessList => "os_compute_api:os-flavor-access",
+        Permission::FlavorAccessAdd => "os_compute_api:os-flavor-access:add_tenant_access",
+        Permission::FlavorAccessRemove => "os_compute_api:os-flavor-access:remove_tenant_access",
+        Permission::QuotaShow => "os_compute_api:os-quota-sets:show",
+        Permission::QuotaUpdate => "os_compute_api:os-quota-sets:update",
+        Permission::QuotaClassUpdate => "os_compute_api:os-quota-class-sets:update",
+        Permission::QuotaDelete => "os_compute_api:os-quota-sets:delete",
     }
 }
 
@@ -112,6 +166,8 @@ pub fn denied_message(d: &ActionDenied) -> String {
             "Policy doesn't allow {} to be performed.",
             policy_name(*permission)
         ),
+        // Nova's ComputeServiceInUse.
+        ActionDenied::HostUp { host } => format!("Compute service of {host} is still in use."),
         ActionDenied::NotOffloaded {
             server_id,
             vm_state,
@@ -181,7 +237,7 @@ mod tests {
             denied_message(&ActionDenied::Forbidden {
                 permission: Permission::Action(Action::RebootHard)
             }),
-            "Policy doesn't allow os_compute_api:servers:reboot_hard to be performed."
+            "Policy doesn't allow os_compute_api:servers:reboot to be performed."
         );
         assert_eq!(
             denied_message(&ActionDenied::Forbidden {

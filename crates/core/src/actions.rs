@@ -70,66 +70,30 @@ impl Actor {
 }
 
 macro_rules! actions {
-    ($($var:ident = $s:literal),+ $(,)?) => {
+    (@base $var:ident) => { rule(Action::$var) };
+    (@base $var:ident $base:ident) => { $base(Action::$var) };
+    ($($(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }),+ $(,)?) => {
         /// Every server action.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        pub enum Action { $(#[allow(missing_docs)] #[serde(rename = $s)] $var),+ }
+        pub enum Action { $($(#[$m])* #[serde(rename = $s)] $var),+ }
         impl Action {
-            /// Every action.
+            /// Every action, in table order.
             pub const ALL: &'static [Action] = &[$(Action::$var),+];
             /// Stable snake_case name (native API, CLI, workflows).
             pub fn as_str(self) -> &'static str { match self { $(Action::$var => $s),+ } }
             /// Parses the snake_case name.
             pub fn parse(s: &str) -> Option<Action> { match s { $($s => Some(Action::$var),)+ _ => None } }
+            /// This action's row of [`TABLE`].
+            pub fn rule(self) -> &'static ActionRule { &TABLE[self as usize] }
         }
         impl fmt::Display for Action {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
         }
+        /// The action table: one row per action, in [`Action`] order, each
+        /// the defaults of [`rule`] with the row's own columns.
+        pub static TABLE: &[ActionRule] = &[$(ActionRule { $($field: $val,)* ..actions!(@base $var $($base)?) }),+];
     };
 }
-
-actions!(
-    Create = "create",
-    Update = "update",
-    Delete = "delete",
-    ForceDelete = "force_delete",
-    Restore = "restore",
-    RebootSoft = "reboot_soft",
-    RebootHard = "reboot_hard",
-    Rebuild = "rebuild",
-    Resize = "resize",
-    ConfirmResize = "confirm_resize",
-    RevertResize = "revert_resize",
-    CreateImage = "create_image",
-    CreateBackup = "create_backup",
-    ChangePassword = "change_password",
-    ResetState = "reset_state",
-    Pause = "pause",
-    Unpause = "unpause",
-    Suspend = "suspend",
-    Resume = "resume",
-    Lock = "lock",
-    Unlock = "unlock",
-    Rescue = "rescue",
-    Unrescue = "unrescue",
-    Evacuate = "evacuate",
-    Start = "start",
-    Stop = "stop",
-    Shelve = "shelve",
-    ShelveOffload = "shelve_offload",
-    Unshelve = "unshelve",
-    Migrate = "migrate",
-    LiveMigrate = "live_migrate",
-    TriggerCrashDump = "trigger_crash_dump",
-    ConsoleOutput = "console_output",
-    RemoteConsole = "remote_console",
-    AddSecurityGroup = "add_security_group",
-    RemoveSecurityGroup = "remove_security_group",
-    AddFixedIp = "add_fixed_ip",
-    RemoveFixedIp = "remove_fixed_ip",
-    AddFloatingIp = "add_floating_ip",
-    RemoveFloatingIp = "remove_floating_ip",
-);
 
 /// Which states an action accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +123,10 @@ pub enum Outcome {
     To(VmState),
     /// vm_state returns to `old_vm_state` (or ACTIVE when unknown).
     Previous,
-    /// The server is gone (deleted).
+    /// SHELVED, or SHELVED_OFFLOADED once the server has no host any more
+    /// (a shelve that offloads at once).
+    Shelved,
+    /// The server is gone: DELETED, power NOSTATE, terminated, detached.
     Gone,
 }
 
@@ -183,6 +150,49 @@ pub enum Policy {
     Admin,
 }
 
+/// What `old_vm_state` remembers when an action begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remember {
+    /// Nothing.
+    Nothing,
+    /// The current vm_state (to return to: resize, migrate, restore).
+    State,
+    /// The current vm_state, ACTIVE for an errored server (rebuild, evacuate).
+    StateOrActive,
+}
+
+/// A named predicate of a row, beyond its state columns: a rule that needs
+/// what the request asks ([`Ask`]) or who locked the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// A server an administrator locked is unlocked by administrators only.
+    AdminLockNeedsAdmin,
+    /// A host forced through `zone:host` is for administrators only.
+    ForcedHostNeedsAdmin,
+    /// A requested destination host is for administrators only; the
+    /// permission names the refusal.
+    RequestedHostNeedsAdmin(Permission),
+    /// Asking for a host or a zone needs a shelved-offloaded server.
+    DestinationNeedsOffloaded,
+    /// The server's host must be down (evacuate).
+    SourceHostDown,
+}
+
+/// What a request asks beyond its action, for the [`Guard`]s. Filled by the
+/// engine from the typed request and the host records; `Ask::default()`
+/// asks nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ask<'a> {
+    /// A host named with `zone:host` (create).
+    pub forced_host: bool,
+    /// A destination host named.
+    pub host: bool,
+    /// An availability zone named.
+    pub zone: bool,
+    /// The server's host and whether it is up (None: unknown host).
+    pub source_host: Option<(&'a str, Option<bool>)>,
+}
+
 /// One row of the action table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActionRule {
@@ -196,28 +206,42 @@ pub struct ActionRule {
     pub task_state: Option<TaskState>,
     /// Resulting vm_state on success.
     pub outcome: Outcome,
+    /// power_state on success (None: as the steps left it).
+    pub power: Option<PowerState>,
+    /// Whether success stamps `launched_at` (a new guest is running).
+    pub launches: bool,
+    /// What `old_vm_state` remembers at the start.
+    pub remember: Remember,
+    /// Whether success forgets `old_vm_state`.
+    pub forgets_old_state: bool,
+    /// Whether the start clears the fault of an earlier failure.
+    pub clears_fault: bool,
     /// What a failure does.
     pub on_failure: OnFailure,
     /// Whether a lock blocks non-admins.
     pub checks_lock: bool,
     /// Whether the server must have been launched at least once.
     pub must_have_launched: bool,
-    /// Whether the server must be running (power_state RUNNING).
-    pub must_be_running: bool,
     /// Whether the server must have a host.
     pub needs_host: bool,
+    /// Named predicates checked after the columns, in order.
+    pub guards: &'static [Guard],
     /// Minimum role.
     pub policy: Policy,
     /// Whether it runs as a durable workflow (long) or is a record update.
+    /// The engine starts a workflow exactly for long actions.
     pub long: bool,
 }
 
 use Allowed::{Any, Only};
+use PowerState as P;
 use TaskState as T;
 use VmState as V;
 
 const IDLE: Allowed<Option<TaskState>> = Only(&[None]);
 
+/// The defaults of a row: a long, lock-checked member action on a launched,
+/// idle server in any vm_state, that changes nothing and reverts on failure.
 const fn rule(action: Action) -> ActionRule {
     ActionRule {
         action,
@@ -225,11 +249,16 @@ const fn rule(action: Action) -> ActionRule {
         task_states: IDLE,
         task_state: None,
         outcome: Outcome::Unchanged,
+        power: None,
+        launches: false,
+        remember: Remember::Nothing,
+        forgets_old_state: false,
+        clears_fault: false,
         on_failure: OnFailure::Revert,
         checks_lock: true,
         must_have_launched: true,
-        must_be_running: false,
         needs_host: false,
+        guards: &[],
         policy: Policy::Member,
         long: true,
     }
@@ -248,301 +277,262 @@ const REBOOT_TASKS: &[Option<TaskState>] = &[
     Some(T::Suspending),
 ];
 
-/// The action table.
-pub static TABLE: &[ActionRule] = &[
-    ActionRule {
-        vm_states: Any,
-        task_states: Any,
-        task_state: Some(T::Scheduling),
-        outcome: Outcome::To(V::Active),
-        on_failure: OnFailure::Error,
-        checks_lock: false,
-        must_have_launched: false,
-        ..rule(Action::Create)
-    },
+/// A short action: a record update, in any task_state.
+const fn short(action: Action) -> ActionRule {
     ActionRule {
         task_states: Any,
         long: false,
         must_have_launched: false,
-        ..rule(Action::Update)
+        ..rule(action)
+    }
+}
+
+actions! {
+    Create = "create" {
+        task_states: Any,
+        task_state: Some(T::Scheduling),
+        outcome: Outcome::To(V::Active),
+        power: Some(P::Running),
+        launches: true,
+        on_failure: OnFailure::Error,
+        checks_lock: false,
+        must_have_launched: false,
+        guards: &[
+            Guard::ForcedHostNeedsAdmin,
+            Guard::RequestedHostNeedsAdmin(Permission::CreateRequestedDestination),
+        ],
     },
-    ActionRule {
+    Update = "update" as short {},
+    Delete = "delete" {
         task_states: Any,
         task_state: Some(T::Deleting),
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
         must_have_launched: false,
-        ..rule(Action::Delete)
     },
-    ActionRule {
+    /// A delete that keeps the server restorable (`reclaim_instance_interval`).
+    SoftDelete = "soft_delete" {
+        task_states: Any,
+        task_state: Some(T::SoftDeleting),
+        outcome: Outcome::To(V::SoftDeleted),
+        on_failure: OnFailure::Error,
+        must_have_launched: false,
+    },
+    ForceDelete = "force_delete" {
         task_states: Any,
         task_state: Some(T::Deleting),
         outcome: Outcome::Gone,
         on_failure: OnFailure::Error,
         must_have_launched: false,
-        ..rule(Action::ForceDelete)
     },
-    ActionRule {
+    Restore = "restore" {
         vm_states: Only(&[V::SoftDeleted]),
         task_state: Some(T::Restoring),
         outcome: Outcome::To(V::Active),
-        ..rule(Action::Restore)
+        power: Some(P::Running),
+        remember: Remember::State,
     },
-    ActionRule {
+    RebootSoft = "reboot_soft" {
         vm_states: Only(&[V::Active]),
         task_states: Only(&[None]),
         task_state: Some(T::Rebooting),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
-        ..rule(Action::RebootSoft)
     },
-    ActionRule {
+    RebootHard = "reboot_hard" {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
         task_states: Only(REBOOT_TASKS),
         task_state: Some(T::RebootingHard),
         outcome: Outcome::To(V::Active),
         on_failure: OnFailure::Error,
-        ..rule(Action::RebootHard)
     },
-    ActionRule {
+    Rebuild = "rebuild" {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
         task_state: Some(T::Rebuilding),
         outcome: Outcome::Previous,
+        launches: true,
+        remember: Remember::StateOrActive,
+        forgets_old_state: true,
+        clears_fault: true,
         on_failure: OnFailure::Error,
-        ..rule(Action::Rebuild)
     },
-    ActionRule {
+    Resize = "resize" {
         vm_states: Only(&[V::Active, V::Stopped]),
         task_state: Some(T::ResizePrep),
         outcome: Outcome::To(V::Resized),
+        remember: Remember::State,
         needs_host: true,
-        ..rule(Action::Resize)
     },
-    ActionRule {
+    ConfirmResize = "confirm_resize" {
         vm_states: Only(&[V::Resized]),
         task_state: Some(T::ResizeConfirming),
         outcome: Outcome::Previous,
-        ..rule(Action::ConfirmResize)
+        forgets_old_state: true,
     },
-    ActionRule {
+    RevertResize = "revert_resize" {
         vm_states: Only(&[V::Resized]),
         task_state: Some(T::ResizeReverting),
         outcome: Outcome::Previous,
-        ..rule(Action::RevertResize)
+        forgets_old_state: true,
     },
-    ActionRule {
+    CreateImage = "create_image" {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageSnapshotPending),
         checks_lock: false,
-        ..rule(Action::CreateImage)
     },
-    ActionRule {
+    CreateBackup = "create_backup" {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::ImageBackup),
         checks_lock: false,
-        ..rule(Action::CreateBackup)
     },
-    ActionRule {
+    ChangePassword = "change_password" {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::UpdatingPassword),
         needs_host: true,
-        ..rule(Action::ChangePassword)
     },
-    ActionRule {
-        task_states: Any,
+    ResetState = "reset_state" as short {
         checks_lock: false,
         policy: Policy::Admin,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::ResetState)
     },
-    ActionRule {
+    Pause = "pause" {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::Pausing),
         outcome: Outcome::To(V::Paused),
         needs_host: true,
-        ..rule(Action::Pause)
     },
-    ActionRule {
+    Unpause = "unpause" {
         vm_states: Only(&[V::Paused]),
         task_state: Some(T::Unpausing),
         outcome: Outcome::To(V::Active),
+        power: Some(P::Running),
         needs_host: true,
-        ..rule(Action::Unpause)
     },
-    ActionRule {
+    Suspend = "suspend" {
         vm_states: Only(&[V::Active]),
         task_state: Some(T::Suspending),
         outcome: Outcome::To(V::Suspended),
         needs_host: true,
-        ..rule(Action::Suspend)
     },
-    ActionRule {
+    Resume = "resume" {
         vm_states: Only(&[V::Suspended]),
         task_state: Some(T::Resuming),
         outcome: Outcome::To(V::Active),
+        power: Some(P::Running),
         needs_host: true,
-        ..rule(Action::Resume)
     },
-    ActionRule {
-        task_states: Any,
+    Lock = "lock" as short { checks_lock: false },
+    Unlock = "unlock" as short {
         checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::Lock)
+        guards: &[Guard::AdminLockNeedsAdmin],
     },
-    ActionRule {
-        task_states: Any,
-        checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::Unlock)
-    },
-    ActionRule {
+    Rescue = "rescue" {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
         task_state: Some(T::Rescuing),
         outcome: Outcome::To(V::Rescued),
         needs_host: true,
-        ..rule(Action::Rescue)
     },
-    ActionRule {
+    Unrescue = "unrescue" {
         vm_states: Only(&[V::Rescued]),
         task_state: Some(T::Unrescuing),
         outcome: Outcome::To(V::Active),
+        power: Some(P::Running),
         needs_host: true,
-        ..rule(Action::Unrescue)
     },
-    ActionRule {
+    Evacuate = "evacuate" {
         vm_states: Only(&[V::Active, V::Stopped, V::Error]),
         task_state: Some(T::Rebuilding),
         outcome: Outcome::Previous,
+        remember: Remember::StateOrActive,
+        forgets_old_state: true,
+        clears_fault: true,
         on_failure: OnFailure::Error,
         checks_lock: false,
+        guards: &[Guard::SourceHostDown],
         policy: Policy::Admin,
-        ..rule(Action::Evacuate)
     },
-    ActionRule {
+    Start = "start" {
         vm_states: Only(&[V::Stopped]),
         task_state: Some(T::PoweringOn),
         outcome: Outcome::To(V::Active),
+        power: Some(P::Running),
         needs_host: true,
-        ..rule(Action::Start)
     },
-    ActionRule {
+    Stop = "stop" {
         vm_states: Only(&[V::Active, V::Error]),
         task_state: Some(T::PoweringOff),
         outcome: Outcome::To(V::Stopped),
+        power: Some(P::Shutdown),
         needs_host: true,
-        ..rule(Action::Stop)
     },
-    ActionRule {
+    Shelve = "shelve" {
         vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
         task_state: Some(T::Shelving),
-        outcome: Outcome::To(V::Shelved),
-        ..rule(Action::Shelve)
+        outcome: Outcome::Shelved,
+        power: Some(P::Shutdown),
     },
-    ActionRule {
+    ShelveOffload = "shelve_offload" {
         vm_states: Only(&[V::Shelved]),
         task_state: Some(T::ShelvingOffloading),
         outcome: Outcome::To(V::ShelvedOffloaded),
         policy: Policy::Admin,
-        ..rule(Action::ShelveOffload)
     },
-    ActionRule {
+    Unshelve = "unshelve" {
         vm_states: Only(&[V::Shelved, V::ShelvedOffloaded]),
         task_state: Some(T::Unshelving),
         outcome: Outcome::To(V::Active),
-        ..rule(Action::Unshelve)
+        power: Some(P::Running),
+        guards: &[
+            Guard::RequestedHostNeedsAdmin(Permission::UnshelveToHost),
+            Guard::DestinationNeedsOffloaded,
+        ],
     },
-    ActionRule {
+    Migrate = "migrate" {
         vm_states: Only(&[V::Active, V::Stopped]),
         task_state: Some(T::ResizePrep),
         outcome: Outcome::To(V::Resized),
+        remember: Remember::State,
         needs_host: true,
         policy: Policy::Admin,
-        ..rule(Action::Migrate)
     },
-    ActionRule {
+    LiveMigrate = "live_migrate" {
         vm_states: Only(&[V::Active, V::Paused]),
         task_state: Some(T::Migrating),
-        outcome: Outcome::Unchanged,
         needs_host: true,
         policy: Policy::Admin,
-        ..rule(Action::LiveMigrate)
     },
-    ActionRule {
+    TriggerCrashDump = "trigger_crash_dump" as short {
         vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
+        task_states: IDLE,
         needs_host: true,
-        long: false,
-        ..rule(Action::TriggerCrashDump)
+        must_have_launched: true,
     },
-    ActionRule {
-        task_states: Any,
-        checks_lock: false,
-        needs_host: true,
-        // Nova's os_compute_api:os-console-output is PROJECT_MEMBER_OR_ADMIN.
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::ConsoleOutput)
-    },
-    ActionRule {
-        task_states: Any,
+    // Nova's console output policy is PROJECT_MEMBER_OR_ADMIN.
+    ConsoleOutput = "console_output" as short {
         checks_lock: false,
         needs_host: true,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::RemoteConsole)
     },
-    ActionRule {
-        task_states: Any,
+    RemoteConsole = "remote_console" as short {
         checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::AddSecurityGroup)
+        needs_host: true,
     },
-    ActionRule {
-        task_states: Any,
+    AddSecurityGroup = "add_security_group" as short { checks_lock: false },
+    RemoveSecurityGroup = "remove_security_group" as short {
         checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::RemoveSecurityGroup)
     },
-    ActionRule {
-        task_states: Any,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::AddFixedIp)
-    },
-    ActionRule {
-        task_states: Any,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::RemoveFixedIp)
-    },
-    ActionRule {
-        task_states: Any,
+    AddFixedIp = "add_fixed_ip" as short {},
+    RemoveFixedIp = "remove_fixed_ip" as short {},
+    AddFloatingIp = "add_floating_ip" as short { checks_lock: false },
+    RemoveFloatingIp = "remove_floating_ip" as short {
         checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::AddFloatingIp)
     },
-    ActionRule {
-        task_states: Any,
-        checks_lock: false,
-        long: false,
-        must_have_launched: false,
-        ..rule(Action::RemoveFloatingIp)
+    /// Runs a maintenance procedure in the guest (through the guest agent)
+    /// and logs its output as an event. The worked example of
+    /// docs/ARCHITECTURE.md: this row, its request line and its steps file.
+    RunMaintenance = "run_maintenance" {
+        vm_states: Only(&[V::Active]),
+        task_state: Some(T::Maintaining),
+        needs_host: true,
     },
-];
-
-impl Action {
-    /// This action's rule.
-    pub fn rule(self) -> &'static ActionRule {
-        TABLE
-            .iter()
-            .find(|r| r.action == self)
-            .expect("every action has a rule (checked by tests)")
-    }
 }
 
 /// Which state attribute refused an action.
@@ -583,6 +573,20 @@ pub enum Permission {
     FlavorCreate,
     /// Deleting a flavor.
     FlavorDelete,
+    /// Listing who may use a private flavor.
+    FlavorAccessList,
+    /// Granting a project a private flavor.
+    FlavorAccessAdd,
+    /// Revoking a project's private flavor.
+    FlavorAccessRemove,
+    /// Reading another project's quotas.
+    QuotaShow,
+    /// Changing a project's quotas.
+    QuotaUpdate,
+    /// Changing a quota class (the defaults).
+    QuotaClassUpdate,
+    /// Dropping a project's quota overrides.
+    QuotaDelete,
 }
 
 /// Why an action was refused, in Lifeboat's own terms. Each front renders
@@ -641,6 +645,12 @@ pub enum ActionDenied {
         /// The missing permission.
         permission: Permission,
     },
+    /// The server's host is still up (evacuate needs it down).
+    #[error("Compute service of {host} is still in use.")]
+    HostUp {
+        /// The host.
+        host: String,
+    },
     /// A host or zone was asked for, which only a shelved-offloaded server accepts.
     #[error("server {server_id} in {vm_state} cannot be unshelved to a host or zone")]
     NotOffloaded {
@@ -664,41 +674,36 @@ impl ActionDenied {
     pub fn http_status(&self) -> u16 {
         match self {
             ActionDenied::Forbidden { .. } => 403,
+            ActionDenied::HostUp { .. } => 400,
             _ => 409,
         }
     }
 }
 
-/// Checks whether `actor` may run `action` on `server` now. This is the one
-/// place that decides; fronts only translate the error.
+/// Checks whether `actor` may run `action` on `server` now, asking nothing
+/// beyond the action ([`check_with`] with `Ask::default()`).
 pub fn check(
     action: Action,
     server: &Server,
     actor: &Actor,
 ) -> Result<&'static ActionRule, ActionDenied> {
+    check_with(action, server, actor, &Ask::default())
+}
+
+/// Checks whether `actor` may run `action` on `server` now: the row's role,
+/// lock, state and host columns, then its named [`Guard`]s against `ask`.
+/// This is the one place that decides; fronts only translate the error.
+pub fn check_with(
+    action: Action,
+    server: &Server,
+    actor: &Actor,
+    ask: &Ask<'_>,
+) -> Result<&'static ActionRule, ActionDenied> {
     let r = action.rule();
-    let allowed_role = match r.policy {
-        Policy::Reader => true,
-        Policy::Member => actor.role >= Role::Member,
-        Policy::Admin => actor.is_admin(),
-    };
-    if !allowed_role {
-        return Err(ActionDenied::Forbidden {
-            permission: Permission::Action(action),
-        });
-    }
+    check_role(r, actor)?;
     if r.checks_lock && server.locked && !actor.is_admin() {
         return Err(ActionDenied::Locked {
             server_id: server.id.clone(),
-        });
-    }
-    if action == Action::Unlock
-        && server.locked
-        && server.locked_by == Some(LockedBy::Admin)
-        && !actor.is_admin()
-    {
-        return Err(ActionDenied::Forbidden {
-            permission: Permission::UnlockOverride,
         });
     }
     if !r.vm_states.contains(&server.vm_state) {
@@ -718,12 +723,85 @@ pub fn check(
             server_id: server.id.clone(),
         });
     }
-    if r.must_be_running && server.power_state != PowerState::Running {
-        return Err(ActionDenied::NotRunning {
-            server_id: server.id.clone(),
-        });
+    for g in r.guards {
+        guard(*g, Some(server), actor, ask)?;
     }
     Ok(r)
+}
+
+/// Checks an action that has no server yet (create): the row's role and its
+/// guards that do not need a server.
+pub fn check_new(
+    action: Action,
+    actor: &Actor,
+    ask: &Ask<'_>,
+) -> Result<&'static ActionRule, ActionDenied> {
+    let r = action.rule();
+    check_role(r, actor)?;
+    for g in r.guards {
+        guard(*g, None, actor, ask)?;
+    }
+    Ok(r)
+}
+
+fn check_role(r: &ActionRule, actor: &Actor) -> Result<(), ActionDenied> {
+    let allowed = match r.policy {
+        Policy::Reader => true,
+        Policy::Member => actor.role >= Role::Member,
+        Policy::Admin => actor.is_admin(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ActionDenied::Forbidden {
+            permission: Permission::Action(r.action),
+        })
+    }
+}
+
+/// One named predicate.
+fn guard(
+    g: Guard,
+    server: Option<&Server>,
+    actor: &Actor,
+    ask: &Ask<'_>,
+) -> Result<(), ActionDenied> {
+    let forbid = |permission| Err(ActionDenied::Forbidden { permission });
+    match g {
+        Guard::AdminLockNeedsAdmin => {
+            if let Some(s) = server {
+                if s.locked && s.locked_by == Some(LockedBy::Admin) && !actor.is_admin() {
+                    return forbid(Permission::UnlockOverride);
+                }
+            }
+        }
+        Guard::ForcedHostNeedsAdmin => {
+            if ask.forced_host && !actor.is_admin() {
+                return forbid(Permission::CreateForcedHost);
+            }
+        }
+        Guard::RequestedHostNeedsAdmin(p) => {
+            if (ask.host || ask.forced_host) && !actor.is_admin() {
+                return forbid(p);
+            }
+        }
+        Guard::DestinationNeedsOffloaded => {
+            if let Some(s) = server {
+                if (ask.host || ask.zone) && s.vm_state != VmState::ShelvedOffloaded {
+                    return Err(ActionDenied::NotOffloaded {
+                        server_id: s.id.clone(),
+                        vm_state: s.vm_state,
+                    });
+                }
+            }
+        }
+        Guard::SourceHostDown => {
+            if let Some((host, Some(true))) = ask.source_host {
+                return Err(ActionDenied::HostUp { host: host.into() });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn wrong_state(action: Action, server: &Server, attr: StateAttr) -> ActionDenied {
@@ -737,58 +815,86 @@ fn wrong_state(action: Action, server: &Server, attr: StateAttr) -> ActionDenied
 }
 
 /// Applies the accepted action to the server record: sets the transient
-/// task_state and remembers the vm_state to return to. Call after [`check`].
+/// task_state, remembers the vm_state to return to and clears an old fault,
+/// as the row says. Call after [`check`].
 pub fn begin(rule: &ActionRule, server: &mut Server) {
     if let Some(t) = rule.task_state {
         server.task_state = Some(t);
     }
-    match rule.action {
+    match rule.remember {
+        Remember::Nothing => {}
+        Remember::State => server.old_vm_state = Some(server.vm_state),
         // A rebuild or evacuation of an errored server brings it back active.
-        Action::Rebuild | Action::Evacuate => {
+        Remember::StateOrActive => {
             server.old_vm_state = Some(if server.vm_state == VmState::Error {
                 VmState::Active
             } else {
                 server.vm_state
             })
         }
-        Action::Resize | Action::Migrate | Action::Restore => {
-            server.old_vm_state = Some(server.vm_state)
-        }
-        _ => {}
+    }
+    if rule.clears_fault {
+        server.fault = None;
     }
 }
 
-/// Applies the successful end of an action: the resulting vm_state, task
-/// cleared. Returns false when the server is gone.
+/// Applies the successful end of an action now ([`finish_at`]).
 pub fn finish(rule: &ActionRule, server: &mut Server) -> bool {
-    let Some(vm) = resulting_vm_state(rule, server) else {
-        return false;
-    };
-    server.vm_state = vm;
+    finish_at(rule, server, crate::now())
+}
+
+/// Applies the successful end of an action at `at`: the row's vm_state
+/// outcome and power state, `launched_at` for a launch, task cleared.
+/// Returns false when the server is gone (DELETED).
+pub fn finish_at(rule: &ActionRule, server: &mut Server, at: crate::Time) -> bool {
     server.task_state = None;
-    if matches!(
-        rule.action,
-        Action::ConfirmResize | Action::RevertResize | Action::Rebuild | Action::Evacuate
-    ) {
+    if let Some(p) = rule.power {
+        server.power_state = p;
+    }
+    if rule.launches {
+        server.launched_at = Some(at);
+        server.progress = 100;
+    }
+    let outcome = resulting_vm_state(rule, server);
+    if rule.forgets_old_state {
         server.old_vm_state = None;
     }
-    true
+    match outcome {
+        Some(vm) => {
+            if vm == VmState::SoftDeleted {
+                server.deleted_at = Some(at);
+            }
+            server.vm_state = vm;
+            true
+        }
+        None => {
+            server.vm_state = VmState::Deleted;
+            server.power_state = PowerState::NoState;
+            server.terminated_at = Some(at);
+            server.attachments.clear();
+            false
+        }
+    }
 }
 
 /// Applies a failed action: ERROR or back to the previous state, task cleared.
-pub fn fail(rule: &ActionRule, server: &mut Server) {
+/// Returns whether the server went to ERROR.
+pub fn fail(rule: &ActionRule, server: &mut Server) -> bool {
     server.task_state = None;
     if rule.on_failure == OnFailure::Error {
         server.vm_state = VmState::Error;
     }
+    rule.on_failure == OnFailure::Error
 }
 
-/// The vm_state a finished action leaves the server in.
+/// The vm_state a finished action leaves the server in (None: gone).
 pub fn resulting_vm_state(rule: &ActionRule, server: &Server) -> Option<VmState> {
     match rule.outcome {
         Outcome::Unchanged => Some(server.vm_state),
         Outcome::To(v) => Some(v),
         Outcome::Previous => Some(server.old_vm_state.unwrap_or(VmState::Active)),
+        Outcome::Shelved if server.host.is_none() => Some(VmState::ShelvedOffloaded),
+        Outcome::Shelved => Some(VmState::Shelved),
         Outcome::Gone => None,
     }
 }

@@ -107,6 +107,8 @@ string_enum!(
         ShelvingImageUploading = "shelving_image_uploading",
         ShelvingOffloading = "shelving_offloading",
         Unshelving = "unshelving",
+        /// Running a maintenance procedure in the guest (Lifeboat's own).
+        Maintaining = "maintaining",
     }
 );
 

@@ -1,7 +1,7 @@
 //! Flavor access (Nova's `os-flavor-access`): which projects may use a
 //! private flavor, and the check create and resize make.
 
-use lifeboat_core::{Actor, Flavor};
+use lifeboat_core::{Actor, Flavor, Permission};
 use lifeboat_store::Record;
 use serde::{Deserialize, Serialize};
 
@@ -26,13 +26,11 @@ impl Record for FlavorAccess {
     }
 }
 
-fn admin_only(actor: &Actor, policy: &str) -> Result<(), ComputeError> {
+fn admin_only(actor: &Actor, permission: Permission) -> Result<(), ComputeError> {
     if actor.is_admin() {
         Ok(())
     } else {
-        Err(ComputeError::Forbidden(format!(
-            "Policy doesn't allow {policy} to be performed."
-        )))
+        Err(crate::error::forbidden(permission))
     }
 }
 
@@ -44,7 +42,7 @@ impl Engine {
         actor: &Actor,
         flavor_id: &str,
     ) -> Result<Vec<FlavorAccess>, ComputeError> {
-        admin_only(actor, "os_compute_api:os-flavor-access")?;
+        admin_only(actor, Permission::FlavorAccessList)?;
         let f = self.flavor(flavor_id).await?;
         if f.is_public {
             return Err(ComputeError::NotFound {
@@ -62,7 +60,7 @@ impl Engine {
         flavor_id: &str,
         project_id: &str,
     ) -> Result<Vec<FlavorAccess>, ComputeError> {
-        admin_only(actor, "os_compute_api:os-flavor-access:add_tenant_access")?;
+        admin_only(actor, Permission::FlavorAccessAdd)?;
         let f = self.flavor(flavor_id).await?;
         if f.is_public {
             return Err(ComputeError::Conflict(
@@ -93,10 +91,7 @@ impl Engine {
         flavor_id: &str,
         project_id: &str,
     ) -> Result<Vec<FlavorAccess>, ComputeError> {
-        admin_only(
-            actor,
-            "os_compute_api:os-flavor-access:remove_tenant_access",
-        )?;
+        admin_only(actor, Permission::FlavorAccessRemove)?;
         let f = self.flavor(flavor_id).await?;
         if !self
             .inner

@@ -12,6 +12,7 @@ mod error;
 mod flavor_access;
 mod hosts;
 mod identity;
+mod maintenance;
 mod network;
 mod quota;
 mod requests;

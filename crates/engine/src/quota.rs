@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use lifeboat_core::{Actor, Flavor};
+use lifeboat_core::{Actor, Flavor, Permission};
 use lifeboat_store::{Record, ServerQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::error::forbidden;
 use crate::{ComputeError, Engine};
 
 /// The resources Lifeboat counts, with Nova's default limits.
@@ -72,10 +73,6 @@ impl QuotaUsage {
 /// Serialises check-then-create so that concurrent creates cannot both
 /// pass a check that only one of them fits (Nova rechecks instead).
 static QUOTA_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn forbidden(policy: &str) -> ComputeError {
-    ComputeError::Forbidden(format!("Policy doesn't allow {policy} to be performed."))
-}
 
 /// Nova's `TooManyInstances` text for the resources over quota.
 fn too_many(overs: &[&str], req: &[String], used: &[i64], allowed: &[i64]) -> ComputeError {
@@ -148,7 +145,7 @@ impl Engine {
         project_id: &str,
     ) -> Result<Limits, ComputeError> {
         if !actor.is_admin() && actor.project_id != project_id {
-            return Err(forbidden("os_compute_api:os-quota-sets:show"));
+            return Err(forbidden(Permission::QuotaShow));
         }
         self.project_quotas(project_id).await
     }
@@ -164,14 +161,8 @@ impl Engine {
         force: bool,
     ) -> Result<Limits, ComputeError> {
         let (key, policy) = match target {
-            QuotaTarget::Class(c) => (
-                format!("class:{c}"),
-                "os_compute_api:os-quota-class-sets:update",
-            ),
-            QuotaTarget::Project(p) => (
-                format!("project:{p}"),
-                "os_compute_api:os-quota-sets:update",
-            ),
+            QuotaTarget::Class(c) => (format!("class:{c}"), Permission::QuotaClassUpdate),
+            QuotaTarget::Project(p) => (format!("project:{p}"), Permission::QuotaUpdate),
         };
         if !actor.is_admin() {
             return Err(forbidden(policy));
@@ -219,7 +210,7 @@ impl Engine {
     /// Drops a project's overrides (admin): it falls back to the defaults.
     pub async fn delete_quotas(&self, actor: &Actor, project_id: &str) -> Result<(), ComputeError> {
         if !actor.is_admin() {
-            return Err(forbidden("os_compute_api:os-quota-sets:delete"));
+            return Err(forbidden(Permission::QuotaDelete));
         }
         self.inner
             .store

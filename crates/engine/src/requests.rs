@@ -233,9 +233,34 @@ pub enum ServerAction {
     Delete,
     ForceDelete,
     Restore,
+    /// Runs the guest's maintenance procedure `procedure` (a script of the
+    /// guest image's `/etc/lifeboat/maintenance.d`).
+    RunMaintenance {
+        procedure: String,
+    },
 }
 
 impl ServerAction {
+    /// What the request asks beyond its action, for the table's guards
+    /// (a destination host, a zone).
+    pub fn ask(&self) -> lifeboat_core::actions::Ask<'static> {
+        let mut ask = lifeboat_core::actions::Ask::default();
+        match self {
+            ServerAction::Unshelve {
+                availability_zone,
+                host,
+            } => {
+                ask.host = host.is_some();
+                ask.zone = availability_zone.is_some();
+            }
+            ServerAction::Evacuate { host, .. }
+            | ServerAction::Migrate { host }
+            | ServerAction::LiveMigrate { host } => ask.host = host.is_some(),
+            _ => {}
+        }
+        ask
+    }
+
     /// The action-table entry this request is checked against.
     pub fn kind(&self) -> lifeboat_core::Action {
         use lifeboat_core::Action as A;
@@ -278,6 +303,7 @@ impl ServerAction {
             ServerAction::Delete => A::Delete,
             ServerAction::ForceDelete => A::ForceDelete,
             ServerAction::Restore => A::Restore,
+            ServerAction::RunMaintenance { .. } => A::RunMaintenance,
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
         "unshelve" => vec!["schedule", "define", "power_on", "ready"],
         "live_migrate" => vec!["schedule_dest", "live_migrate"],
         "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "ready", "password"],
+        "run_maintenance" => vec!["maintenance"],
         _ => vec![],
     };
     if kind == "shelve" && p["offload"].as_bool().unwrap_or(false) {
@@ -612,6 +613,26 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             })
             .await?;
         }
+        "maintenance" => {
+            let procedure = wf.params["procedure"]
+                .as_str()
+                .ok_or_else(|| ComputeError::Internal("maintenance without a procedure".into()))?
+                .to_string();
+            let out = e
+                .server_agent(&s)
+                .await?
+                .run_maintenance(&s.instance_name, &procedure)
+                .await?;
+            e.event(lifeboat_core::NewEvent {
+                level: lifeboat_core::Level::Info,
+                server_id: Some(s.id.clone()),
+                project_id: Some(s.project_id.clone()),
+                workflow_id: Some(wf.id.clone()),
+                step: Some(step.to_string()),
+                message: format!("maintenance {procedure}: {}", out.trim_end()),
+            })
+            .await;
+        }
         other => return Err(ComputeError::Internal(format!("unknown step {other}"))),
     }
     Ok(())
@@ -676,14 +697,15 @@ pub(crate) async fn undo(e: &Engine, wf: &mut Workflow, step: &str) -> StepResul
     Ok(())
 }
 
-/// Ends a successful workflow: the action table's result plus kind-specific fields.
+/// Ends a successful workflow: the action table's end of its action (its
+/// row's outcome, power state and stamps), nothing overridden here.
 pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
     let Some(id) = wf.server_id.clone() else {
         return Ok(());
     };
     let kind = wf.kind.clone();
-    let p = wf.params.clone();
     if matches!(kind.as_str(), "delete" | "force_delete") {
+        // Ports attached while the delete ran go with the server.
         let s = e.must_server(&id).await?;
         e.release_ports(&s, false).await?;
     }
@@ -693,61 +715,7 @@ pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
             return Ok(());
         }
         s.task_workflow = None;
-        match kind.as_str() {
-            "create" => {
-                s.vm_state = VmState::Active;
-                s.task_state = None;
-                s.power_state = PowerState::Running;
-                s.launched_at = Some(now());
-                s.progress = 100;
-                return Ok(());
-            }
-            "delete" | "force_delete" => {
-                s.vm_state = VmState::Deleted;
-                s.task_state = None;
-                s.power_state = PowerState::NoState;
-                s.terminated_at = Some(now());
-                s.attachments.clear();
-                return Ok(());
-            }
-            "soft_delete" => {
-                s.vm_state = VmState::SoftDeleted;
-                s.task_state = None;
-                s.deleted_at = Some(now());
-                return Ok(());
-            }
-            "rebuild" => {
-                if let Some(img) = p["image_id"].as_str() {
-                    s.image_id = Some(img.to_string());
-                }
-                s.launched_at = Some(now());
-            }
-            "shelve" if p["offload"].as_bool().unwrap_or(false) => {
-                s.vm_state = VmState::ShelvedOffloaded;
-                s.task_state = None;
-                return Ok(());
-            }
-            "unshelve" | "restore" | "start" | "unrescue" | "unpause" | "resume" => {
-                s.power_state = PowerState::Running;
-            }
-            "stop" | "shelve" => s.power_state = PowerState::Shutdown,
-            "evacuate" if p["was_active"].as_bool() == Some(true) => {
-                s.power_state = PowerState::Running
-            }
-            _ => {}
-        }
-        if !finish_action(&kind, s) {
-            s.vm_state = VmState::Deleted;
-            s.task_state = None;
-        }
-        if matches!(kind.as_str(), "resize" | "migrate") {
-            // finish_action set RESIZED; remember where to go back.
-            s.old_vm_state = Some(if p["was_active"].as_bool() == Some(true) {
-                VmState::Active
-            } else {
-                VmState::Stopped
-            });
-        }
+        finish_action(&kind, s);
         Ok(())
     })
     .await?;
@@ -787,13 +755,10 @@ pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResu
             }
             s.task_workflow = None;
             let to_error = match lifeboat_core::Action::parse(&kind) {
-                Some(a) => {
-                    actions::fail(a.rule(), s);
-                    s.vm_state == VmState::Error
-                }
+                Some(a) => actions::fail(a.rule(), s),
                 None => {
                     s.task_state = None;
-                    kind == "soft_delete"
+                    false
                 }
             };
             if to_error {
@@ -818,7 +783,7 @@ pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResu
 /// Applies the action table's end-of-action transition.
 pub(crate) fn finish_action(kind: &str, s: &mut Server) -> bool {
     match lifeboat_core::Action::parse(kind) {
-        Some(a) => actions::finish(a.rule(), s),
+        Some(a) => actions::finish_at(a.rule(), s, now()),
         None => {
             s.task_state = None;
             true

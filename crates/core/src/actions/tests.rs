@@ -46,6 +46,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("create", &["*"]),
     ("update", &["*"]),
     ("delete", &["*"]),
+    ("soft_delete", &["*"]),
     ("force_delete", &["*"]),
     ("restore", &["soft-delete"]),
     ("reboot_soft", &["active"]),
@@ -95,6 +96,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("remove_fixed_ip", &["*"]),
     ("add_floating_ip", &["*"]),
     ("remove_floating_ip", &["*"]),
+    ("run_maintenance", &["active"]),
 ];
 
 #[test]

@@ -1,13 +1,13 @@
 //! Server actions: the action table's check, then a record update or a workflow.
 
+use lifeboat_core::actions::{Ask, Guard};
 use lifeboat_core::{
-    actions, Action, ActionDenied, Actor, ImageKind, LockedBy, Permission, Role, Server, TaskState,
-    VmState, Workflow,
+    actions, Action, ActionDenied, Actor, ImageKind, LockedBy, Role, Server, VmState, Workflow,
 };
 use lifeboat_hypervisor::HvError;
 use serde_json::json;
 
-use crate::error::{forbidden, CAS_LOST};
+use crate::error::CAS_LOST;
 use crate::requests::*;
 use crate::secrets::AdminPass;
 use crate::workflow::LaunchWith;
@@ -30,7 +30,7 @@ impl Engine {
             project_id: s.project_id.clone(),
             role: Role::Admin,
         };
-        self.begin_workflow(&system, s, Action::ForceDelete, "force_delete", json!({}))
+        self.begin_workflow(&system, s, Action::ForceDelete, json!({}))
             .await?;
         Ok(())
     }
@@ -40,10 +40,9 @@ impl Engine {
         actor: &Actor,
         s: Server,
         action: Action,
-        kind: &str,
         params: serde_json::Value,
     ) -> Result<Workflow, ComputeError> {
-        self.begin_workflow_with(actor, s, action, kind, params, LaunchWith::default())
+        self.begin_workflow_with(actor, s, action, params, LaunchWith::default())
             .await
     }
 
@@ -54,11 +53,15 @@ impl Engine {
         actor: &Actor,
         mut s: Server,
         action: Action,
-        kind: &str,
         mut params: serde_json::Value,
         with: LaunchWith,
     ) -> Result<Workflow, ComputeError> {
         let rule = action.rule();
+        if !rule.long {
+            return Err(ComputeError::Internal(format!(
+                "{action} is a record update, not a workflow"
+            )));
+        }
         if let Some(prev) = &s.task_workflow {
             params["supersedes"] = json!(prev);
         }
@@ -67,11 +70,7 @@ impl Engine {
                 || (s.vm_state == VmState::Resized && s.old_vm_state == Some(VmState::Active))
         );
         actions::begin(rule, &mut s);
-        if action == Action::Rebuild || action == Action::Evacuate {
-            // The fault of a previous failure is cleared when the server is rebuilt.
-            s.fault = None;
-        }
-        let wf = self.new_workflow(kind, Some(&s), Some(&actor.user_id), params);
+        let wf = self.new_workflow(action.as_str(), Some(&s), Some(&actor.user_id), params);
         self.launch(s, wf.clone(), with).await?;
         Ok(wf)
     }
@@ -109,7 +108,18 @@ impl Engine {
     ) -> Result<ActionOutcome, ComputeError> {
         let s = self.server(actor, id).await?;
         let action = req.kind();
-        actions::check(action, &s, actor)?;
+        let up = match (
+            &s.host,
+            action.rule().guards.contains(&Guard::SourceHostDown),
+        ) {
+            (Some(h), true) => Some((h.as_str(), self.host_up(h).await)),
+            _ => None,
+        };
+        let ask = Ask {
+            source_host: up,
+            ..req.ask()
+        };
+        actions::check_with(action, &s, actor, &ask)?;
         let accepted = |wf: Workflow| ActionOutcome::Accepted {
             workflow_id: wf.id,
             image_id: None,
@@ -123,44 +133,29 @@ impl Engine {
                 if s.vm_state == VmState::SoftDeleted {
                     // Deleting a soft-deleted server reclaims it now.
                     return Ok(accepted(
-                        self.begin_workflow(
-                            actor,
-                            s,
-                            Action::ForceDelete,
-                            "force_delete",
-                            json!({}),
-                        )
-                        .await?,
+                        self.begin_workflow(actor, s, Action::ForceDelete, json!({}))
+                            .await?,
                     ));
                 }
-                let kind = if soft { "soft_delete" } else { "delete" };
-                if soft {
-                    // soft delete uses the delete rule but its own task state.
-                    let mut s2 = s.clone();
-                    let prev = s2.task_workflow.clone();
-                    s2.task_state = Some(TaskState::SoftDeleting);
-                    let mut params = json!({});
-                    if let Some(p) = prev {
-                        params["supersedes"] = json!(p);
-                    }
-                    let wf = self.new_workflow(kind, Some(&s2), Some(&actor.user_id), params);
-                    self.launch(s2, wf.clone(), LaunchWith::default()).await?;
-                    return Ok(accepted(wf));
-                }
+                let action = if soft {
+                    // The soft delete's own row: same guards as delete, its
+                    // own task state and outcome.
+                    actions::check(Action::SoftDelete, &s, actor)?;
+                    Action::SoftDelete
+                } else {
+                    action
+                };
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, kind, json!({}))
-                        .await?,
+                    self.begin_workflow(actor, s, action, json!({})).await?,
                 ))
             }
             ServerAction::ForceDelete => Ok(accepted(
-                self.begin_workflow(actor, s, action, "force_delete", json!({}))
-                    .await?,
+                self.begin_workflow(actor, s, action, json!({})).await?,
             )),
             ServerAction::Reboot { hard } => {
-                let kind = if hard { "reboot_hard" } else { "reboot_soft" };
+                let _kind = if hard { "reboot_hard" } else { "reboot_soft" };
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, kind, json!({}))
-                        .await?,
+                    self.begin_workflow(actor, s, action, json!({})).await?,
                 ))
             }
             ServerAction::Rebuild {
@@ -217,7 +212,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "rebuild",
                         json!({"image_id": img.id}),
                         LaunchWith {
                             admin_pass: Some(AdminPass(pass.clone())),
@@ -250,7 +244,7 @@ impl Engine {
                     .await?;
                 let snap: lifeboat_core::FlavorSnapshot = (&f).into();
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, "resize", json!({"flavor": snap}))
+                    self.begin_workflow(actor, s, action, json!({"flavor": snap}))
                         .await?,
                 ))
             }
@@ -267,19 +261,12 @@ impl Engine {
                         ));
                     }
                 }
-                let kind = action.as_str().to_string();
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, &kind, json!({"host": host}))
+                    self.begin_workflow(actor, s, action, json!({"host": host}))
                         .await?,
                 ))
             }
             ServerAction::Evacuate { host, admin_pass } => {
-                let src = s.host.clone().unwrap_or_default();
-                if self.host_up(&src).await == Some(true) {
-                    return Err(ComputeError::BadRequest(format!(
-                        "Compute service of {src} is still in use."
-                    )));
-                }
                 if let Some(h) = &host {
                     if self.host_up(h).await.is_none() {
                         return Err(ComputeError::NotFound {
@@ -294,7 +281,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "evacuate",
                         json!({"host": host}),
                         LaunchWith {
                             admin_pass: Some(AdminPass(pass.clone())),
@@ -324,7 +310,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "create_image",
                         json!({"image_id": img.id}),
                         LaunchWith {
                             records: vec![lifeboat_store::RecordRow::of(&img)?],
@@ -358,7 +343,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "create_backup",
                         json!({"image_id": img.id, "backup_type": backup_type, "rotation": rotation}),
                         LaunchWith {
                             records: vec![lifeboat_store::RecordRow::of(&img)?],
@@ -384,7 +368,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "change_password",
                         json!({}),
                         LaunchWith {
                             admin_pass: Some(AdminPass(admin_pass)),
@@ -412,7 +395,6 @@ impl Engine {
                         actor,
                         s,
                         action,
-                        "rescue",
                         json!({"rescue_image": rescue_image}),
                         LaunchWith {
                             admin_pass: Some(AdminPass(pass.clone())),
@@ -429,7 +411,7 @@ impl Engine {
             ServerAction::Shelve => {
                 let offload = self.inner.cfg.shelved_offload_time == 0;
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, "shelve", json!({"offload": offload}))
+                    self.begin_workflow(actor, s, action, json!({"offload": offload}))
                         .await?,
                 ))
             }
@@ -437,24 +419,12 @@ impl Engine {
                 availability_zone,
                 host,
             } => {
-                if host.is_some() && !actor.is_admin() {
-                    return Err(forbidden(Permission::UnshelveToHost));
-                }
-                if (host.is_some() || availability_zone.is_some())
-                    && s.vm_state != VmState::ShelvedOffloaded
-                {
-                    return Err(ActionDenied::NotOffloaded {
-                        server_id: s.id.clone(),
-                        vm_state: s.vm_state,
-                    }
-                    .into());
-                }
                 let mut s = s;
                 if let Some(z) = availability_zone {
                     s.pinned_availability_zone = z;
                 }
                 Ok(accepted(
-                    self.begin_workflow(actor, s, action, "unshelve", json!({"host": host}))
+                    self.begin_workflow(actor, s, action, json!({"host": host}))
                         .await?,
                 ))
             }
@@ -581,6 +551,13 @@ impl Engine {
                 self.disassociate_fip(actor, &s, &address).await?;
                 Ok(ActionOutcome::Done)
             }
+            ServerAction::RunMaintenance { procedure } => {
+                crate::maintenance::check_procedure(&procedure)?;
+                Ok(accepted(
+                    self.begin_workflow(actor, s, action, json!({ "procedure": procedure }))
+                        .await?,
+                ))
+            }
             ServerAction::Pause
             | ServerAction::Unpause
             | ServerAction::Suspend
@@ -591,13 +568,9 @@ impl Engine {
             | ServerAction::ShelveOffload
             | ServerAction::ConfirmResize
             | ServerAction::RevertResize
-            | ServerAction::Restore => {
-                let kind = action.as_str().to_string();
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, &kind, json!({}))
-                        .await?,
-                ))
-            }
+            | ServerAction::Restore => Ok(accepted(
+                self.begin_workflow(actor, s, action, json!({})).await?,
+            )),
         }
     }
 

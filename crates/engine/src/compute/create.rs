@@ -1,10 +1,10 @@
 //! Creating servers.
 
-use lifeboat_core::{ids, now, Action, Actor, Flavor, Permission, Role, Server};
+use lifeboat_core::actions::{self, Ask};
+use lifeboat_core::{ids, now, Action, Actor, Flavor, Server};
 use serde_json::json;
 
 use crate::catalog::DEFAULT_IMAGE_ID;
-use crate::error::forbidden;
 use crate::requests::*;
 use crate::secrets::AdminPass;
 use crate::workflow::LaunchWith;
@@ -19,9 +19,19 @@ impl Engine {
         actor: &Actor,
         req: CreateServer,
     ) -> Result<Vec<Created>, ComputeError> {
-        if actor.role < Role::Member {
-            return Err(forbidden(Permission::Action(Action::Create)));
-        }
+        let forced_host = req
+            .availability_zone
+            .as_deref()
+            .is_some_and(|z| z.contains(':'));
+        actions::check_new(
+            Action::Create,
+            actor,
+            &Ask {
+                forced_host,
+                host: req.host.is_some(),
+                ..Ask::default()
+            },
+        )?;
         let name = req.name.trim();
         if name.is_empty() || req.name.len() > 255 {
             return Err(ComputeError::BadRequest(
@@ -82,9 +92,6 @@ impl Engine {
         };
         let (az, forced_host) = match &req.availability_zone {
             Some(z) if z.contains(':') => {
-                if !actor.is_admin() {
-                    return Err(forbidden(Permission::CreateForcedHost));
-                }
                 let (z, h) = z.split_once(':').unwrap();
                 (
                     Some(z.to_string()).filter(|z| !z.is_empty()),
@@ -94,9 +101,6 @@ impl Engine {
             other => (other.clone(), None),
         };
         let host = forced_host.or(req.host.clone());
-        if host.is_some() && !actor.is_admin() {
-            return Err(forbidden(Permission::CreateRequestedDestination));
-        }
         if let Some(z) = &az {
             let zones: Vec<String> = self
                 .hosts()
