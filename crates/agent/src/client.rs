@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lifeboat_hypervisor::{HvError, HvResult, Hypervisor, Own};
+use lifeboat_hypervisor::{ConsoleStream, HvError, HvResult, Hypervisor, Own};
 use serde::de::DeserializeOwned;
 
 use crate::protocol::{AgentRequest, AgentResponse};
@@ -52,6 +52,34 @@ impl RemoteAgent {
         &self.base
     }
 
+    /// The VM's console through the agent: `GET /v1/console/{name}`
+    /// upgraded (HTTP/1.1 `Upgrade: lifeboat-console`) to a raw byte stream,
+    /// inside the same pinned TLS.
+    async fn console(&self, name: &str) -> HvResult<ConsoleStream> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/console/{name}", self.base))
+            .bearer_auth(&self.token)
+            .header("connection", "upgrade")
+            .header("upgrade", crate::server::CONSOLE_UPGRADE)
+            .send()
+            .await
+            .map_err(|e| HvError::Unreachable(format!("{}: {}", self.base, chain(&e))))?;
+        if resp.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            // The agent answers a driver error as its JSON.
+            return Err(match resp.json::<AgentResponse>().await {
+                Ok(AgentResponse::Err(e)) => e,
+                _ => HvError::Other(format!("agent {} answered {status}", self.base)),
+            });
+        }
+        let up = resp
+            .upgrade()
+            .await
+            .map_err(|e| HvError::Other(format!("console of {name}: {}", chain(&e))))?;
+        Ok(Box::new(up))
+    }
+
     async fn call<T: DeserializeOwned>(&self, req: AgentRequest) -> HvResult<T> {
         let resp = self
             .http
@@ -89,6 +117,9 @@ macro_rules! define_remote_agent {
         impl Hypervisor for RemoteAgent {
             fn driver(&self) -> &'static str {
                 "remote"
+            }
+            async fn open_console(&self, name: &str) -> HvResult<ConsoleStream> {
+                self.console(name).await
             }
             $(
                 async fn $method(&self $(, $arg: $bty)*) -> HvResult<$ret> {
@@ -131,7 +162,33 @@ mod tests {
             .set_password("vm1", "root", "$6$salt$hash")
             .await
             .ok();
+        // The serial console is carried through the agent.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut con = remote.open_console("vm1").await.unwrap();
+            con.write_all(b"\r").await.unwrap();
+            let mut seen = String::new();
+            let mut buf = [0u8; 256];
+            while !seen.contains("x login:") {
+                let n = tokio::time::timeout(Duration::from_secs(5), con.read(&mut buf))
+                    .await
+                    .expect("console answered")
+                    .unwrap();
+                assert!(n > 0, "console closed: {seen:?}");
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        assert!(matches!(
+            remote.open_console("nope").await,
+            Err(HvError::NotFound(_))
+        ));
+        let intruder = RemoteAgent::new(&f.url, "wrong", f.client.clone());
+        assert!(intruder.open_console("vm1").await.is_err());
         remote.stop("vm1", 0).await.unwrap();
+        assert!(matches!(
+            remote.open_console("vm1").await,
+            Err(HvError::InvalidState(_))
+        ));
         assert!(matches!(
             remote.pause("vm1").await,
             Err(HvError::InvalidState(_))

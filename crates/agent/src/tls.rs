@@ -309,7 +309,7 @@ pub fn server_config(id: &Identity, ca_pem: &[u8]) -> Result<Arc<rustls::ServerC
 /// The manager's TLS to one agent: the agent's certificate must be the
 /// pinned one; the manager shows its CA-signed client certificate.
 pub fn client_config(pin: [u8; 32], client: &Identity) -> Result<rustls::ClientConfig> {
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(err)?
         .dangerous()
@@ -319,6 +319,8 @@ pub fn client_config(pin: [u8; 32], client: &Identity) -> Result<rustls::ClientC
         }))
         .with_client_auth_cert(vec![client.cert.clone()], client.key())
         .map_err(|e| err(format!("manager client certificate: {e}")))?;
+    // HTTP/1.1: the console is an HTTP upgrade.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
 

@@ -1,12 +1,14 @@
 //! Serial console proxy: a websocket (`/console/serial?token=...`, the URL
-//! `remote-consoles` hands out) bridged to the VM's console socket.
+//! `remote-consoles` hands out) bridged to the VM's console stream
+//! (`Hypervisor::open_console`: the local socket, or carried through the host
+//! agent of the VM's host).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use lifeboat_engine::Engine;
+use lifeboat_engine::{ConsoleTarget, Engine};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,22 +26,27 @@ pub async fn serial_console(
     Query(q): Query<TokenQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (_server, socket) = e.console_target(&q.token).await.ok_or(ApiError {
+    let (_server, target) = e.console_target(&q.token).await.ok_or(ApiError {
         status: StatusCode::UNAUTHORIZED,
         code: "unauthorized",
         message: "invalid or expired console token".into(),
     })?;
     Ok(ws
         .protocols(["binary", "base64"])
-        .on_upgrade(move |ws| bridge(ws, socket)))
+        .on_upgrade(move |ws| bridge(ws, target)))
 }
 
-async fn bridge(ws: WebSocket, socket: String) {
-    let Ok(stream) = tokio::net::UnixStream::connect(&socket).await else {
-        tracing::warn!(socket, "console socket unreachable");
-        return;
+/// Bridges the websocket to the console stream (a local socket, or the
+/// stream a remote host's agent carries).
+async fn bridge(ws: WebSocket, target: ConsoleTarget) {
+    let stream = match target.open().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("console unreachable: {e}");
+            return;
+        }
     };
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (mut tx, mut rx) = ws.split();
     let to_ws = async {
         let mut buf = [0u8; 4096];

@@ -62,6 +62,16 @@ fn remote_agent_migration_and_evacuation() {
     // the VM now lives in the agent process's state
     let state = std::fs::read_to_string(agent_dir.path().join("fake-host2.json")).unwrap();
     assert!(state.contains(s["instance_name"].as_str().unwrap()));
+    // Its serial console is carried through the agent.
+    let (st, con) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "remote_console", "protocol": "serial", "console_type": "serial"}),
+    );
+    assert_eq!(st, 200, "{con}");
+    assert!(common::console_says(
+        con["url"].as_str().unwrap(),
+        "m login:"
+    ));
 
     // the agent dies: the manager notices, refuses nothing else, evacuates
     agent.kill().unwrap();

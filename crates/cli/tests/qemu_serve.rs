@@ -264,6 +264,16 @@ fn live_migration_between_agents_and_agent_restart() {
         "VM survived its agent"
     );
     let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
+    // The serial console of a VM on host2 is carried through its agent.
+    let (st, con) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "remote_console", "protocol": "serial", "console_type": "serial"}),
+    );
+    assert_eq!(st, 200, "{con}");
+    assert!(
+        common::console_says(con["url"].as_str().unwrap(), "login:"),
+        "no login prompt on the console through the agent"
+    );
     let (st, v) = api.post(
         &format!("/api/v1/servers/{id}/actions"),
         json!({"action": "change_password", "admin_pass": "after-restart"}),

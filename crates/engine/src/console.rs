@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{ActionDenied, Actor, Server, VmState};
-use lifeboat_hypervisor::HvError;
+use std::sync::Arc;
+
+use lifeboat_hypervisor::{ConsoleStream, HvError, Hypervisor};
 
 use crate::{ActionOutcome, ComputeError, Engine};
 
@@ -21,8 +23,6 @@ pub(crate) struct ConsoleGrant {
     /// The user who asked, and the project they asked in.
     pub user_id: String,
     pub project_id: String,
-    /// The console socket on the host.
-    pub socket: String,
     /// Unused tokens expire.
     pub expires: Instant,
 }
@@ -75,8 +75,9 @@ impl Engine {
         if protocol != "serial" || console_type != "serial" {
             return Err(unavailable());
         }
-        let socket = self
-            .agent_for(s.host.as_deref().unwrap_or_default())
+        // The console must be there now (the stream is opened when the
+        // token is redeemed, through the host agent of the server's host then).
+        self.agent_for(s.host.as_deref().unwrap_or_default())
             .await?
             .console_socket(&s.instance_name)
             .await
@@ -90,7 +91,7 @@ impl Engine {
                 }
                 e => e.into(),
             })?;
-        let token = self.issue_console_token(actor, &s.id, socket);
+        let token = self.issue_console_token(actor, &s.id);
         Ok(ActionOutcome::RemoteConsole {
             protocol,
             console_type,
@@ -98,13 +99,8 @@ impl Engine {
         })
     }
 
-    /// Issues a single-use console token for `server_id`'s `socket`.
-    pub(crate) fn issue_console_token(
-        &self,
-        actor: &Actor,
-        server_id: &str,
-        socket: String,
-    ) -> String {
+    /// Issues a single-use console token for `server_id`'s serial console.
+    pub(crate) fn issue_console_token(&self, actor: &Actor, server_id: &str) -> String {
         let token = lifeboat_core::ids::uuid();
         let mut map = self.inner.consoles.lock().unwrap();
         map.retain(|_, g| g.expires > Instant::now());
@@ -114,17 +110,16 @@ impl Engine {
                 server_id: server_id.into(),
                 user_id: actor.user_id.clone(),
                 project_id: actor.project_id.clone(),
-                socket,
                 expires: Instant::now() + CONSOLE_TOKEN_TTL,
             },
         );
         token
     }
 
-    /// Redeems a console token: `(server id, console socket)` when it is
+    /// Redeems a console token: `(server id, its console)` when it is
     /// unused and unexpired, its server still exists, and the user who
     /// asked may still see that server. The token is spent either way.
-    pub async fn console_target(&self, token: &str) -> Option<(String, String)> {
+    pub async fn console_target(&self, token: &str) -> Option<(String, ConsoleTarget)> {
         let grant = {
             let mut map = self.inner.consoles.lock().unwrap();
             map.retain(|_, g| g.expires > Instant::now());
@@ -138,6 +133,30 @@ impl Engine {
         if s.vm_state == VmState::Deleted {
             return None;
         }
-        Some((grant.server_id, grant.socket))
+        let agent = self
+            .agent_for(s.host.as_deref().unwrap_or_default())
+            .await
+            .ok()?;
+        Some((
+            grant.server_id,
+            ConsoleTarget {
+                agent,
+                instance_name: s.instance_name,
+            },
+        ))
+    }
+}
+
+/// The serial console a redeemed token leads to: the VM on the host it is
+/// on now, reached through that host's agent.
+pub struct ConsoleTarget {
+    agent: Arc<dyn Hypervisor>,
+    instance_name: String,
+}
+
+impl ConsoleTarget {
+    /// Opens the console stream (for a remote host, carried by its agent).
+    pub async fn open(&self) -> Result<ConsoleStream, HvError> {
+        self.agent.open_console(&self.instance_name).await
     }
 }

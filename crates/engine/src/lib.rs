@@ -21,6 +21,7 @@ mod steps;
 mod workflow;
 
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
+pub use console::ConsoleTarget;
 pub use error::ComputeError;
 pub use flavor_access::FlavorAccess;
 pub use identity::{

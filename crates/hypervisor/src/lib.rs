@@ -19,6 +19,13 @@ use async_trait::async_trait;
 /// Result of a driver call.
 pub type HvResult<T> = Result<T, HvError>;
 
+/// A bidirectional byte stream (a serial console).
+pub trait ConsoleIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ConsoleIo for T {}
+
+/// An open serial console ([`Hypervisor::open_console`]).
+pub type ConsoleStream = Box<dyn ConsoleIo>;
+
 /// The one list of host primitives. Invokes `$callback!` with every
 /// primitive as `Variant => fn method(arg: BorrowedType as OwnedType, ..) -> Ret;`
 /// (with its doc comment). The [`Hypervisor`] trait here and the host agent's
@@ -101,6 +108,17 @@ macro_rules! define_hypervisor_trait {
         pub trait Hypervisor: Send + Sync {
             /// Driver name (`qemu`, `fake`, `remote`).
             fn driver(&self) -> &'static str;
+            /// Opens the VM's serial console as a byte stream. Local drivers
+            /// connect to [`Hypervisor::console_socket`]; the host agent's
+            /// client carries the stream through the agent, so the console of
+            /// a VM on another machine works.
+            async fn open_console(&self, name: &str) -> HvResult<ConsoleStream> {
+                let path = self.console_socket(name).await?;
+                let s = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| HvError::Other(format!("console of {name}: {e}")))?;
+                Ok(Box::new(s))
+            }
             $(
                 $(#[doc = $doc])*
                 async fn $method(&self $(, $arg: $bty)*) -> HvResult<$ret>;
