@@ -23,6 +23,14 @@ pub struct Store {
     sqlite_file: Option<std::path::PathBuf>,
 }
 
+/// SQLite's `synchronous` setting on every connection. In WAL mode `NORMAL`
+/// syncs the WAL at checkpoints, not at every commit: a committed
+/// transaction survives a crash of the process (SIGKILL, panic) and is
+/// never corrupted, but the last commits before a power loss or kernel
+/// crash may be lost. That is the failure a manager restart must survive;
+/// a host losing power also loses its VMs' state.
+pub const SQLITE_SYNCHRONOUS: &str = "NORMAL";
+
 /// Key of the PostgreSQL session advisory lock the one manager holds.
 const MANAGER_LOCK_KEY: i64 = 7243602;
 
@@ -152,7 +160,8 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(format!("PRAGMA synchronous = {SQLITE_SYNCHRONOUS}").as_str())
+                            .await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())

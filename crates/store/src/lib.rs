@@ -13,7 +13,7 @@ mod servers;
 pub mod testing;
 mod workflows;
 
-pub use db::{Backend, ManagerLock, Store};
+pub use db::{Backend, ManagerLock, Store, SQLITE_SYNCHRONOUS};
 pub use events::EventQuery;
 pub use records::{Record, RecordRow, Setting};
 pub use servers::ServerQuery;
