@@ -154,6 +154,7 @@ mod tests {
             nics: vec![],
             user_data: None,
             root_disk: None,
+            root_from: None,
         };
         remote.define(&spec).await.unwrap();
         remote.start("vm1").await.unwrap();

@@ -41,6 +41,61 @@ impl From<AccelArg> for lifeboat_hypervisor::qemu::Accel {
     }
 }
 
+/// Where the snapshot store is (backups, images, shelved disks).
+#[derive(Debug, Clone, Args)]
+pub struct SnapstoreArgs {
+    /// Store directory (manager default: `<data-dir>/snapstore`; host agents
+    /// on the manager's machine use the directory the manager names).
+    #[arg(long = "snapstore", env = "LIFEBOAT_SNAPSTORE")]
+    pub dir: Option<PathBuf>,
+    /// S3 endpoint URL instead of a directory (credentials from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of each process).
+    #[arg(long = "snapstore-s3-endpoint", env = "LIFEBOAT_SNAPSTORE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket.
+    #[arg(long = "snapstore-s3-bucket", env = "LIFEBOAT_SNAPSTORE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long = "snapstore-s3-prefix", default_value = "")]
+    pub s3_prefix: String,
+    /// Key file of an encrypted store (`lifeboat backup key create`); never
+    /// keep it inside the store.
+    #[arg(long = "snapstore-key", env = "LIFEBOAT_SNAPSTORE_KEY")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl SnapstoreArgs {
+    /// The location, if any option was given.
+    fn location(&self) -> anyhow::Result<Option<lifeboat_datastore::StoreLocation>> {
+        use lifeboat_datastore::{S3Location, StoreLocation};
+        let s3 = match (&self.s3_endpoint, &self.s3_bucket) {
+            (Some(e), Some(b)) => Some(S3Location {
+                endpoint: e.clone(),
+                bucket: b.clone(),
+                prefix: self.s3_prefix.clone(),
+                region: None,
+            }),
+            (None, None) => None,
+            _ => bail!("--snapstore-s3-endpoint and --snapstore-s3-bucket go together"),
+        };
+        if self.dir.is_some() && s3.is_some() {
+            bail!("give either --snapstore DIR or --snapstore-s3-endpoint, not both");
+        }
+        if self.dir.is_none() && s3.is_none() {
+            if self.key_file.is_some() {
+                bail!("--snapstore-key needs --snapstore DIR or --snapstore-s3-endpoint");
+            }
+            return Ok(None);
+        }
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        Ok(Some(StoreLocation {
+            dir: self.dir.as_ref().map(abs),
+            s3,
+            key_file: self.key_file.as_ref().map(abs),
+        }))
+    }
+}
+
 /// `lifeboat serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -98,6 +153,9 @@ pub struct ServeArgs {
     /// Address the in-process qemu host receives migrations on (RAM and NBD disks).
     #[arg(long, default_value = "127.0.0.1")]
     pub migration_address: std::net::IpAddr,
+    /// The snapshot store.
+    #[command(flatten)]
+    pub snapstore: SnapstoreArgs,
 }
 
 /// `lifeboat agent` options.
@@ -147,6 +205,11 @@ pub struct AgentArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub enable_test_hooks: bool,
+    /// The snapshot store as this host reaches it, overriding the location
+    /// the manager names (another machine: its own S3 credentials and key
+    /// file path). Default: the manager's.
+    #[command(flatten)]
+    pub snapstore: SnapstoreArgs,
 }
 
 /// `lifeboat ca` options.
@@ -228,6 +291,8 @@ struct QemuOptions {
     migration_address: std::net::IpAddr,
     /// Honour `LIFEBOAT_FAKE_FAIL` (fake driver).
     test_hooks: bool,
+    /// This host's own snapshot store location (overrides the manager's).
+    snapstore: Option<lifeboat_datastore::StoreLocation>,
 }
 
 async fn make_driver(
@@ -252,6 +317,7 @@ async fn make_driver(
             cfg.accel = q.accel.into();
             cfg.probe_image = q.guest_dir.as_deref().and_then(ProbeImage::in_dir);
             cfg.migration_address = q.migration_address.to_string();
+            cfg.snapstore = q.snapstore.clone();
             let d = QemuDriver::new(cfg)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the qemu driver: {e}"))?;
@@ -343,6 +409,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.shelved_offload_time = a.shelved_offload_time;
     cfg.sync_interval = std::time::Duration::from_secs(a.sync_interval.max(1));
     cfg.host_down_after = a.host_down_after.max(1);
+    if let Some(loc) = a.snapstore.location()? {
+        cfg.snapstore = loc;
+    }
+    // Open (create) the store now: a wrong key or an unreachable bucket is
+    // said at start, not at the first backup.
+    {
+        let loc = cfg.snapstore.clone();
+        tokio::task::spawn_blocking(move || loc.open())
+            .await?
+            .with_context(|| format!("opening the snapshot store {}", cfg.snapstore.describe()))?;
+    }
     let hang_at = std::env::var("LIFEBOAT_TEST_HANG_AT").ok();
     if a.enable_test_hooks {
         eprintln!("lifeboat: warning: test hooks enabled (never in production)");
@@ -417,6 +494,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             guest_dir: guest_dir.clone(),
             migration_address: a.migration_address,
             test_hooks: a.enable_test_hooks,
+            snapstore: None,
         },
     )
     .await?;
@@ -500,6 +578,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         guest_dir: a.guest_dir.clone().or_else(default_guest_dir),
         migration_address,
         test_hooks: a.enable_test_hooks,
+        snapstore: a.snapstore.location()?,
     };
     let ca_pem = std::fs::read(&a.manager_ca).with_context(|| {
         format!(

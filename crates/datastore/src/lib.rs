@@ -16,6 +16,7 @@ pub mod chunk_store;
 pub mod crypto;
 pub mod fixed_index;
 pub mod gc;
+pub mod location;
 pub mod manifest;
 pub mod nbd;
 pub mod prune;
@@ -33,6 +34,7 @@ pub use backup::{BackupRequest, DiskReader, DiskSource, Extent, FileReader, Prog
 pub use chunk_store::{ChunkId, ChunkStore};
 pub use crypto::{create_key, load_key, CryptKey};
 pub use fixed_index::FixedIndex;
+pub use location::{DiskDigest, DiskStream, S3Location, StoreLocation};
 pub use manifest::{DiskEntry, ManifestBody, SnapshotKind, SnapshotMeta};
 pub use s3::{S3Backend, S3Config};
 

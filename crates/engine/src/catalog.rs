@@ -56,6 +56,8 @@ impl Engine {
             instance_uuid: None,
             backup_type: None,
             properties: BTreeMap::new(),
+            checksum: None,
+            os_hash_value: None,
             created_at: existing.as_ref().map(|i| i.created_at).unwrap_or(t),
             updated_at: t,
         };
@@ -167,6 +169,7 @@ impl Engine {
         }
         if img.kind != ImageKind::Base {
             let _ = std::fs::remove_file(self.image_path(&img.id));
+            self.delete_store_image(img.location.as_deref()).await;
         }
         self.inner.store.delete::<Image>(&img.id).await?;
         Ok(())
@@ -192,9 +195,15 @@ impl Engine {
             (None, Some(_)) => self.inner.store.get(DEFAULT_IMAGE_ID).await?,
             _ => None,
         };
+        let store = self.store_disk(img.location.as_deref());
         Ok(ImageRef {
             id: img.id.clone(),
-            disk: img.location.clone(),
+            disk: if store.is_some() {
+                None
+            } else {
+                img.location.clone()
+            },
+            store,
             kernel: img
                 .kernel
                 .clone()
@@ -266,6 +275,8 @@ impl Engine {
             instance_uuid: Some(s.id.clone()),
             backup_type: backup_type.map(str::to_string),
             properties: metadata.clone(),
+            checksum: None,
+            os_hash_value: None,
             created_at: t,
             updated_at: t,
         }
@@ -293,6 +304,7 @@ impl Engine {
         for old in backups.into_iter().skip(rotation) {
             let _ = std::fs::remove_file(self.image_path(&old.id));
             self.inner.store.delete::<Image>(&old.id).await?;
+            self.delete_store_image(old.location.as_deref()).await;
         }
         Ok(())
     }
@@ -333,6 +345,7 @@ impl Engine {
             nics,
             user_data: s.user_data.clone(),
             root_disk: None,
+            root_from: None,
         })
     }
 

@@ -18,6 +18,7 @@ mod quota;
 mod requests;
 mod secrets;
 mod steps;
+mod steps_backup;
 mod workflow;
 
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
@@ -31,6 +32,7 @@ pub use identity::{
 pub use network::neutron;
 pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;
+pub use steps_backup::{parse_store_location, store_location, ShelvedDisk};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,13 +73,15 @@ pub struct EngineConfig {
     /// Base URL of the serial console proxy (`ws://host:port/console/serial`);
     /// None disables serial consoles.
     pub serial_console_url: Option<String>,
+    /// The snapshot store (backups, images, shelved disks), handed to the
+    /// host agents (default: `<data_dir>/snapstore`).
+    pub snapstore: lifeboat_datastore::StoreLocation,
 }
 
 impl EngineConfig {
     /// Defaults for a data directory.
     pub fn new(data_dir: PathBuf) -> EngineConfig {
         EngineConfig {
-            data_dir,
             reclaim_instance_interval: 0,
             shelved_offload_time: 0,
             default_az: "nova".into(),
@@ -87,6 +91,8 @@ impl EngineConfig {
             ready_timeout: Duration::from_secs(300),
             cpu_allocation_ratio: 4.0,
             serial_console_url: None,
+            snapstore: lifeboat_datastore::StoreLocation::dir(data_dir.join("snapstore")),
+            data_dir,
         }
     }
 }

@@ -41,9 +41,9 @@ pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
         "create_image" => vec!["snapshot"],
         "create_backup" => vec!["snapshot", "rotate"],
         "change_password" => vec!["password"],
-        "shelve" => vec!["power_off"],
-        "shelve_offload" => vec!["offload"],
-        "unshelve" => vec!["schedule", "define", "power_on", "ready"],
+        "shelve" => vec!["power_off", "shelve_snapshot"],
+        "shelve_offload" => vec!["shelve_snapshot", "offload"],
+        "unshelve" => vec!["schedule", "define", "power_on", "ready", "forget_shelved"],
         "live_migrate" => vec!["schedule_dest", "live_migrate"],
         "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "ready", "password"],
         "run_maintenance" => vec!["maintenance"],
@@ -94,7 +94,7 @@ impl Engine {
             .ok_or_else(|| ComputeError::Internal(format!("host {host} is not registered")))
     }
 
-    async fn server_agent(&self, s: &Server) -> StepResult<Arc<dyn Hypervisor>> {
+    pub(crate) async fn server_agent(&self, s: &Server) -> StepResult<Arc<dyn Hypervisor>> {
         let host = s
             .host
             .as_deref()
@@ -187,7 +187,11 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "define" => {
-            let spec = e.vm_spec(&s).await?;
+            let mut spec = e.vm_spec(&s).await?;
+            if kind == "unshelve" {
+                // An offloaded server's disk comes back from the store.
+                spec.root_from = e.shelved_root(&s).await?;
+            }
             e.server_agent(&s).await?.define(&spec).await?;
             e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {
@@ -292,6 +296,9 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                         Err(err) => return Err(err.into()),
                     },
                 }
+            }
+            if let Err(err) = e.forget_shelved(&id).await {
+                tracing::warn!(server = %id, "shelved disk not deleted: {err}");
             }
         }
         "reboot" => {
@@ -511,38 +518,9 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             })
             .await?;
         }
-        "snapshot" => {
-            let image_id = wf.params["image_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            e.mutate_server(&id, |s| {
-                set_task(
-                    s,
-                    if kind == "create_backup" {
-                        TaskState::ImageBackup
-                    } else {
-                        TaskState::ImageUploading
-                    },
-                );
-                Ok(())
-            })
-            .await?;
-            e.set_image_status(&image_id, ImageStatus::Saving, None)
-                .await?;
-            let dest = e.image_path(&image_id);
-            let info = e
-                .server_agent(&s)
-                .await?
-                .snapshot_disk(&s.instance_name, &dest)
-                .await?;
-            e.set_image_status(
-                &image_id,
-                ImageStatus::Active,
-                Some((info.path, info.size, info.format)),
-            )
-            .await?;
-        }
+        "snapshot" => crate::steps_backup::snapshot(e, wf, &s).await?,
+        "shelve_snapshot" => crate::steps_backup::shelve_snapshot(e, wf, &s).await?,
+        "forget_shelved" => e.forget_shelved(&s.id).await?,
         "rotate" => {
             let bt = wf.params["backup_type"]
                 .as_str()
@@ -551,20 +529,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             let rotation = wf.params["rotation"].as_u64().unwrap_or(0) as usize;
             e.rotate_backups(&s, &bt, rotation).await?;
         }
-        "offload" => {
-            if let Some(h) = &s.host {
-                match e.agent_for(h).await?.offload(&s.instance_name).await {
-                    Ok(()) | Err(lifeboat_hypervisor::HvError::NotFound(_)) => {}
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            e.mutate_server(&id, |s| {
-                s.host = None;
-                s.power_state = PowerState::Shutdown;
-                Ok(())
-            })
-            .await?;
-        }
+        "offload" => crate::steps_backup::offload(e, &s).await?,
         "live_migrate" => {
             let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
             if s.host.as_deref() != Some(dest.as_str()) {

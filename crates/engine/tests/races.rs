@@ -184,8 +184,28 @@ async fn deleting_a_shelved_offloaded_server_cleans_its_host() {
     assert_eq!(shelved.status(), Status::ShelvedOffloaded);
     assert!(shelved.host.is_none());
     assert!(
-        e.host.status(&s.instance_name).await.is_ok(),
-        "offload leaves the VM's state on its host"
+        matches!(
+            e.host.status(&s.instance_name).await,
+            Err(HvError::NotFound(_))
+        ),
+        "offload frees the host: the disk is in the snapshot store"
+    );
+    let shelved = e
+        .engine
+        .store()
+        .get::<lifeboat_engine::ShelvedDisk>(&s.id)
+        .await
+        .unwrap()
+        .expect("the shelved disk is recorded");
+    let store = e.engine.snapstore().open().unwrap();
+    assert_eq!(
+        store
+            .manifest(&shelved.snapshot)
+            .unwrap()
+            .meta
+            .server
+            .as_deref(),
+        Some(s.id.as_str())
     );
     e.engine.delete_server(&e.admin, &s.id).await.unwrap();
     let gone = e.settle(&s.id).await;
@@ -195,8 +215,19 @@ async fn deleting_a_shelved_offloaded_server_cleans_its_host() {
             e.host.status(&s.instance_name).await,
             Err(HvError::NotFound(_))
         ),
-        "the host forgot the offloaded VM"
+        "the host has no copy of the deleted server"
     );
+    assert!(
+        store.snapshot_ids().unwrap().is_empty(),
+        "deleting the server deleted its shelved disk"
+    );
+    assert!(e
+        .engine
+        .store()
+        .get::<lifeboat_engine::ShelvedDisk>(&s.id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -265,6 +265,17 @@ impl Hypervisor for FakeDriver {
 
     async fn define(&self, spec: &VmSpec) -> HvResult<()> {
         self.enter("define").await?;
+        if let Some(src) = &spec.root_from {
+            if !self.vms.lock().unwrap().contains_key(&spec.name) {
+                let disk = fake_disk_from_store(src.clone()).await?;
+                if !disk.starts_with(format!("fake-disk {}\n", spec.server_id).as_bytes()) {
+                    return Err(HvError::Other(format!(
+                        "store snapshot {} is not a disk of server {}",
+                        src.snapshot, spec.server_id
+                    )));
+                }
+            }
+        }
         let mut vms = self.vms.lock().unwrap();
         match vms.get_mut(&spec.name) {
             Some(vm) if vm.offloaded => {
@@ -452,6 +463,19 @@ impl Hypervisor for FakeDriver {
         })
     }
 
+    async fn backup_disk(
+        &self,
+        name: &str,
+        req: &crate::DiskBackupRequest,
+    ) -> HvResult<crate::DiskBackupInfo> {
+        self.enter("backup_disk").await?;
+        let spec = self.with_vm(name, |vm| Ok(vm.spec.clone()))?;
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || fake_backup(&spec, &req))
+            .await
+            .map_err(|e| HvError::Other(e.to_string()))?
+    }
+
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
         self.enter("console_output").await?;
         self.with_vm(name, |vm| {
@@ -595,6 +619,91 @@ fn status_of(vm: &FakeVm) -> VmStatus {
     }
 }
 
+/// The fake's "disk": 64 KiB naming the server, really stored in the
+/// snapshot store (so shelve/unshelve and images through the store are
+/// exercised without VMs).
+fn fake_disk(spec: &VmSpec) -> Vec<u8> {
+    let mut d = format!("fake-disk {}\n{}\n", spec.server_id, spec.hostname).into_bytes();
+    d.resize(64 << 10, 0);
+    d
+}
+
+fn fake_store_err(e: lifeboat_datastore::Error) -> HvError {
+    HvError::Other(format!("snapshot store: {e}"))
+}
+
+/// Backs the fake disk up (blocking).
+fn fake_backup(spec: &VmSpec, req: &crate::DiskBackupRequest) -> HvResult<crate::DiskBackupInfo> {
+    use lifeboat_datastore::backup::{BackupRequest, DiskSource, FileReader};
+    let ds = req.store.open().map_err(fake_store_err)?;
+    let kind = req
+        .kind
+        .parse()
+        .map_err(|e: lifeboat_datastore::Error| HvError::Other(e.to_string()))?;
+    let mut meta = lifeboat_datastore::SnapshotMeta::new(kind);
+    meta.server = Some(req.server.clone());
+    meta.backup_type = req.backup_type.clone();
+    meta.image = req.image.clone();
+    meta.properties = req.properties.clone();
+    let tmp = std::env::temp_dir().join(format!(
+        "lifeboat-fake-disk-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::write(&tmp, fake_disk(spec)).map_err(|e| HvError::Other(e.to_string()))?;
+    let reader = FileReader::open(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let reader = reader.map_err(|e| HvError::Other(e.to_string()))?;
+    let m = ds
+        .backup(
+            BackupRequest {
+                meta,
+                parent: None,
+                disks: vec![DiskSource {
+                    name: "root".into(),
+                    reader: std::sync::Arc::new(reader),
+                    dirty: None,
+                }],
+            },
+            &|_| {},
+        )
+        .map_err(fake_store_err)?;
+    let digest = if req.digest {
+        Some(ds.digest_disk(&m.id, "root").map_err(fake_store_err)?)
+    } else {
+        None
+    };
+    let d = &m.disks[0];
+    Ok(crate::DiskBackupInfo {
+        snapshot: m.id.clone(),
+        disk: "root".into(),
+        size: d.size,
+        parent: None,
+        mode: d.mode.clone(),
+        read_bytes: d.read_bytes,
+        new_stored_bytes: d.new_stored_bytes,
+        live: false,
+        frozen: false,
+        note: None,
+        md5: digest.as_ref().map(|d| d.md5.clone()),
+        sha512: digest.map(|d| d.sha512),
+    })
+}
+
+/// Reads a fake disk back from the store.
+async fn fake_disk_from_store(src: crate::StoreDisk) -> HvResult<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let ds = src.store.open().map_err(fake_store_err)?;
+        let m = ds.manifest(&src.snapshot).map_err(fake_store_err)?;
+        let idx = ds.index(&m, &src.disk).map_err(fake_store_err)?;
+        let mut buf = vec![0u8; idx.size.min(4096) as usize];
+        ds.read_at(&idx, &mut buf, 0).map_err(fake_store_err)?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| HvError::Other(e.to_string()))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,6 +734,7 @@ mod tests {
             nics: vec![],
             user_data: None,
             root_disk: None,
+            root_from: None,
         }
     }
 

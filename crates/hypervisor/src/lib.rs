@@ -69,6 +69,9 @@ macro_rules! host_primitives {
             RevertResize => fn revert_resize(name: &str as String) -> ();
             /// Copies the root disk (crash-consistent if running) to `dest`.
             SnapshotDisk => fn snapshot_disk(name: &str as String, dest: &str as String) -> $crate::SnapshotInfo;
+            /// Backs the root disk up into the snapshot store (crash-consistent
+            /// if running; incremental against the VM's last snapshot).
+            BackupDisk => fn backup_disk(name: &str as String, req: &$crate::DiskBackupRequest as $crate::DiskBackupRequest) -> $crate::DiskBackupInfo;
             /// The last `lines` lines of the serial console (all if None).
             ConsoleOutput => fn console_output(name: &str as String, lines: Option<usize> as Option<usize>) -> String;
             /// Injects an NMI (crash dump).

@@ -49,6 +49,77 @@ pub struct ImageRef {
     pub initrd: Option<String>,
     /// Extra kernel command line.
     pub cmdline: Option<String>,
+    /// The image's disk in the snapshot store (instead of `disk`): the host
+    /// restores it once into a local cache and boots overlays of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreDisk>,
+}
+
+/// One disk of a snapshot in the snapshot store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreDisk {
+    /// Where the store is (no secrets: the key file and S3 credentials are the host's).
+    pub store: lifeboat_datastore::StoreLocation,
+    /// Snapshot id.
+    pub snapshot: String,
+    /// Disk name in the snapshot (`root`).
+    pub disk: String,
+}
+
+/// What a [`crate::Hypervisor::backup_disk`] call stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskBackupRequest {
+    /// The store to write into.
+    pub store: lifeboat_datastore::StoreLocation,
+    /// Snapshot kind: `backup`, `image`, `shelve`, `dr`, `manager`.
+    pub kind: String,
+    /// Server id (manifest metadata).
+    pub server: String,
+    /// Nova backup_type (rotation group).
+    #[serde(default)]
+    pub backup_type: Option<String>,
+    /// Image the server was built from.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Flavor.
+    #[serde(default)]
+    pub flavor: Option<String>,
+    /// Free-form properties for the manifest (image id, name).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Also read the stored disk back and compute its MD5/SHA-512
+    /// (Glance's checksum and os_hash_value of the raw data).
+    #[serde(default)]
+    pub digest: bool,
+}
+
+/// What a disk backup did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskBackupInfo {
+    /// New snapshot id.
+    pub snapshot: String,
+    /// Disk name in the snapshot.
+    pub disk: String,
+    /// Disk size (guest-visible bytes).
+    pub size: u64,
+    /// Parent snapshot (incremental), if any.
+    pub parent: Option<String>,
+    /// `full`, `bitmap` or `hash`.
+    pub mode: String,
+    /// Bytes read from the disk.
+    pub read_bytes: u64,
+    /// Stored bytes newly written.
+    pub new_stored_bytes: u64,
+    /// Whether the VM was running (live, crash-consistent backup).
+    pub live: bool,
+    /// Whether the guest's filesystems were frozen for it.
+    pub frozen: bool,
+    /// Why an incremental fell back to reading everything, if it did.
+    pub note: Option<String>,
+    /// MD5 of the raw disk (hex), when asked for.
+    pub md5: Option<String>,
+    /// SHA-512 of the raw disk (hex), when asked for.
+    pub sha512: Option<String>,
 }
 
 /// Sizes of a VM.
@@ -100,6 +171,10 @@ pub struct VmSpec {
     pub user_data: Option<String>,
     /// Existing root disk to use instead of a copy of the image (restore, recovery).
     pub root_disk: Option<String>,
+    /// Root disk restored from the snapshot store (unshelve): a full copy,
+    /// not an overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_from: Option<StoreDisk>,
 }
 
 /// Running status of a VM.

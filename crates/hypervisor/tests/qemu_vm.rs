@@ -74,6 +74,7 @@ fn image(dir: &Path) -> ImageRef {
         kernel: Some(dir.join("vmlinux").to_string_lossy().into_owned()),
         initrd: Some(dir.join("initramfs.cpio.gz").to_string_lossy().into_owned()),
         cmdline: None,
+        store: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn spec(name: &str, image: ImageRef) -> VmSpec {
         }],
         user_data: None,
         root_disk: None,
+        root_from: None,
     }
 }
 

@@ -69,6 +69,12 @@ pub struct Image {
     pub backup_type: Option<String>,
     /// Free-form properties.
     pub properties: BTreeMap<String, String>,
+    /// MD5 of the image data, hex (Glance's `checksum`).
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// SHA-512 of the image data, hex (Glance's `os_hash_value`).
+    #[serde(default)]
+    pub os_hash_value: Option<String>,
     /// Created.
     pub created_at: Time,
     /// Updated.

@@ -19,6 +19,7 @@
 //! deadline, else TCG.
 
 pub mod accel;
+mod backup;
 mod console;
 pub mod disk;
 mod guest;
@@ -104,6 +105,9 @@ pub struct QemuConfig {
     pub min_root_bytes: u64,
     /// Address incoming migrations (RAM and NBD disks) listen on.
     pub migration_address: String,
+    /// The snapshot store as this host reaches it; overrides the location
+    /// the manager names in requests (None: use the manager's).
+    pub snapstore: Option<lifeboat_datastore::StoreLocation>,
 }
 
 impl QemuConfig {
@@ -124,6 +128,7 @@ impl QemuConfig {
             base_cmdline: "console=ttyS0 quiet".into(),
             min_root_bytes: 64 << 20,
             migration_address: "127.0.0.1".into(),
+            snapstore: None,
         }
     }
 }
@@ -163,6 +168,10 @@ struct DriverState {
     /// The driver started it and did not stop it: if its process is gone,
     /// it crashed or was killed.
     want_running: bool,
+    /// The last snapshot of the root disk in the store (the parent of the
+    /// next incremental).
+    #[serde(default)]
+    last_snapshot: Option<String>,
 }
 
 struct Inner {
@@ -453,12 +462,21 @@ impl QemuDriver {
     /// Creates the root disk at `path` for `spec` from `image`.
     async fn make_root(&self, spec: &VmSpec, image: &ImageRef, path: &Path) -> HvResult<()> {
         let tmp = disk::tmp_path(path);
+        if let Some(src) = &spec.root_from {
+            self.restore_store_disk(src, path).await?;
+            let min = self.root_size(spec, 0);
+            return disk::grow(path, min).await;
+        }
         if let Some(src) = &spec.root_disk {
             disk::convert_to_qcow2(Path::new(src), path).await?;
             let min = self.root_size(spec, 0);
             return disk::grow(path, min).await;
         }
-        match &image.disk {
+        let cached = match &image.store {
+            Some(src) => Some(self.store_image(src).await?),
+            None => image.disk.as_ref().map(PathBuf::from),
+        };
+        match &cached {
             Some(img) => {
                 let img_size = disk::info(Path::new(img)).await?.virtual_size;
                 disk::create_overlay(&tmp, Path::new(img), self.root_size(spec, img_size)).await?
@@ -951,8 +969,11 @@ impl Hypervisor for QemuDriver {
             .await?;
         self.make_extra_disks(spec).await?;
         self.save_state(&spec.name, &DriverState::default())?;
-        // spec.json last: its presence means the VM is fully defined.
-        self.save_spec(spec)?;
+        // spec.json last: its presence means the VM is fully defined. The
+        // store disk it was restored from is not needed any more.
+        let mut saved = spec.clone();
+        saved.root_from = None;
+        self.save_spec(&saved)?;
         tracing::info!(vm = %spec.name, "defined");
         Ok(())
     }
@@ -1243,6 +1264,7 @@ impl Hypervisor for QemuDriver {
         let root = self.dir(name).join("root.qcow2");
         spec.image = image.clone();
         spec.root_disk = None;
+        spec.root_from = None;
         let fresh = self.dir(name).join("root.rebuild.qcow2");
         self.make_root(&spec, image, &fresh).await?;
         std::fs::rename(&fresh, &root).map_err(other)?;
@@ -1353,6 +1375,14 @@ impl Hypervisor for QemuDriver {
             size,
             format: "qcow2".into(),
         })
+    }
+
+    async fn backup_disk(
+        &self,
+        name: &str,
+        req: &crate::DiskBackupRequest,
+    ) -> HvResult<crate::DiskBackupInfo> {
+        self.backup_disk_impl(name, req).await
     }
 
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
