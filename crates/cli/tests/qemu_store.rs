@@ -120,7 +120,7 @@ fn shelve_offload_unshelve_on_another_host_keeps_the_disk_and_images_boot_from_t
         agent_dir.path(),
         &token,
     ));
-    let agent_arg = format!("host2=http://127.0.0.2:{agent_port}");
+    let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
     let mut serve = Serve::start_full(
         dir.path(),
         free_port(),

@@ -17,7 +17,7 @@ use lifeboat_hypervisor::{DiskBackupInfo, DiskBackupRequest, StoreDisk};
 use lifeboat_store::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::workflow::StepResult;
+use crate::error::StepResult;
 use crate::{ComputeError, Engine};
 
 /// Prefix of an image location in the snapshot store.
