@@ -65,14 +65,24 @@ fn get_q<'a>(q: &'a Pairs, k: &str) -> Option<&'a str> {
 async fn visible(ctx: &Ctx, a: &Actor, q: &Pairs) -> R<Vec<Flavor>> {
     let mut fs = ctx.engine.flavors(a).await?;
     if a.is_admin() {
-        // Nova's _parse_is_public: absent means public only, "none" means all.
-        match get_q(q, "is_public").map(|v| v.to_lowercase()) {
-            None => fs.retain(|f| f.is_public),
-            Some(v) if v == "none" => {}
-            Some(v) => {
-                let want = matches!(v.as_str(), "true" | "1" | "yes" | "t" | "on" | "y");
-                fs.retain(|f| f.is_public == want);
+        // Nova's _parse_is_public: absent means true, "none" means all;
+        // true also includes the private flavors the admin's project was
+        // given access to (nova/objects/flavor.py _flavor_get_all_from_db).
+        let want = match get_q(q, "is_public").map(|v| v.to_lowercase()) {
+            None => Some(true),
+            Some(v) if v == "none" => None,
+            Some(v) => Some(matches!(
+                v.as_str(),
+                "true" | "1" | "yes" | "t" | "on" | "y"
+            )),
+        };
+        match want {
+            None => {}
+            Some(true) => {
+                let granted = ctx.engine.flavors_granted_to(&a.project_id).await?;
+                fs.retain(|f| f.is_public || granted.contains(&f.id));
             }
+            Some(false) => fs.retain(|f| !f.is_public),
         }
     }
     if let Some(r) = get_q(q, "minRam") {

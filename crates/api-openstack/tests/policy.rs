@@ -111,6 +111,76 @@ async fn readers_cannot_delete_images_release_ips_or_read_consoles() {
     env.engine.release_floating_ip(&m, &fip.id).await.unwrap();
 }
 
+/// Nova's flavor list: a member sees public flavors plus the private ones
+/// their project was given access to; an admin's default list (is_public
+/// absent = true) does the same for the admin's project, `is_public=none`
+/// shows all and `is_public=false` only private ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flavor_list_includes_private_flavors_granted_to_the_project() {
+    let env = start().await;
+    let member = env.login("member", PASSWORD, "demo").await;
+    let admin = env.admin.clone();
+    for id in ["granted", "other"] {
+        let (s, v) = env
+            .call(
+                &admin,
+                "POST",
+                "/flavors",
+                MV,
+                Some(json!({"flavor": {
+                "name": id, "id": id, "vcpus": 1, "ram": 256, "disk": 1,
+                "os-flavor-access:is_public": false}})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = env
+        .call(
+            &admin,
+            "POST",
+            "/flavors/granted/action",
+            MV,
+            Some(json!({"addTenantAccess": {"tenant": env.demo}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let ids = |v: &Value| -> Vec<String> {
+        v["flavors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for path in ["/flavors", "/flavors/detail"] {
+        let (s, v) = env.call(&member, "GET", path, MV, None).await;
+        assert_eq!(s, 200, "{v}");
+        let got = ids(&v);
+        assert!(got.contains(&"granted".to_string()), "{path}: {got:?}");
+        assert!(!got.contains(&"other".to_string()), "{path}: {got:?}");
+        assert!(got.contains(&"1".to_string()), "{path}: {got:?}");
+    }
+    let (_, v) = env.call(&admin, "GET", "/flavors", MV, None).await;
+    let got = ids(&v);
+    assert!(!got.contains(&"granted".to_string()), "{got:?}");
+    assert!(!got.contains(&"other".to_string()), "{got:?}");
+    let (_, v) = env
+        .call(&admin, "GET", "/flavors?is_public=none", MV, None)
+        .await;
+    let got = ids(&v);
+    assert!(got.contains(&"granted".to_string()) && got.contains(&"other".to_string()));
+    let (_, v) = env
+        .call(&admin, "GET", "/flavors?is_public=false", MV, None)
+        .await;
+    assert_eq!(ids(&v), vec!["granted".to_string(), "other".to_string()]);
+    // A disabled granted flavor drops out of the member's list.
+    let mut f = env.engine.flavor("granted").await.unwrap();
+    f.disabled = true;
+    env.engine.store().put(&f).await.unwrap();
+    let (_, v) = env.call(&member, "GET", "/flavors", MV, None).await;
+    assert!(!ids(&v).contains(&"granted".to_string()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_disabled_flavors() {
     let env = start().await;

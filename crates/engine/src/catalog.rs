@@ -67,12 +67,18 @@ impl Engine {
         self.bootstrap_networks().await
     }
 
-    /// Flavors (admins also see private and disabled ones).
+    /// Flavors: admins see all of them; others see the enabled ones that
+    /// are public or that their project was given access to (Nova's
+    /// `is_public=True` filter, which includes the project's private ones).
     pub async fn flavors(&self, actor: &Actor) -> Result<Vec<Flavor>, ComputeError> {
         let all: Vec<Flavor> = self.inner.store.list().await?;
+        if actor.is_admin() {
+            return Ok(all);
+        }
+        let granted = self.flavors_granted_to(&actor.project_id).await?;
         Ok(all
             .into_iter()
-            .filter(|f| actor.is_admin() || (f.is_public && !f.disabled))
+            .filter(|f| !f.disabled && (f.is_public || granted.contains(&f.id)))
             .collect())
     }
 

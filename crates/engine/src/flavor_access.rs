@@ -107,6 +107,19 @@ impl Engine {
         Ok(self.inner.store.list_by_ref(&f.id).await?)
     }
 
+    /// Ids of the private flavors a project was given access to.
+    pub async fn flavors_granted_to(
+        &self,
+        project_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, ComputeError> {
+        let all: Vec<FlavorAccess> = self.inner.store.list().await?;
+        Ok(all
+            .into_iter()
+            .filter(|a| a.project_id == project_id)
+            .map(|a| a.flavor_id)
+            .collect())
+    }
+
     /// True when the actor's project may use the flavor: it is public, the
     /// actor is an admin, or the project was granted access.
     pub async fn can_use_flavor(&self, actor: &Actor, f: &Flavor) -> Result<bool, ComputeError> {
