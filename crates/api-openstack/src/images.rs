@@ -207,6 +207,68 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /v2/images/{id}/file`: the image's raw bytes streamed from the
+/// snapshot store, each chunk verified as it is read; 204 when the image has
+/// no data (Glance's answer for an image without data).
+async fn download(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    use std::io::Read;
+    let Some((img, mut stream)) = ctx.engine.image_data(&a, &id).await.map_err(from_engine)? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let size = stream.size();
+    let checksum = img.checksum.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        let res = loop {
+            match stream.read(&mut buf[n..]) {
+                Ok(0) => break Ok(()),
+                Ok(k) => {
+                    n += k;
+                    if n == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match res {
+            Ok(()) if n == 0 => return,
+            Ok(()) => {
+                buf.truncate(n);
+                if tx.blocking_send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // The body ends early: the client sees a short, failed transfer.
+                tracing::error!(image = %img.id, "image download: {e}");
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(axum::http::header::CONTENT_LENGTH, size.into());
+    if let Some(c) = checksum.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+        h.insert("content-md5", c);
+    }
+    Ok(resp)
+}
+
 fn version_doc(ctx: &Ctx) -> Value {
     let v = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": format!("{}/v2/", ctx.image_url())}]});
     json!({"versions": [v("v2.16", "CURRENT"), v("v2.0", "SUPPORTED")]})
@@ -234,6 +296,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/image/v2/", get(versions_ok))
         .route("/image/v2/images", get(list))
         .route("/image/v2/images/:id", get(show).delete(delete))
+        .route("/image/v2/images/:id/file", get(download))
         .route("/image/v2/schemas/image", get(schema_image))
 }
 

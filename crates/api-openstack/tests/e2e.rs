@@ -81,6 +81,20 @@ impl Env {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    async fn image_call(&self, method: &str, path: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self
+            .http
+            .request(m, format!("{}/image{path}", self.url))
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     async fn wait(&self, id: &str, status: &str) -> Value {
         for _ in 0..300 {
             let (_, v) = self
@@ -172,6 +186,60 @@ async fn compute_end_to_end() {
     assert!(v["output"].is_string());
     let (s, _) = act(json!({"createImage": {"name": "snap"}})).await;
     assert_eq!(s, 202);
+    // The snapshot is in the snapshot store: active with its checksums, and
+    // its data downloads from there.
+    let snap = {
+        let mut found = Value::Null;
+        for _ in 0..200 {
+            let (_, v) = env.image_call("GET", "/v2/images?name=snap").await;
+            if v["images"][0]["status"] == "active" {
+                found = v["images"][0].clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        found
+    };
+    assert_eq!(snap["status"], "active", "{snap}");
+    assert_eq!(snap["os_hash_algo"], "sha512", "{snap}");
+    let r = env
+        .http
+        .get(format!(
+            "{}/image/v2/images/{}/file",
+            env.url,
+            snap["id"].as_str().unwrap()
+        ))
+        .header("X-Auth-Token", &env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-md5"].to_str().unwrap(),
+        snap["checksum"].as_str().unwrap()
+    );
+    let data = r.bytes().await.unwrap();
+    assert_eq!(Some(data.len() as u64), snap["size"].as_u64());
+    use md5::Digest;
+    assert_eq!(
+        hex_of(&md5::Md5::digest(&data)),
+        snap["checksum"].as_str().unwrap()
+    );
+    let (_, base) = env
+        .image_call("GET", "/v2/images?name=lifeboat-guest")
+        .await;
+    let r = env
+        .http
+        .get(format!(
+            "{}/image/v2/images/{}/file",
+            env.url,
+            base["images"][0]["id"].as_str().unwrap()
+        ))
+        .header("X-Auth-Token", &env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "a kernel+initramfs image has no disk data");
     let (s, v) = act(json!({"frobnicate": null})).await;
     assert_eq!(s, 400);
     assert_eq!(
@@ -260,4 +328,8 @@ async fn compute_end_to_end() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server never went away");
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -208,6 +208,37 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The data of an image the actor may see, as a verified stream of its
+    /// raw bytes from the snapshot store (`GET /v2/images/{id}/file`).
+    /// `None`: the image has no data in the store (a kernel+initramfs base
+    /// image, or not active yet).
+    pub async fn image_data(
+        &self,
+        actor: &lifeboat_core::Actor,
+        id: &str,
+    ) -> Result<Option<(lifeboat_core::Image, lifeboat_datastore::DiskStream)>, ComputeError> {
+        let imgs = self.images(actor).await?;
+        let img = imgs
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| ComputeError::NotFound {
+                kind: "Image",
+                id: id.into(),
+            })?;
+        let Some((snap, disk)) = img.location.as_deref().and_then(parse_store_location) else {
+            return Ok(None);
+        };
+        if img.status != ImageStatus::Active {
+            return Ok(None);
+        }
+        let stream = self
+            .with_snapstore(move |ds| ds.disk_stream(&snap, &disk))
+            .await?;
+        Ok(Some((img, stream)))
+    }
+}
+
 /// `snapshot` (createImage, createBackup): the host agent backs the root
 /// disk up into the store; the image becomes active with its size and
 /// checksums.
