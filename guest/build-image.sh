@@ -34,7 +34,7 @@ BUSYBOX=/bin/busybox
 # SSE4.2, which the default TCG CPU lacks. pvpanic_mmio drives the ISA pvpanic
 # device, so a guest panic reaches QMP (GUEST_PANICKED).
 MODULES=(virtio_pci virtio_blk virtio_net virtio_console button evdev pvpanic_mmio)
-DISK_MODULES=(crc32c_generic ext4)
+DISK_MODULES=(crc32c_generic ext4 isofs)
 
 log() { echo "build-image: $*" >&2; }
 die() {

@@ -156,6 +156,15 @@ pub struct ServeArgs {
     /// The snapshot store.
     #[command(flatten)]
     pub snapstore: SnapstoreArgs,
+    /// Put the VMs' NICs on the network data plane: the namespace `lbh-<NAME>` holds this
+    /// host's bridges, taps, DHCP, metadata service and routers (needs root, dnsmasq and
+    /// nftables). Without it NICs are user-mode with no network (see docs/ARCHITECTURE.md).
+    #[arg(long, env = "LIFEBOAT_DATAPLANE")]
+    pub dataplane: Option<String>,
+    /// Join the fabric `lbf-<NAME>` that links the host agents of this machine (VXLAN), so a
+    /// network spans hosts and live migration keeps connectivity. Needs `--dataplane`.
+    #[arg(long, env = "LIFEBOAT_FABRIC", requires = "dataplane")]
+    pub fabric: Option<String>,
 }
 
 /// `lifeboat agent` options.
@@ -197,6 +206,15 @@ pub struct AgentArgs {
     /// hosts must reach it. Default: the `--listen` address.
     #[arg(long)]
     pub migration_address: Option<std::net::IpAddr>,
+    /// Put the VMs' NICs on the network data plane: the namespace `lbh-<NAME>` holds this
+    /// host's bridges, taps, DHCP, metadata service and routers (needs root, dnsmasq and
+    /// nftables). Without it NICs are user-mode with no network (see docs/ARCHITECTURE.md).
+    #[arg(long, env = "LIFEBOAT_DATAPLANE")]
+    pub dataplane: Option<String>,
+    /// Join the fabric `lbf-<NAME>` that links the host agents of this machine (VXLAN), so a
+    /// network spans hosts and live migration keeps connectivity. Needs `--dataplane`.
+    #[arg(long, env = "LIFEBOAT_FABRIC", requires = "dataplane")]
+    pub fabric: Option<String>,
     /// Honour the fake driver's failure injection (`LIFEBOAT_FAKE_FAIL`).
     /// Never set this in production.
     #[arg(
@@ -293,6 +311,19 @@ struct QemuOptions {
     test_hooks: bool,
     /// This host's own snapshot store location (overrides the manager's).
     snapstore: Option<lifeboat_datastore::StoreLocation>,
+    /// The network data plane (`--dataplane`, `--fabric`).
+    dataplane: Option<lifeboat_hypervisor::qemu::net::DataplaneConfig>,
+}
+
+fn dataplane_of(
+    name: &Option<String>,
+    fabric: &Option<String>,
+) -> Option<lifeboat_hypervisor::qemu::net::DataplaneConfig> {
+    name.as_ref()
+        .map(|n| lifeboat_hypervisor::qemu::net::DataplaneConfig {
+            name: n.clone(),
+            fabric: fabric.clone(),
+        })
 }
 
 async fn make_driver(
@@ -318,6 +349,7 @@ async fn make_driver(
             cfg.probe_image = q.guest_dir.as_deref().and_then(ProbeImage::in_dir);
             cfg.migration_address = q.migration_address.to_string();
             cfg.snapstore = q.snapstore.clone();
+            cfg.dataplane = q.dataplane.clone();
             let d = QemuDriver::new(cfg)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the qemu driver: {e}"))?;
@@ -495,6 +527,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             migration_address: a.migration_address,
             test_hooks: a.enable_test_hooks,
             snapstore: None,
+            dataplane: dataplane_of(&a.dataplane, &a.fabric),
         },
     )
     .await?;
@@ -579,6 +612,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         migration_address,
         test_hooks: a.enable_test_hooks,
         snapstore: a.snapstore.location()?,
+        dataplane: dataplane_of(&a.dataplane, &a.fabric),
     };
     let ca_pem = std::fs::read(&a.manager_ca).with_context(|| {
         format!(

@@ -369,6 +369,7 @@ impl Engine {
                 }
             }
         }
+        self.dataplane_best_effort().await;
         self.reclaim().await
     }
 

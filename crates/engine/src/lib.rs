@@ -149,6 +149,8 @@ pub(crate) struct Inner {
     pub consoles: std::sync::Mutex<HashMap<String, console::ConsoleGrant>>,
     /// Key sealing workflow secrets (loaded from the data dir on first use).
     pub vault_key: std::sync::Mutex<Option<[u8; 32]>>,
+    /// What each host's data plane was last told (`network/dataplane.rs`).
+    pub dataplane: network::dataplane::DataplaneCache,
 }
 
 /// The compute service. Cheap to clone.
@@ -172,6 +174,7 @@ impl Engine {
                 placement: tokio::sync::Mutex::new(()),
                 consoles: Default::default(),
                 vault_key: Default::default(),
+                dataplane: Default::default(),
             }),
         }
     }

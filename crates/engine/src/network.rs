@@ -8,6 +8,7 @@ use lifeboat_core::{
 };
 use lifeboat_store::StoreError;
 
+pub mod dataplane;
 pub mod neutron;
 
 use crate::requests::NetworkRequest;

@@ -175,7 +175,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 .await?;
             }
         }
-        "network" if kind.ends_with("delete") => e.release_ports(&s, false).await?,
+        "network" if kind.ends_with("delete") => {
+            e.release_ports(&s, false).await?;
+            e.dataplane_best_effort().await;
+        }
         "network" => {
             e.allocate_ports(wf).await?;
             e.hang_after(wf, step).await;
@@ -187,6 +190,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "define" => {
+            // The ports' taps exist before the VM is defined (network/dataplane.rs).
+            if let Some(h) = &s.host {
+                e.sync_dataplane_for(h, None).await?;
+            }
             let mut spec = e.vm_spec(&s).await?;
             if kind == "unshelve" {
                 // An offloaded server's disk comes back from the store.
@@ -448,6 +455,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 // VM, the migration already happened; only the resize of
                 // the destination copy (idempotent) is left.
                 if present(&e.agent_for(&src).await?, &s.instance_name).await? {
+                    e.sync_dataplane_for(&dest, Some((&id, &dest))).await?;
                     let mut spec = e.vm_spec(&s).await?;
                     spec.size = size;
                     let target = e.agent_for(&dest).await?.prepare_incoming(&spec).await?;
@@ -540,6 +548,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 // stream completed and only the destination's resume (if
                 // it is not running yet) and the record are left.
                 if present(&sagent, &s.instance_name).await? {
+                    e.sync_dataplane_for(&dest, Some((&id, &dest))).await?;
                     let spec = e.vm_spec(&s).await?;
                     let target = dagent.prepare_incoming(&spec).await?;
                     sagent.migrate_to(&s.instance_name, &target).await?;
@@ -560,6 +569,8 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                     Ok(())
                 })
                 .await?;
+                // The source drops its taps.
+                e.dataplane_best_effort().await;
             }
         }
         "evacuate" => {
@@ -567,6 +578,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             let mut moved = s.clone();
             moved.host = Some(dest.clone());
             let spec = e.vm_spec(&moved).await?;
+            e.sync_dataplane_for(&dest, Some((&id, &dest))).await?;
             e.agent_for(&dest).await?.define(&spec).await?;
             e.hang_after(wf, step).await;
             e.mutate_server(&id, |s| {

@@ -6,6 +6,7 @@
 //! (the protocol) and `sha-crypt` (password hashes for `/etc/shadow`), so the
 //! binary stays small and links statically.
 
+mod cloud;
 mod commands;
 mod shadow;
 mod sys;
@@ -166,7 +167,10 @@ fn usage() -> &'static str {
      \n\
      Default: open the virtio-serial port named org.lifeboat.agent.0.\n\
      --stdio reads requests from stdin and answers on stdout (testing; shutdown\n\
-     and reboot are refused), exiting at end of input."
+     and reboot are refused), exiting at end of input.\n\
+     \n\
+     lifeboat-guest-agent cloud-init [--wait SECS]: apply hostname, SSH keys and\n\
+     user data from the config drive or the metadata service, then exit."
 }
 
 fn main() -> ExitCode {
@@ -176,6 +180,13 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     while let Some(a) = argv.next() {
         match a.as_str() {
+            "cloud-init" => {
+                let wait = match (argv.next().as_deref(), argv.next()) {
+                    (Some("--wait"), Some(n)) => n.parse().unwrap_or(10),
+                    _ => 10,
+                };
+                return cloud::run(wait);
+            }
             "--stdio" => stdio = true,
             "--port" => port_path = argv.next().map(PathBuf::from),
             "--port-name" => port_name = argv.next().unwrap_or_default(),

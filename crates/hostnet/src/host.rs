@@ -103,10 +103,15 @@ pub struct HostNetwork {
 }
 
 /// Remove every namespace of host agent `host` (`lbh-<host>` and `lbh-<host>-*`) and its run
-/// directory. Processes Lifeboat started there must be stopped first (dropping the
-/// [`HostNetwork`] does that).
+/// directory. The dnsmasq processes of its run directory (pid files) are stopped first, also
+/// when the process that started them is gone (e.g. a killed host agent).
 pub fn cleanup_host(host: &str) -> Result<(), Error> {
     names::check_host(host)?;
+    if let Ok(dirs) = std::fs::read_dir(default_run_dir(host)) {
+        for d in dirs.flatten() {
+            crate::dhcp::stop_stale(&d.path().join("pid"));
+        }
+    }
     let main = names::host_ns(host);
     let prefix = format!("{main}-");
     let mut first_err = None;

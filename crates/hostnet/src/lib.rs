@@ -49,6 +49,7 @@ pub mod tap;
 pub mod types;
 
 pub use host::{cleanup_host, DesiredState, Fabric, HostNetwork, HostOptions, ServedNetwork};
+pub use ipnet;
 pub use metadata::{InstanceMetadata, MetadataSource};
 pub use types::*;
 

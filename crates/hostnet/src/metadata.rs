@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 use crate::types::{NetworkSpec, PortSpec};
 use crate::{netns, Error};
 
-/// What the metadata service and the config drive tell one instance.
-#[derive(Clone, Debug, Default)]
+/// What the metadata service and the config drive tell one instance (serde: it crosses the
+/// host agent's RPC; `user_data` travels base64-encoded).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceMetadata {
     pub uuid: String,
     pub name: String,
@@ -29,6 +31,7 @@ pub struct InstanceMetadata {
     pub launch_index: u32,
     /// Key pairs (name, OpenSSH public key); Nova exposes the server's `key_name` here.
     pub public_keys: Vec<(String, String)>,
+    #[serde(with = "b64")]
     pub user_data: Option<Vec<u8>>,
     /// Server metadata (`meta`).
     pub meta: BTreeMap<String, String>,
@@ -462,6 +465,28 @@ impl MetadataSource for StaticMetadata {
             .iter()
             .find(|(n, i, _)| n == network_id && *i == ip)
             .map(|(_, _, m)| m.clone())
+    }
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(t) => base64::engine::general_purpose::STANDARD
+                .decode(t.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
     }
 }
 

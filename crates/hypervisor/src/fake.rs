@@ -135,9 +135,17 @@ impl FakeVm {
 pub struct FakeDriver {
     cfg: Mutex<FakeConfig>,
     vms: Mutex<BTreeMap<String, FakeVm>>,
+    /// The last network state the manager pushed (`net_sync`).
+    net: Mutex<Option<crate::HostNetState>>,
 }
 
 impl FakeDriver {
+    /// The last network state pushed with `net_sync` (the fake has no data plane: it only
+    /// records it).
+    pub fn net_state(&self) -> Option<crate::HostNetState> {
+        self.net.lock().unwrap().clone()
+    }
+
     /// A fake host; loads `state_file` if it exists.
     pub fn new(cfg: FakeConfig) -> FakeDriver {
         let vms = cfg
@@ -149,6 +157,7 @@ impl FakeDriver {
         FakeDriver {
             cfg: Mutex::new(cfg),
             vms: Mutex::new(vms),
+            net: Mutex::new(None),
         }
     }
 
@@ -607,6 +616,11 @@ impl Hypervisor for FakeDriver {
 
     async fn list(&self) -> HvResult<Vec<VmStatus>> {
         Ok(self.vms.lock().unwrap().values().map(status_of).collect())
+    }
+
+    async fn net_sync(&self, state: &crate::HostNetState) -> HvResult<bool> {
+        *self.net.lock().unwrap() = Some(state.clone());
+        Ok(false)
     }
 }
 

@@ -95,6 +95,9 @@ macro_rules! host_primitives {
             Status => fn status(name: &str as String) -> $crate::VmStatus;
             /// Every VM this host knows.
             List => fn list() -> Vec<$crate::VmStatus>;
+            /// Brings the host's network data plane to `state` (idempotent, whole state in);
+            /// false when the host has none (its NICs are user-mode, see `qemu::net`).
+            NetSync => fn net_sync(state: &$crate::HostNetState as $crate::HostNetState) -> bool;
         }
     };
 }

@@ -228,3 +228,24 @@ pub struct MigrationTarget {
     /// Disk destination (path or NBD URI).
     pub disk: String,
 }
+
+/// What the metadata service on this host answers for one address of a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataEntry {
+    /// Network the request comes from.
+    pub network_id: String,
+    /// Source address (the port's fixed IP).
+    pub ip: std::net::IpAddr,
+    /// The instance behind it.
+    pub instance: lifeboat_hostnet::InstanceMetadata,
+}
+
+/// A host's whole network data plane as the manager wants it (see `net_sync`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostNetState {
+    /// Networks, security groups, tap ports, served networks and routers.
+    pub desired: lifeboat_hostnet::DesiredState,
+    /// Instances behind the addresses of the networks this host serves.
+    #[serde(default)]
+    pub metadata: Vec<MetadataEntry>,
+}

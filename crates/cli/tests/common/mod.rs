@@ -189,6 +189,36 @@ impl Api {
         }
     }
 
+    /// Logs in through Keystone (project `admin`): for the OpenStack APIs (`/compute/v2.1`,
+    /// `/network/v2.0`), which take the same `X-Auth-Token` header.
+    pub fn keystone(url: &str, user: &str, password: &str) -> Api {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let token = rt.block_on(async {
+            let r = http
+                .post(format!("{url}/identity/v3/auth/tokens"))
+                .json(
+                    &json!({"auth": {"identity": {"methods": ["password"], "password": {
+                    "user": {"name": user, "domain": {"name": "Default"}, "password": password}}},
+                    "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "keystone login");
+            r.headers()["x-subject-token"].to_str().unwrap().to_string()
+        });
+        Api {
+            url: url.into(),
+            token,
+            http,
+            rt,
+        }
+    }
+
     pub fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.rt.block_on(async {
             let mut r = self

@@ -2915,7 +2915,7 @@ impl Engine {
 }
 
 /// A UUID derived from `base` and `what` (stable across calls).
-fn derived_id(base: &str, what: &str) -> String {
+pub(crate) fn derived_id(base: &str, what: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(format!("{base}/{what}").as_bytes());
     let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");

@@ -24,6 +24,7 @@ mod console;
 pub mod disk;
 mod guest;
 mod migrate;
+pub mod net;
 pub mod process;
 pub mod qmp;
 
@@ -108,6 +109,8 @@ pub struct QemuConfig {
     /// The snapshot store as this host reaches it; overrides the location
     /// the manager names in requests (None: use the manager's).
     pub snapstore: Option<lifeboat_datastore::StoreLocation>,
+    /// The host's network data plane; None: user-mode NICs (see [`net`]).
+    pub dataplane: Option<net::DataplaneConfig>,
 }
 
 impl QemuConfig {
@@ -129,6 +132,7 @@ impl QemuConfig {
             min_root_bytes: 64 << 20,
             migration_address: "127.0.0.1".into(),
             snapstore: None,
+            dataplane: None,
         }
     }
 }
@@ -185,6 +189,8 @@ struct Inner {
     poll_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per-VM locks of the guest agent socket.
     ga_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The network data plane (taps of the VMs' ports).
+    net: net::NetPlane,
 }
 
 /// Real QEMU VMs. See the module documentation.
@@ -269,6 +275,7 @@ impl QemuDriver {
         let accel = resolve_accelerator(&cfg).await;
         tracing::info!(host = %cfg.hostname, accel = accel.accel.name(), reason = %accel.reason, "qemu driver");
         let inner = Arc::new(Inner {
+            net: net::NetPlane::new(cfg.dataplane.clone()),
             cfg,
             accel: Mutex::new(accel),
             vms_dir,
@@ -599,6 +606,8 @@ impl QemuDriver {
             append.push_str(c);
         }
         append.push_str(&format!(" lifeboat.hostname={}", spec.hostname));
+        let nics = self.inner.net.backends(&spec.nics);
+        append.push_str(net::cmdline(&nics));
         Launch {
             qemu_binary: self.inner.cfg.qemu_binary.clone(),
             name: spec.name.clone(),
@@ -610,7 +619,7 @@ impl QemuDriver {
             initrd: image.initrd.as_ref().map(PathBuf::from),
             append,
             disks,
-            macs: spec.nics.iter().map(|n| n.mac.clone()).collect(),
+            nics,
             incoming: None,
             start_paused: false,
         }
@@ -1530,6 +1539,10 @@ impl Hypervisor for QemuDriver {
 
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
         self.status_of(name).await
+    }
+
+    async fn net_sync(&self, state: &crate::HostNetState) -> HvResult<bool> {
+        self.inner.net.sync(state).await
     }
 
     async fn list(&self) -> HvResult<Vec<VmStatus>> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use super::net::{self, NicBackend};
 use super::Accel;
 use crate::{HvError, HvResult};
 
@@ -42,8 +43,8 @@ pub struct Launch {
     pub append: String,
     /// Disks in order.
     pub disks: Vec<DiskSlot>,
-    /// MAC addresses of user-mode (restricted) NICs.
-    pub macs: Vec<String>,
+    /// NICs: taps of the host's data plane or user-mode fallbacks (see [`super::net`]).
+    pub nics: Vec<NicBackend>,
     /// `-incoming` URI.
     pub incoming: Option<String>,
     /// Start with vCPUs stopped (`-S`).
@@ -73,8 +74,13 @@ fn p(dir: &Path, f: &str) -> String {
 }
 
 impl Launch {
-    /// The qemu command line (without the binary).
+    /// The qemu command line (without the binary); tap NICs without their fds.
     pub fn args(&self) -> Vec<String> {
+        self.args_with(&[])
+    }
+
+    /// The qemu command line with the tap NICs' fds (from [`net::open_taps`]).
+    pub fn args_with(&self, fds: &[Option<std::os::fd::OwnedFd>]) -> Vec<String> {
         let d = &self.dir;
         let mut a: Vec<String> = vec![];
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
@@ -135,14 +141,8 @@ impl Launch {
                 &format!("virtio-blk-pci,drive={0},id={0}-dev", disk.node),
             ]);
         }
-        for (i, mac) in self.macs.iter().enumerate() {
-            push(&[
-                "-netdev",
-                &format!("user,id=net{i},restrict=on"),
-                "-device",
-                &format!("virtio-net-pci,netdev=net{i},mac={mac}"),
-            ]);
-        }
+        a.extend(net::nic_args(&self.nics, fds));
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         if let Some(k) = &self.kernel {
             push(&["-kernel", &k.to_string_lossy(), "-append", &self.append]);
             if let Some(i) = &self.initrd {
@@ -164,19 +164,38 @@ impl Launch {
         for f in [files::QMP, files::QMP_POLL, files::GA, files::PID] {
             let _ = std::fs::remove_file(self.dir.join(f));
         }
-        let args = self.args();
+        // Tap queues are opened here (close-on-exec in this process) and inherited by this
+        // one child only: the fds are made inheritable after the fork.
+        let fds = net::open_taps(&self.nics)?;
+        let args = self.args_with(&fds);
         tracing::debug!(vm = %self.name, "qemu {}", args.join(" "));
-        let out = tokio::time::timeout(
-            Duration::from_secs(60),
-            Command::new(&self.qemu_binary)
-                .args(&args)
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .map_err(|_| HvError::Timeout(format!("{}: qemu did not daemonize", self.name)))?
-        .map_err(|e| HvError::Other(format!("{}: {e}", self.qemu_binary.display())))?;
+        let mut cmd = Command::new(&self.qemu_binary);
+        cmd.args(&args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let raw: Vec<i32> = fds
+            .iter()
+            .flatten()
+            .map(std::os::fd::AsRawFd::as_raw_fd)
+            .collect();
+        if !raw.is_empty() {
+            // SAFETY: the closure only calls fcntl(2), which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for fd in &raw {
+                        if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .map_err(|_| HvError::Timeout(format!("{}: qemu did not daemonize", self.name)))?
+            .map_err(|e| HvError::Other(format!("{}: {e}", self.qemu_binary.display())))?;
+        drop(fds);
         if !out.status.success() {
             return Err(HvError::Other(format!(
                 "{}: qemu failed ({}): {}",

@@ -1,0 +1,473 @@
+//! Real networks on real VMs (issue 10): `lifeboat serve --driver qemu --dataplane NAME` plugs
+//! every port as a tap in the namespace `lbh-NAME` (hostnet), guests get their fixed IPs by
+//! DHCP and their hostname, SSH key and user data from the metadata service; the OpenStack
+//! APIs (Nova + Neutron) drive it all. Runs as root (namespaces, nftables, dnsmasq) under TCG
+//! with the guest image of guest/out; fails with a clear message when something is missing.
+//! Everything the tests start (qemu processes, dnsmasq, namespaces) is removed by a Drop guard,
+//! also when an assertion fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{free_port, Api, Serve};
+use lifeboat_hostnet::{names, netns};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const IMAGE: &str = "5f0c8d7e-4a3b-4c1e-9d2f-0b1a2c3d4e5f";
+
+fn guest_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the network VM tests need root (namespaces, nftables)"
+    );
+    for t in ["qemu-system-x86_64", "dnsmasq", "nft", "ip", "ping"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "{t} is not installed: run scripts/setup.sh");
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
+    assert!(
+        dir.join("vmlinux").is_file(),
+        "the guest image is missing ({}): run bash guest/build-image.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn unique(tag: &str) -> String {
+    format!("t{tag}{}", std::process::id() % 100_000)
+}
+
+/// Kills the qemu processes of the data dirs and removes the data planes, fabrics and
+/// namespaces, in that order (also on panic).
+struct Cleanup {
+    data_dirs: Vec<PathBuf>,
+    dataplanes: Vec<String>,
+    fabrics: Vec<String>,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Cleanup {
+    fn new() -> Cleanup {
+        Cleanup {
+            data_dirs: vec![],
+            dataplanes: vec![],
+            fabrics: vec![],
+            namespaces: vec![],
+            children: vec![],
+        }
+    }
+}
+
+/// Pids of the qemu processes whose command line mentions `dir`.
+fn qemus_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut v = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with("qemu-system") && cmd.contains(&needle) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.data_dirs {
+            for pid in qemus_under(d) {
+                // SAFETY: kill(2) of a qemu this test started (its command line names our dir).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for n in &self.namespaces {
+            let _ = netns::delete(n);
+        }
+        for h in &self.dataplanes {
+            let _ = lifeboat_hostnet::cleanup_host(h);
+        }
+        for f in &self.fabrics {
+            let _ = netns::delete(&names::fabric_ns(f));
+        }
+    }
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn ok(api: &Api, m: Method, path: &str, body: Option<Value>) -> Value {
+    let (st, v) = api.req(m.clone(), path, body);
+    assert!(st < 300, "{m} {path}: {st} {v}");
+    v
+}
+
+fn active(api: &Api, id: &str) -> Value {
+    wait_for(&format!("server {id} ACTIVE"), 400, || {
+        let s = ok(
+            api,
+            Method::GET,
+            &format!("/compute/v2.1/servers/{id}"),
+            None,
+        );
+        let st = s["server"]["status"].as_str().unwrap_or("").to_string();
+        assert_ne!(st, "ERROR", "{s}");
+        (st == "ACTIVE").then_some(s["server"].clone())
+    })
+}
+
+fn console(api: &Api, id: &str) -> String {
+    let v = ok(
+        api,
+        Method::POST,
+        &format!("/compute/v2.1/servers/{id}/action"),
+        Some(json!({"os-getConsoleOutput": {"length": null}})),
+    );
+    v["output"].as_str().unwrap_or("").to_string()
+}
+
+fn console_has(api: &Api, id: &str, needle: &str, secs: u64) -> String {
+    let mut last = String::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        last = console(api, id);
+        if last.contains(needle) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("{needle:?} not on the console of {id} after {secs} s:\n{last}");
+}
+
+fn ping(ns: &str, ip: &str) -> bool {
+    netns::run_command(ns, "ping", &["-c", "1", "-W", "1", ip]).is_ok()
+}
+
+fn ping_within(ns: &str, ip: &str, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if ping(ns, ip) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A namespace on the external network: a veth from the bridge the router's gateway is on
+/// (in `lbh-<dataplane>`) to `eth0` with `addr`.
+fn external_namespace(g: &mut Cleanup, dataplane: &str, router_id: &str, addr: &str) -> String {
+    let host_ns = names::host_ns(dataplane);
+    let gw = names::gateway_host_side(router_id);
+    let bridge = wait_for("the router's gateway on the external bridge", 60, || {
+        let out = netns::run_command(&host_ns, "ip", &["-j", "link", "show", "dev", &gw]).ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v[0]["master"].as_str().map(str::to_string)
+    });
+    let ns = format!("lbt-{}", unique("ext"));
+    g.namespaces.push(ns.clone());
+    netns::create(&ns).unwrap();
+    let veth = format!("ext{}", std::process::id() % 100_000);
+    netns::run_command(
+        &host_ns,
+        "ip",
+        &[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ],
+    )
+    .unwrap();
+    netns::run_command(&host_ns, "ip", &["link", "set", &veth, "master", &bridge]).unwrap();
+    netns::run_command(&host_ns, "ip", &["link", "set", &veth, "up"]).unwrap();
+    netns::run_command(&ns, "ip", &["addr", "add", addr, "dev", "eth0"]).unwrap();
+    netns::run_command(&ns, "ip", &["link", "set", "eth0", "up"]).unwrap();
+    netns::run_command(&ns, "ip", &["link", "set", "lo", "up"]).unwrap();
+    ns
+}
+
+fn network(api: &Api, name: &str) -> (String, String) {
+    let v = ok(
+        api,
+        Method::GET,
+        &format!("/network/v2.0/networks?name={name}"),
+        None,
+    );
+    let n = &v["networks"][0];
+    (
+        n["id"].as_str().unwrap().to_string(),
+        n["subnets"][0].as_str().unwrap().to_string(),
+    )
+}
+
+fn create_server(api: &Api, body: Value) -> String {
+    let v = ok(
+        api,
+        Method::POST,
+        "/compute/v2.1/servers",
+        Some(json!({ "server": body })),
+    );
+    v["server"]["id"].as_str().unwrap().to_string()
+}
+
+fn port_of(api: &Api, server: &str) -> Value {
+    let v = ok(
+        api,
+        Method::GET,
+        &format!("/network/v2.0/ports?device_id={server}"),
+        None,
+    );
+    v["ports"][0].clone()
+}
+
+fn start_serve(g: &mut Cleanup, guest: &Path, extra: &[&str]) -> (tempfile::TempDir, Serve, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    g.data_dirs.push(dir.path().to_path_buf());
+    let port = free_port();
+    let mut args = vec!["--guest-dir", guest.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut serve = Serve::start_full(
+        dir.path(),
+        port,
+        "qemu",
+        &[("LIFEBOAT_ACCEL", "tcg"), ("RUST_LOG", "warn")],
+        &args,
+    );
+    serve.wait_ready_line();
+    let c = serve.credentials();
+    let api = Api::keystone(
+        &serve.url,
+        c["username"].as_str().unwrap(),
+        c["password"].as_str().unwrap(),
+    );
+    (dir, serve, api)
+}
+
+/// Two guests on one network reach each other over their fixed IPs (one by a port made first,
+/// one by `{uuid, fixed_ip}`); user_data and key_name reach the guest through the metadata
+/// service; a floating IP answers from the external namespace, a security group rule blocks
+/// then allows it, and it keeps answering after moving to the other server; a port detached
+/// from a deleted server and attached to a new one keeps its MAC and IP.
+#[test]
+fn guests_fixed_ips_metadata_floating_ip_security_groups_and_port_reuse() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let dp = unique("nv");
+    g.dataplanes.push(dp.clone());
+    let _ = lifeboat_hostnet::cleanup_host(&dp);
+    let (_dir, _serve, api) = start_serve(&mut g, &guest, &["--dataplane", &dp]);
+    let (private, private_subnet) = network(&api, "private");
+    let (public, _) = network(&api, "public");
+
+    // A key pair Nova generates; its public key must reach the guest.
+    let kp = ok(
+        &api,
+        Method::POST,
+        "/compute/v2.1/os-keypairs",
+        Some(json!({"keypair": {"name": "k1"}})),
+    );
+    let public_key = kp["keypair"]["public_key"].as_str().unwrap().to_string();
+
+    // A: a port made first, with a fixed IP.
+    let pa = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/ports",
+        Some(json!({"port": {"network_id": private, "name": "pa",
+            "fixed_ips": [{"ip_address": "10.0.0.50"}]}})),
+    );
+    let pa_id = pa["port"]["id"].as_str().unwrap().to_string();
+    let pa_mac = pa["port"]["mac_address"].as_str().unwrap().to_string();
+    let a = create_server(
+        &api,
+        json!({"name": "net-a", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"port": pa_id}], "key_name": "k1"}),
+    );
+    // B: {uuid, fixed_ip}; its user data pings A.
+    let script = "#!/bin/sh\nfor i in $(seq 1 120); do\n  if ping -c 1 -W 1 10.0.0.50 >/dev/null 2>&1; then echo PEER-OK-10.0.0.50; exit 0; fi\ndone\necho PEER-FAILED\n";
+    let b = create_server(
+        &api,
+        json!({"name": "net-b", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"uuid": private, "fixed_ip": "10.0.0.51"}],
+            "user_data": b64(script)}),
+    );
+    let sa = active(&api, &a);
+    active(&api, &b);
+    let addr = &sa["addresses"]["private"][0];
+    assert_eq!(addr["addr"], "10.0.0.50", "{sa}");
+    assert_eq!(addr["OS-EXT-IPS-MAC:mac_addr"], pa_mac.as_str(), "{sa}");
+
+    // DHCP gave each guest its fixed IP; the metadata service its hostname and key.
+    let con_a = console_has(&api, &a, "lifeboat-cloud:", 120);
+    assert!(con_a.contains("eth0 dhcp ip=10.0.0.50"), "{con_a}");
+    assert!(
+        con_a.contains("source=metadata-service hostname=net-a keys=k1"),
+        "{con_a}"
+    );
+    let con_b = console_has(&api, &b, "PEER-", 240);
+    assert!(con_b.contains("eth0 dhcp ip=10.0.0.51"), "{con_b}");
+    assert!(
+        con_b.contains("PEER-OK-10.0.0.50"),
+        "B could not ping A:\n{con_b}"
+    );
+    assert!(!con_b.contains("keys="), "B has no key pair: {con_b}");
+    let _ = public_key;
+
+    // A router to the public network and a floating IP on A's port.
+    let r = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/routers",
+        Some(json!({"router": {"name": "r1", "external_gateway_info": {"network_id": public}}})),
+    );
+    let router = r["router"]["id"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        Method::PUT,
+        &format!("/network/v2.0/routers/{router}/add_router_interface"),
+        Some(json!({"subnet_id": private_subnet})),
+    );
+    let f = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/floatingips",
+        Some(json!({"floatingip": {"floating_network_id": public, "port_id": pa_id}})),
+    );
+    let fip_id = f["floatingip"]["id"].as_str().unwrap().to_string();
+    let fip = f["floatingip"]["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ext = external_namespace(&mut g, &dp, &router, "172.24.4.250/24");
+
+    // The default group admits only its members: an ICMP rule lets the outside in.
+    let sg = ok(
+        &api,
+        Method::GET,
+        "/network/v2.0/security-groups?name=default",
+        None,
+    )["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add_icmp = || {
+        ok(
+            &api,
+            Method::POST,
+            "/network/v2.0/security-group-rules",
+            Some(json!({"security_group_rule": {"security_group_id": sg,
+                "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}})),
+        )["security_group_rule"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let rule = add_icmp();
+    assert!(
+        ping_within(&ext, &fip, 60),
+        "the floating IP {fip} does not answer with an ICMP rule"
+    );
+    ok(
+        &api,
+        Method::DELETE,
+        &format!("/network/v2.0/security-group-rules/{rule}"),
+        None,
+    );
+    wait_for("the rule's removal blocks ICMP", 30, || {
+        (!ping(&ext, &fip)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !ping(&ext, &fip) && !ping(&ext, &fip),
+        "blocked without the rule"
+    );
+    add_icmp();
+    assert!(ping_within(&ext, &fip, 30), "allowed again with the rule");
+
+    // The floating IP moves to B; with A deleted only B can answer.
+    let pb_id = port_of(&api, &b)["id"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        Method::PUT,
+        &format!("/network/v2.0/floatingips/{fip_id}"),
+        Some(json!({"floatingip": {"port_id": pb_id}})),
+    );
+    ok(
+        &api,
+        Method::DELETE,
+        &format!("/compute/v2.1/servers/{a}"),
+        None,
+    );
+    wait_for("server A gone", 120, || {
+        let (st, _) = api.req(Method::GET, &format!("/compute/v2.1/servers/{a}"), None);
+        (st == 404).then_some(())
+    });
+    assert!(
+        ping_within(&ext, &fip, 30),
+        "the floating IP does not answer after moving to B"
+    );
+
+    // A's port outlived it (the user made it) and keeps MAC and IP on a new server.
+    let p = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports/{pa_id}"),
+        None,
+    );
+    assert_eq!(p["port"]["device_id"], "", "{p}");
+    assert_eq!(p["port"]["mac_address"], pa_mac.as_str());
+    assert_eq!(p["port"]["fixed_ips"][0]["ip_address"], "10.0.0.50");
+    let c = create_server(
+        &api,
+        json!({"name": "net-c", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"port": pa_id}]}),
+    );
+    let sc = active(&api, &c);
+    assert_eq!(sc["addresses"]["private"][0]["addr"], "10.0.0.50", "{sc}");
+    assert_eq!(
+        sc["addresses"]["private"][0]["OS-EXT-IPS-MAC:mac_addr"],
+        pa_mac.as_str()
+    );
+    let con_c = console_has(&api, &c, "lifeboat-cloud:", 120);
+    assert!(con_c.contains("eth0 dhcp ip=10.0.0.50"), "{con_c}");
+    // The floating IP back on the port: C answers behind it.
+    ok(
+        &api,
+        Method::PUT,
+        &format!("/network/v2.0/floatingips/{fip_id}"),
+        Some(json!({"floatingip": {"port_id": pa_id}})),
+    );
+    assert!(
+        ping_within(&ext, &fip, 30),
+        "the floating IP does not answer from the new server on the old port"
+    );
+}
