@@ -251,12 +251,17 @@ fn port_of(api: &Api, server: &str) -> Value {
 
 fn start_serve(g: &mut Cleanup, guest: &Path, extra: &[&str]) -> (tempfile::TempDir, Serve, Api) {
     let dir = tempfile::tempdir().unwrap();
-    g.data_dirs.push(dir.path().to_path_buf());
+    let (serve, api) = start_serve_in(g, dir.path(), guest, extra);
+    (dir, serve, api)
+}
+
+fn start_serve_in(g: &mut Cleanup, dir: &Path, guest: &Path, extra: &[&str]) -> (Serve, Api) {
+    g.data_dirs.push(dir.to_path_buf());
     let port = free_port();
     let mut args = vec!["--guest-dir", guest.to_str().unwrap()];
     args.extend_from_slice(extra);
     let mut serve = Serve::start_full(
-        dir.path(),
+        dir,
         port,
         "qemu",
         &[("LIFEBOAT_ACCEL", "tcg"), ("RUST_LOG", "warn")],
@@ -269,7 +274,164 @@ fn start_serve(g: &mut Cleanup, guest: &Path, extra: &[&str]) -> (tempfile::Temp
         c["username"].as_str().unwrap(),
         c["password"].as_str().unwrap(),
     );
-    (dir, serve, api)
+    (serve, api)
+}
+
+/// Router `r1` from `private` to `public`, a floating IP on `port`, ICMP from anywhere in
+/// the default group; returns (router id, floating IP id, address).
+fn expose(api: &Api, port: &str) -> (String, String, String) {
+    let (private, private_subnet) = network(api, "private");
+    let _ = private;
+    let (public, _) = network(api, "public");
+    let r = ok(
+        api,
+        Method::POST,
+        "/network/v2.0/routers",
+        Some(json!({"router": {"name": "r1", "external_gateway_info": {"network_id": public}}})),
+    );
+    let router = r["router"]["id"].as_str().unwrap().to_string();
+    ok(
+        api,
+        Method::PUT,
+        &format!("/network/v2.0/routers/{router}/add_router_interface"),
+        Some(json!({"subnet_id": private_subnet})),
+    );
+    let f = ok(
+        api,
+        Method::POST,
+        "/network/v2.0/floatingips",
+        Some(json!({"floatingip": {"floating_network_id": public, "port_id": port}})),
+    );
+    let sg = ok(
+        api,
+        Method::GET,
+        "/network/v2.0/security-groups?name=default",
+        None,
+    )["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        api,
+        Method::POST,
+        "/network/v2.0/security-group-rules",
+        Some(json!({"security_group_rule": {"security_group_id": sg,
+            "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}})),
+    );
+    (
+        router,
+        f["floatingip"]["id"].as_str().unwrap().to_string(),
+        f["floatingip"]["floating_ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// Two host agents on one machine joined by a fabric (VXLAN): a guest on host1 behind a
+/// floating IP (router and DHCP served by host1) is live-migrated to the remote agent host2
+/// and still answers from the external namespace, its traffic now crossing the fabric.
+#[test]
+fn a_guest_stays_reachable_after_live_migration_to_another_host_agent() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let (dp1, dp2, fabric) = (unique("ma"), unique("mb"), unique("mf"));
+    g.dataplanes.extend([dp1.clone(), dp2.clone()]);
+    g.fabrics.push(fabric.clone());
+    for d in [&dp1, &dp2] {
+        let _ = lifeboat_hostnet::cleanup_host(d);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("agent-token");
+    std::fs::write(&token, "net-vms-agent-token").unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    g.data_dirs.push(agent_dir.path().to_path_buf());
+    let agent_port = free_port();
+    g.children.push(common::start_agent_with(
+        "host2",
+        "qemu",
+        agent_port,
+        agent_dir.path(),
+        &token,
+        &[
+            "--accel",
+            "tcg",
+            "--guest-dir",
+            guest.to_str().unwrap(),
+            "--dataplane",
+            &dp2,
+            "--fabric",
+            &fabric,
+        ],
+    ));
+    let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
+    let (_serve, api) = start_serve_in(
+        &mut g,
+        dir.path(),
+        &guest,
+        &[
+            "--dataplane",
+            &dp1,
+            "--fabric",
+            &fabric,
+            "--agent",
+            &agent_arg,
+        ],
+    );
+    let (private, _) = network(&api, "private");
+    let m = create_server(
+        &api,
+        json!({"name": "mover", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"uuid": private, "fixed_ip": "10.0.0.60"}],
+            "availability_zone": "nova:host1"}),
+    );
+    let s = active(&api, &m);
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], "host1", "{s}");
+    console_has(&api, &m, "eth0 dhcp ip=10.0.0.60", 120);
+    let port = port_of(&api, &m)["id"].as_str().unwrap().to_string();
+    let (router, _, fip) = expose(&api, &port);
+    let ext = external_namespace(&mut g, &dp1, &router, "172.24.4.250/24");
+    assert!(
+        ping_within(&ext, &fip, 60),
+        "the floating IP {fip} does not answer before the migration"
+    );
+
+    ok(
+        &api,
+        Method::POST,
+        &format!("/compute/v2.1/servers/{m}/action"),
+        Some(
+            json!({"os-migrateLive": {"host": "host2", "block_migration": true,
+            "disk_over_commit": false}}),
+        ),
+    );
+    let s = wait_for("the live migration to host2", 300, || {
+        let s = ok(
+            &api,
+            Method::GET,
+            &format!("/compute/v2.1/servers/{m}"),
+            None,
+        )["server"]
+            .clone();
+        assert_ne!(s["status"], "ERROR", "{s}");
+        (s["status"] == "ACTIVE" && s["OS-EXT-SRV-ATTR:host"] == "host2").then_some(s)
+    });
+    assert_eq!(s["addresses"]["private"][0]["addr"], "10.0.0.60");
+    // The tap of the port is on host2 now, and gone from host1.
+    let tap = names::tap(&port);
+    wait_for("the port's tap leaves host1", 30, || {
+        netns::run_command(&names::host_ns(&dp1), "ip", &["link", "show", "dev", &tap])
+            .is_err()
+            .then_some(())
+    });
+    assert!(
+        netns::run_command(&names::host_ns(&dp2), "ip", &["link", "show", "dev", &tap]).is_ok(),
+        "no tap {tap} on host2"
+    );
+    assert!(
+        ping_within(&ext, &fip, 60),
+        "the floating IP {fip} does not answer after the live migration"
+    );
 }
 
 /// Two guests on one network reach each other over their fixed IPs (one by a port made first,

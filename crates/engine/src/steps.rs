@@ -484,6 +484,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 Ok(())
             })
             .await?;
+            e.move_done(&id).await;
         }
         "confirm" => {
             e.server_agent(&s)
@@ -570,7 +571,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 })
                 .await?;
                 // The source drops its taps.
-                e.dataplane_best_effort().await;
+                e.move_done(&id).await;
             }
         }
         "evacuate" => {
@@ -589,6 +590,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 Ok(())
             })
             .await?;
+            e.move_done(&id).await;
         }
         "maintenance" => {
             let procedure = wf.params["procedure"]

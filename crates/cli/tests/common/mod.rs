@@ -326,6 +326,18 @@ pub fn agent_arg(name: &str, port: u16, data_dir: &Path) -> String {
 /// The manager is the one whose data dir holds `token` (its CA is given as
 /// `--manager-ca`).
 pub fn start_agent(name: &str, driver: &str, port: u16, data_dir: &Path, token: &Path) -> Child {
+    start_agent_with(name, driver, port, data_dir, token, &[])
+}
+
+/// [`start_agent`] with extra arguments (e.g. `--dataplane`).
+pub fn start_agent_with(
+    name: &str,
+    driver: &str,
+    port: u16,
+    data_dir: &Path,
+    token: &Path,
+    extra: &[&str],
+) -> Child {
     let ca = manager_ca(token.parent().unwrap());
     let child = Command::new(BIN)
         .args([
@@ -343,6 +355,7 @@ pub fn start_agent(name: &str, driver: &str, port: u16, data_dir: &Path, token: 
         .arg(token)
         .arg("--manager-ca")
         .arg(ca)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

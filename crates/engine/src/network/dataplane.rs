@@ -50,6 +50,10 @@ impl Record for NetSegment {
 #[derive(Default)]
 pub(crate) struct DataplaneCache {
     pushed: tokio::sync::Mutex<HashMap<String, HostNetState>>,
+    /// Servers moving to another host (live migration, resize, evacuation): server id ->
+    /// destination. Their ports are on both hosts until the move is done, so that no push
+    /// in between (the periodic task) takes the incoming VM's taps away.
+    moving: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// Everything read once per computation.
@@ -418,6 +422,16 @@ impl Engine {
         extra: Option<(&str, &str)>,
     ) -> Result<BTreeMap<String, HostNetState>, ComputeError> {
         let w = self.read_world().await?;
+        let mut moves: Vec<(String, String)> = self
+            .inner
+            .dataplane
+            .moving
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        moves.extend(extra.map(|(a, b)| (a.to_string(), b.to_string())));
         let serving = self.network_host().await;
         let hosts: Vec<String> = self.inner.hosts.read().await.keys().cloned().collect();
         let mut out = BTreeMap::new();
@@ -437,15 +451,15 @@ impl Engine {
         for host in hosts {
             let is_server = serving.as_deref() == Some(host.as_str());
             let mut st = HostNetState::default();
-            // A port is on its server's host, and also on `extra`'s host during a move.
+            // A port is on its server's host, and also on the destination during a move.
             let here: Vec<&(Port, hn::PortSpec, Option<String>, Option<Server>)> = w
                 .ports
                 .iter()
                 .filter(|(p, _, h, _)| {
                     h.as_deref() == Some(host.as_str())
                         || (h.is_some()
-                            && extra.is_some_and(|(sid, eh)| {
-                                p.server_id.as_deref() == Some(sid) && eh == host
+                            && moves.iter().any(|(sid, eh)| {
+                                p.server_id.as_deref() == Some(sid.as_str()) && *eh == host
                             }))
                 })
                 .collect();
@@ -512,7 +526,27 @@ impl Engine {
         host: &str,
         extra: Option<(&str, &str)>,
     ) -> Result<(), ComputeError> {
+        if let Some((sid, dest)) = extra {
+            self.inner
+                .dataplane
+                .moving
+                .lock()
+                .unwrap()
+                .insert(sid.to_string(), dest.to_string());
+        }
         self.sync_dataplane_with(extra, Some(host)).await
+    }
+
+    /// A move of `server_id` ended (its record names its new host, or it failed): its ports
+    /// are wanted on its own host only again.
+    pub(crate) async fn move_done(&self, server_id: &str) {
+        self.inner
+            .dataplane
+            .moving
+            .lock()
+            .unwrap()
+            .remove(server_id);
+        self.dataplane_best_effort().await;
     }
 
     /// [`Engine::sync_dataplane`], logging a failure (the periodic task retries).
