@@ -222,15 +222,9 @@ impl Engine {
         })
     }
 
-    pub(crate) async fn rescue_image(
-        &self,
-        wf: &lifeboat_core::Workflow,
-    ) -> Result<ImageRef, ComputeError> {
-        let id = wf.params["rescue_image"]
-            .as_str()
-            .unwrap_or(DEFAULT_IMAGE_ID)
-            .to_string();
-        self.image_ref(&id).await
+    /// The image a rescue boots: the one asked for, or the default image.
+    pub(crate) async fn rescue_image(&self, id: Option<&str>) -> Result<ImageRef, ComputeError> {
+        self.image_ref(id.unwrap_or(DEFAULT_IMAGE_ID)).await
     }
 
     pub(crate) async fn set_image_status(

@@ -211,9 +211,16 @@ impl Engine {
                     kind: "Instance",
                     id: sid.clone(),
                 })?;
-        if !wf.params["no_network"].as_bool().unwrap_or(false) {
-            let reqs: Vec<NetworkRequest> =
-                serde_json::from_value(wf.params["networks"].clone()).unwrap_or_default();
+        let crate::compute::workflows::WorkflowKind::Create(p) =
+            crate::compute::workflows::WorkflowKind::load(&wf.kind, &wf.params)?
+        else {
+            return Err(ComputeError::Internal(format!(
+                "{} does not allocate ports",
+                wf.kind
+            )));
+        };
+        if !p.no_network {
+            let reqs: Vec<NetworkRequest> = p.networks;
             let reqs = if reqs.is_empty() {
                 vec![NetworkRequest {
                     network_id: Some(DEFAULT_NETWORK.into()),

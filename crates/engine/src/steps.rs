@@ -9,59 +9,65 @@ use lifeboat_core::{
     actions, now, Fault, ImageStatus, PowerState, Server, TaskState, VmState, Workflow,
 };
 use lifeboat_hypervisor::{Hypervisor, VmSize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 use crate::secrets::ADMIN_PASS;
 use crate::{ComputeError, Engine};
 
-/// Step names of a workflow kind, given its params.
-pub(crate) fn plan(kind: &str, p: &Value) -> Vec<&'static str> {
-    let was_active = p["was_active"].as_bool().unwrap_or(false);
-    let mut v: Vec<&'static str> = match kind {
-        "create" => vec![
+/// Step names of a workflow, given its kind and params.
+pub(crate) fn plan(k: &WorkflowKind) -> Vec<&'static str> {
+    use WorkflowKind as K;
+    let was_active = k.was_active();
+    let mut v: Vec<&'static str> = match k {
+        K::Create(_) => vec![
             "schedule", "network", "define", "spawn", "ready", "password",
         ],
-        "delete" | "force_delete" => vec!["wait_superseded", "power_off", "destroy", "network"],
-        "soft_delete" => vec!["wait_superseded", "power_off"],
-        "restore" => vec!["power_on", "ready"],
-        "reboot_soft" | "reboot_hard" => vec!["reboot", "ready"],
-        "start" => vec!["power_on", "ready"],
-        "stop" => vec!["power_off"],
-        "pause" => vec!["pause"],
-        "unpause" => vec!["unpause"],
-        "suspend" => vec!["suspend"],
-        "resume" => vec!["resume"],
-        "rescue" => vec!["rescue", "password"],
-        "unrescue" => vec!["unrescue"],
-        "rebuild" => vec!["power_off", "rebuild"],
-        "resize" | "migrate" => vec!["schedule_dest", "power_off", "resize"],
-        "confirm_resize" => vec!["confirm"],
-        "revert_resize" => vec!["revert"],
-        "create_image" => vec!["snapshot"],
-        "create_backup" => vec!["snapshot", "rotate"],
-        "change_password" => vec!["password"],
-        "shelve" => vec!["power_off", "shelve_snapshot"],
-        "shelve_offload" => vec!["shelve_snapshot", "offload"],
-        "unshelve" => vec!["schedule", "define", "power_on", "ready", "forget_shelved"],
-        "live_migrate" => vec!["schedule_dest", "live_migrate"],
-        "evacuate" => vec!["schedule_dest", "evacuate", "power_on", "ready", "password"],
-        "run_maintenance" => vec!["maintenance"],
-        _ => vec![],
+        K::Delete(_) | K::ForceDelete(_) => {
+            vec!["wait_superseded", "power_off", "destroy", "network"]
+        }
+        K::SoftDelete(_) => vec!["wait_superseded", "power_off"],
+        K::Restore(_) => vec!["power_on", "ready"],
+        K::RebootSoft(_) | K::RebootHard(_) => vec!["reboot", "ready"],
+        K::Start(_) => vec!["power_on", "ready"],
+        K::Stop(_) => vec!["power_off"],
+        K::Pause(_) => vec!["pause"],
+        K::Unpause(_) => vec!["unpause"],
+        K::Suspend(_) => vec!["suspend"],
+        K::Resume(_) => vec!["resume"],
+        K::Rescue(_) => vec!["rescue", "password"],
+        K::Unrescue(_) => vec!["unrescue"],
+        K::Rebuild(_) => vec!["power_off", "rebuild"],
+        K::Resize(_) | K::Migrate(_) => vec!["schedule_dest", "power_off", "resize"],
+        K::ConfirmResize(_) => vec!["confirm"],
+        K::RevertResize(_) => vec!["revert"],
+        K::CreateImage(_) => vec!["snapshot"],
+        K::CreateBackup(_) => vec!["snapshot", "rotate"],
+        K::ChangePassword(_) => vec!["password"],
+        K::Shelve(p) if p.offload => vec!["power_off", "shelve_snapshot", "offload"],
+        K::Shelve(_) => vec!["power_off", "shelve_snapshot"],
+        K::ShelveOffload(_) => vec!["shelve_snapshot", "offload"],
+        K::Unshelve(_) => vec!["schedule", "define", "power_on", "ready", "forget_shelved"],
+        K::LiveMigrate(_) => vec!["schedule_dest", "live_migrate"],
+        K::Evacuate(_) if was_active => {
+            vec!["schedule_dest", "evacuate", "power_on", "ready", "password"]
+        }
+        K::Evacuate(_) => vec!["schedule_dest", "evacuate", "password"],
+        K::RunMaintenance(_) => vec!["maintenance"],
+        K::Lock(_) | K::Unlock(_) | K::ResetState(_) | K::TriggerCrashDump(_) => vec![],
     };
-    if kind == "shelve" && p["offload"].as_bool().unwrap_or(false) {
-        v.push("offload");
-    }
-    if matches!(kind, "rebuild" | "resize" | "migrate" | "revert_resize") && was_active {
+    if matches!(
+        k,
+        K::Rebuild(_) | K::Resize(_) | K::Migrate(_) | K::RevertResize(_)
+    ) && was_active
+    {
         v.push("power_on");
         v.push("ready");
     }
-    if kind == "rebuild" {
+    if matches!(k, K::Rebuild(_)) {
         // The password goes into the rebuilt guest once it runs.
         v.push("password");
-    }
-    if kind == "evacuate" && !was_active {
-        v.retain(|s| *s != "power_on" && *s != "ready");
     }
     v
 }
@@ -143,13 +149,13 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
     let id = sid(wf)?;
     let s = e.must_server(&id).await?;
     let kind = wf.kind.clone();
+    let mut k = WorkflowKind::load(&wf.kind, &wf.params)?;
     match step {
         "schedule" => {
             let _claim = e.inner.placement.lock().await;
             if s.host.is_none() {
-                let prefer = wf.params["host"]
-                    .as_str()
-                    .map(str::to_string)
+                let prefer = k
+                    .host()
                     .or_else(|| (kind == "unshelve").then(|| s.node.clone()).flatten());
                 let host = e
                     .schedule(
@@ -157,7 +163,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                         s.pinned_availability_zone.as_deref(),
                         prefer.as_deref(),
                         None,
-                        kind == "create" && wf.params["host"].is_string(),
+                        matches!(&k, WorkflowKind::Create(p) if p.host.is_some()),
                     )
                     .await?;
                 e.mutate_server(&id, |s| {
@@ -224,17 +230,16 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "password" => {
             // The sealed secret is deleted once applied: a re-run after a
             // crash finds none and has nothing left to do.
-            let pw = match wf.params["admin_pass"].as_str() {
-                Some(legacy) => Some(legacy.to_string()),
-                None => match e.workflow_secret(&wf.id, ADMIN_PASS).await {
-                    Ok(p) => p,
-                    // e.g. sealed under another data dir's key: the guest
-                    // keeps its credentials, the workflow goes on.
-                    Err(err) => {
-                        tracing::warn!(server = %id, "admin password unavailable: {err}");
-                        None
-                    }
-                },
+            // (A password left in the params of an older row was sealed
+            // by `recover` before the workflow ran again.)
+            let pw = match e.workflow_secret(&wf.id, ADMIN_PASS).await {
+                Ok(p) => p,
+                // e.g. sealed under another data dir's key: the guest
+                // keeps its credentials, the workflow goes on.
+                Err(err) => {
+                    tracing::warn!(server = %id, "admin password unavailable: {err}");
+                    None
+                }
             };
             if let Some(pw) = pw {
                 if s.power_state == PowerState::Running {
@@ -258,7 +263,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             scrub_secrets(&mut wf.params);
         }
         "wait_superseded" => {
-            if let Some(old) = wf.params["supersedes"].as_str() {
+            if let Some(old) = k.supersedes() {
                 let deadline = Instant::now() + Duration::from_secs(600);
                 while e.is_running(old) && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -353,7 +358,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                     PowerState::Running
                 }
                 "rescue" => {
-                    let img = e.rescue_image(wf).await?;
+                    let WorkflowKind::Rescue(p) = &k else {
+                        return Err(wrong_kind(&k, step));
+                    };
+                    let img = e.rescue_image(p.rescue_image.as_deref()).await?;
                     agent.rescue(n, &img).await?;
                     PowerState::Running
                 }
@@ -369,10 +377,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             .await?;
         }
         "rebuild" => {
-            let image_id = wf.params["image_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let image_id = need_image(&k)?;
             let img = e.image_ref(&image_id).await?;
             e.mutate_server(&id, |s| {
                 set_task(s, TaskState::RebuildSpawning);
@@ -385,14 +390,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                 .await?;
         }
         "schedule_dest" => {
-            if wf.params["dest"].is_null() {
-                let need = match wf.params["flavor"].as_object() {
-                    Some(_) => serde_json::from_value::<lifeboat_core::FlavorSnapshot>(
-                        wf.params["flavor"].clone(),
-                    )
-                    .map_err(|e| ComputeError::Internal(e.to_string()))?
-                    .resources(),
-                    None => s.flavor.resources(),
+            if k.dest().is_none() {
+                let need = match &k {
+                    WorkflowKind::Resize(p) => p.flavor.resources(),
+                    _ => s.flavor.resources(),
                 };
                 let current = s.host.clone();
                 let dest = match kind.as_str() {
@@ -414,7 +415,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                         }
                     }
                     _ => {
-                        let wanted = wf.params["host"].as_str().map(str::to_string);
+                        let wanted = k.host();
                         e.schedule(
                             &need,
                             None,
@@ -426,7 +427,8 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
                         .name
                     }
                 };
-                wf.params["dest"] = json!(dest);
+                k.set_dest(dest)?;
+                wf.params = k.store();
             }
             if kind == "resize" || kind == "migrate" {
                 e.mutate_server(&id, |s| {
@@ -437,11 +439,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             }
         }
         "resize" => {
-            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
-            let new_flavor: lifeboat_core::FlavorSnapshot = match wf.params["flavor"].as_object() {
-                Some(_) => serde_json::from_value(wf.params["flavor"].clone())
-                    .map_err(|e| ComputeError::Internal(e.to_string()))?,
-                None => s.flavor.clone(),
+            let dest = k.need_dest()?;
+            let new_flavor = match &k {
+                WorkflowKind::Resize(p) => p.flavor.clone(),
+                _ => s.flavor.clone(),
             };
             let size = size_of(&new_flavor);
             let src = s.host.clone().unwrap_or_default();
@@ -531,16 +532,15 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         "shelve_snapshot" => crate::steps_backup::shelve_snapshot(e, wf, &s).await?,
         "forget_shelved" => e.forget_shelved(&s.id).await?,
         "rotate" => {
-            let bt = wf.params["backup_type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let rotation = wf.params["rotation"].as_u64().unwrap_or(0) as usize;
-            e.rotate_backups(&s, &bt, rotation).await?;
+            let WorkflowKind::CreateBackup(p) = &k else {
+                return Err(wrong_kind(&k, step));
+            };
+            e.rotate_backups(&s, &p.backup_type, p.rotation as usize)
+                .await?;
         }
         "offload" => crate::steps_backup::offload(e, &s).await?,
         "live_migrate" => {
-            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
+            let dest = k.need_dest()?;
             if s.host.as_deref() != Some(dest.as_str()) {
                 let dagent = e.agent_for(&dest).await?;
                 let sagent = e.server_agent(&s).await?;
@@ -575,7 +575,7 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             }
         }
         "evacuate" => {
-            let dest = wf.params["dest"].as_str().unwrap_or_default().to_string();
+            let dest = k.need_dest()?;
             let mut moved = s.clone();
             moved.host = Some(dest.clone());
             let spec = e.vm_spec(&moved).await?;
@@ -593,10 +593,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             e.move_done(&id).await;
         }
         "maintenance" => {
-            let procedure = wf.params["procedure"]
-                .as_str()
-                .ok_or_else(|| ComputeError::Internal("maintenance without a procedure".into()))?
-                .to_string();
+            let WorkflowKind::RunMaintenance(p) = &k else {
+                return Err(wrong_kind(&k, step));
+            };
+            let procedure = p.procedure.clone();
             let out = e
                 .server_agent(&s)
                 .await?
@@ -615,6 +615,17 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         other => return Err(ComputeError::Internal(format!("unknown step {other}"))),
     }
     Ok(())
+}
+
+/// The image a rebuild or snapshot step works on.
+fn need_image(k: &WorkflowKind) -> StepResult<String> {
+    k.image_id()
+        .map(str::to_string)
+        .ok_or_else(|| ComputeError::Internal(format!("{} has no image", k.name())))
+}
+
+fn wrong_kind(k: &WorkflowKind, step: &str) -> ComputeError {
+    ComputeError::Internal(format!("step {step} does not belong to {}", k.name()))
 }
 
 /// Whether `agent`'s host has the VM `name`.
@@ -667,7 +678,8 @@ pub(crate) async fn undo(e: &Engine, wf: &mut Workflow, step: &str) -> StepResul
             }
         }
         (_, "snapshot") => {
-            if let Some(img) = wf.params["image_id"].as_str() {
+            let k = WorkflowKind::load(&wf.kind, &wf.params)?;
+            if let Some(img) = k.image_id() {
                 e.set_image_status(img, ImageStatus::Killed, None).await?;
             }
         }
@@ -707,7 +719,8 @@ pub(crate) async fn abandon(e: &Engine, wf: &Workflow) -> StepResult<()> {
     if !matches!(wf.kind.as_str(), "create_image" | "create_backup") {
         return Ok(());
     }
-    let Some(id) = wf.params["image_id"].as_str() else {
+    let k = WorkflowKind::load(&wf.kind, &wf.params)?;
+    let Some(id) = k.image_id() else {
         return Ok(());
     };
     if let Some(img) = e.inner.store.get::<lifeboat_core::Image>(id).await? {

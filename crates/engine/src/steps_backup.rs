@@ -17,6 +17,7 @@ use lifeboat_hypervisor::{DiskBackupInfo, DiskBackupRequest, StoreDisk};
 use lifeboat_store::Record;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 use crate::{ComputeError, Engine};
 
@@ -244,10 +245,11 @@ impl Engine {
 /// checksums.
 pub(crate) async fn snapshot(e: &Engine, wf: &mut Workflow, s: &Server) -> StepResult<()> {
     let kind = wf.kind.clone();
-    let image_id = wf.params["image_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let typed = WorkflowKind::load(&wf.kind, &wf.params)?;
+    let image_id = typed
+        .image_id()
+        .map(str::to_string)
+        .ok_or_else(|| ComputeError::Internal(format!("{kind} has no image")))?;
     e.mutate_server(&s.id, |s| {
         s.task_state = Some(if kind == "create_backup" {
             TaskState::ImageBackup
@@ -268,7 +270,10 @@ pub(crate) async fn snapshot(e: &Engine, wf: &mut Workflow, s: &Server) -> StepR
         },
         true,
     );
-    req.backup_type = wf.params["backup_type"].as_str().map(str::to_string);
+    req.backup_type = match &typed {
+        WorkflowKind::CreateBackup(p) => Some(p.backup_type.clone()),
+        _ => None,
+    };
     req.properties.insert("image_id".into(), image_id.clone());
     let info = e
         .server_agent(s)

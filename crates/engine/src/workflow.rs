@@ -11,6 +11,7 @@
 
 use lifeboat_core::{now, Level, NewEvent, Server, StepRecord, StepState, Workflow, WorkflowState};
 
+use crate::compute::workflows::WorkflowKind;
 use crate::secrets::{AdminPass, ADMIN_PASS};
 use crate::steps;
 use crate::{ComputeError, Engine};
@@ -35,10 +36,14 @@ impl Engine {
         server: Option<&Server>,
         user_id: Option<&str>,
         params: serde_json::Value,
-    ) -> Workflow {
+    ) -> Result<Workflow, ComputeError> {
         let now = now();
-        let step_names = steps::plan(kind, &params);
-        Workflow {
+        // Every row is written in its kind's typed form (an unknown field
+        // or a missing one is refused here, not defaulted later).
+        let typed = WorkflowKind::load(kind, &params)?;
+        let params = typed.store();
+        let step_names = steps::plan(&typed);
+        Ok(Workflow {
             id: lifeboat_core::ids::uuid(),
             kind: kind.to_string(),
             server_id: server.map(|s| s.id.clone()),
@@ -61,7 +66,7 @@ impl Engine {
             error: None,
             created_at: now,
             updated_at: now,
-        }
+        })
     }
 
     /// Records `wf` as the owner of `server`'s new task (server already

@@ -70,7 +70,7 @@ impl Engine {
                 || (s.vm_state == VmState::Resized && s.old_vm_state == Some(VmState::Active))
         );
         actions::begin(rule, &mut s);
-        let wf = self.new_workflow(action.as_str(), Some(&s), Some(&actor.user_id), params);
+        let wf = self.new_workflow(action.as_str(), Some(&s), Some(&actor.user_id), params)?;
         self.launch(s, wf.clone(), with).await?;
         Ok(wf)
     }
@@ -575,7 +575,13 @@ impl Engine {
     }
 
     async fn log_short(&self, actor: &Actor, s: &Server, kind: &str, message: &str) {
-        let mut wf = self.new_workflow(kind, Some(s), Some(&actor.user_id), json!({}));
+        let mut wf = match self.new_workflow(kind, Some(s), Some(&actor.user_id), json!({})) {
+            Ok(wf) => wf,
+            Err(e) => {
+                tracing::warn!("no record of {kind}: {e}");
+                return;
+            }
+        };
         wf.state = lifeboat_core::WorkflowState::Completed;
         let _ = self.inner.store.put_workflow(&wf).await;
         self.event(lifeboat_core::NewEvent {

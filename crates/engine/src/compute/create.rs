@@ -182,7 +182,7 @@ impl Engine {
                 "no_network": req.no_network,
                 "host": host,
             });
-            let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params);
+            let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params)?;
             let mut server = server;
             server.task_workflow = Some(wf.id.clone());
             let extras = self.extras(

@@ -5,6 +5,7 @@
 mod actions;
 mod create;
 mod servers;
+pub(crate) mod workflows;
 
 use lifeboat_core::ids;
 
