@@ -49,89 +49,17 @@ enum Held {
     None,
 }
 
-/// Schema migrations, applied in order: (version, SQLite id column, PostgreSQL id column).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, SCHEMA_V1_SQLITE, SCHEMA_V1_PG)];
+/// The schema, one directory of numbered SQL files per backend, embedded at
+/// build time and applied by sqlx's migrator (table `_sqlx_migrations`).
+/// A new migration is a new `NNNN_what.sql` file in both directories.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-const SCHEMA_V1_COMMON: &str = "
-CREATE TABLE servers (
-    id TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    vm_state TEXT NOT NULL,
-    task_state TEXT,
-    host TEXT,
-    source_host TEXT,
-    vcpus BIGINT NOT NULL DEFAULT 0,
-    ram_mb BIGINT NOT NULL DEFAULT 0,
-    disk_gb BIGINT NOT NULL DEFAULT 0,
-    src_vcpus BIGINT NOT NULL DEFAULT 0,
-    src_ram_mb BIGINT NOT NULL DEFAULT 0,
-    src_disk_gb BIGINT NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX servers_project ON servers (project_id, created_at);
-CREATE INDEX servers_created ON servers (created_at, id);
-CREATE INDEX servers_host ON servers (host);
-CREATE INDEX servers_source_host ON servers (source_host);
-CREATE INDEX servers_task ON servers (task_state);
-CREATE TABLE records (
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    owner TEXT,
-    name TEXT,
-    ref_id TEXT,
-    created_at TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (kind, id)
-);
-CREATE INDEX records_owner ON records (kind, owner);
-CREATE INDEX records_ref ON records (kind, ref_id);
-CREATE UNIQUE INDEX records_unique_name ON records (kind, owner, name);
-CREATE TABLE workflows (
-    id TEXT PRIMARY KEY,
-    server_id TEXT,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX workflows_server ON workflows (server_id, created_at);
-CREATE INDEX workflows_state ON workflows (state);
-CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-";
-
-/// The events table; only the auto-increment id differs between backends.
-const EVENTS_TABLE: &str = "
-CREATE TABLE events (
-    id ID_COLUMN,
-    time TEXT NOT NULL,
-    level TEXT NOT NULL,
-    server_id TEXT,
-    project_id TEXT,
-    workflow_id TEXT,
-    step TEXT,
-    message TEXT NOT NULL
-);
-CREATE INDEX events_server ON events (server_id, id);
-CREATE INDEX events_workflow ON events (workflow_id, id);
-";
-
-/// v2: secrets a running workflow needs (admin passwords), sealed by the
-/// engine, never part of the workflow's params; deleted when it ends.
-const SCHEMA_V2: &str = "
-CREATE TABLE workflow_secrets (
-    workflow_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    sealed TEXT NOT NULL,
-    PRIMARY KEY (workflow_id, name)
-);
-";
-
-const SCHEMA_V1_SQLITE: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
-const SCHEMA_V1_PG: &str = "BIGSERIAL PRIMARY KEY";
+/// Key of the PostgreSQL transaction advisory lock that serialises the
+/// adoption of a hand-migrated database by concurrent starters (not the
+/// manager lock, [`MANAGER_LOCK_KEY`]; sqlx's migrator takes its own lock,
+/// derived from the database name).
+const MIGRATION_LOCK_KEY: i64 = 7243601;
 
 impl Store {
     /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or
@@ -241,55 +169,86 @@ impl Store {
         }
     }
 
-    async fn migrate(&self) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // Serialise concurrent migrators (several managers starting).
-            sqlx::query("SELECT pg_advisory_xact_lock(7243601)")
-                .execute(&mut *tx)
-                .await?;
+    /// The migrator of this backend.
+    pub(crate) fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &PG_MIGRATIONS,
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
+    }
+
+    /// Brings the schema up to date: adopts a database migrated by the
+    /// hand-run migrations of earlier versions, then runs sqlx's migrator.
+    async fn migrate(&self) -> StoreResult<()> {
+        self.adopt_hand_migrations().await?;
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migrating the schema: {e}")))?;
+        Ok(())
+    }
+
+    /// Databases made before sqlx's migrator recorded their schema in a
+    /// `schema_version` table (versions 1 and 2 are `0001_initial` and
+    /// `0002_workflow_secrets`). For such a database this records every
+    /// version it has as applied in `_sqlx_migrations`, with the checksum
+    /// of the embedded file, and drops `schema_version`, in one
+    /// transaction; the migrator then applies only the newer files. Under
+    /// PostgreSQL a transaction advisory lock serialises concurrent starters.
+    async fn adopt_hand_migrations(&self) -> StoreResult<()> {
+        use sqlx::migrate::Migrate;
+        let mut tx = self.pool.begin().await?;
+        let exists_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            }
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'schema_version'"
+            }
+        };
+        let found: i64 = sqlx::query_scalar(exists_sql).fetch_one(&mut *tx).await?;
+        if found == 0 {
+            return Ok(());
+        }
         let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
             .fetch_one(&mut *tx)
             .await?;
         let current = current.unwrap_or(0);
-        for (v, sqlite, pg) in MIGRATIONS {
-            if *v <= current {
+        let newest = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        if current > newest {
+            return Err(StoreError::Db(format!(
+                "the database has schema version {current}, newer than this Lifeboat knows ({newest})"
+            )));
+        }
+        tx.ensure_migrations_table()
+            .await
+            .map_err(|e| StoreError::Db(format!("creating _sqlx_migrations: {e}")))?;
+        for m in self.migrator().iter() {
+            if m.version > current || !m.migration_type.is_up_migration() {
                 continue;
             }
-            let id_column = if self.backend == Backend::Sqlite {
-                sqlite
-            } else {
-                pg
-            };
-            let ddl = format!(
-                "{SCHEMA_V1_COMMON}{}",
-                EVENTS_TABLE.replace("ID_COLUMN", id_column)
-            );
-            for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(stmt).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
-                .bind(*v)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(m.version)
+            .bind(m.description.to_string())
+            .bind(m.checksum.to_vec())
+            .execute(&mut *tx)
+            .await?;
         }
-        if current < 2 {
-            for stmt in SCHEMA_V2
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                sqlx::query(stmt).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_version (version) VALUES (2)")
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query("DROP TABLE schema_version")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        tracing::info!(
+            "adopted a database at hand-migrated schema version {current} into sqlx's migrations"
+        );
         Ok(())
     }
 

@@ -333,3 +333,238 @@ async fn postgres_suite() {
     let again = Store::open(&url).await.unwrap();
     assert_eq!(again.count_servers(None).await.unwrap(), 24);
 }
+
+/// The schema exactly as the hand-run migrations of round 1 made it
+/// (frozen here: the migration files must keep matching it).
+const ROUND1_V1: &str = "
+CREATE TABLE servers (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    vm_state TEXT NOT NULL,
+    task_state TEXT,
+    host TEXT,
+    source_host TEXT,
+    vcpus BIGINT NOT NULL DEFAULT 0,
+    ram_mb BIGINT NOT NULL DEFAULT 0,
+    disk_gb BIGINT NOT NULL DEFAULT 0,
+    src_vcpus BIGINT NOT NULL DEFAULT 0,
+    src_ram_mb BIGINT NOT NULL DEFAULT 0,
+    src_disk_gb BIGINT NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX servers_project ON servers (project_id, created_at);
+CREATE INDEX servers_created ON servers (created_at, id);
+CREATE INDEX servers_host ON servers (host);
+CREATE INDEX servers_source_host ON servers (source_host);
+CREATE INDEX servers_task ON servers (task_state);
+CREATE TABLE records (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT,
+    name TEXT,
+    ref_id TEXT,
+    created_at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX records_owner ON records (kind, owner);
+CREATE INDEX records_ref ON records (kind, ref_id);
+CREATE UNIQUE INDEX records_unique_name ON records (kind, owner, name);
+CREATE TABLE workflows (
+    id TEXT PRIMARY KEY,
+    server_id TEXT,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX workflows_server ON workflows (server_id, created_at);
+CREATE INDEX workflows_state ON workflows (state);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE events (
+    id ID_COLUMN,
+    time TEXT NOT NULL,
+    level TEXT NOT NULL,
+    server_id TEXT,
+    project_id TEXT,
+    workflow_id TEXT,
+    step TEXT,
+    message TEXT NOT NULL
+);
+CREATE INDEX events_server ON events (server_id, id);
+CREATE INDEX events_workflow ON events (workflow_id, id);
+CREATE TABLE schema_version (version BIGINT NOT NULL);
+INSERT INTO schema_version (version) VALUES (1)
+";
+
+const ROUND1_V2: &str = "
+CREATE TABLE workflow_secrets (
+    workflow_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, name)
+);
+INSERT INTO schema_version (version) VALUES (2)
+";
+
+/// Makes a database as a round-1 manager left it at schema `version`
+/// (1 or 2), holding one server.
+async fn round1_database(url: &str, version: i64) {
+    sqlx::any::install_default_drivers();
+    let pg = url.starts_with("postgres");
+    let url = if pg {
+        url.to_string()
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let id_col = if pg {
+        "BIGSERIAL PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    };
+    let mut ddl = ROUND1_V1.replace("ID_COLUMN", id_col);
+    if version >= 2 {
+        ddl.push(';');
+        ddl.push_str(ROUND1_V2);
+    }
+    for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(stmt).execute(&pool).await.unwrap();
+    }
+    let s = server("00000000-0000-0000-0000-00000000000a", "pa", "old");
+    sqlx::query(
+        "INSERT INTO servers (id, project_id, name, vm_state, created_at, updated_at, version, data)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+    )
+    .bind(&s.id)
+    .bind(&s.project_id)
+    .bind(&s.name)
+    .bind(s.vm_state.as_str())
+    .bind(crate::db::ts(&s.created_at))
+    .bind(crate::db::ts(&s.updated_at))
+    .bind(serde_json::to_string(&s).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+/// A round-1 database opens, keeps its data, is recorded in sqlx's
+/// migrations (versions it had as applied, newer ones applied now) and no
+/// longer has `schema_version`; it opens again without migrating twice.
+async fn check_adopted(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let old = store
+        .get_server("00000000-0000-0000-0000-00000000000a")
+        .await
+        .unwrap()
+        .expect("the round-1 server survives the upgrade");
+    assert_eq!(old.name, "old");
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    let known: Vec<i64> = store.migrator().iter().map(|m| m.version).collect();
+    assert_eq!(applied, known);
+    assert!(known.len() >= 2);
+    assert!(
+        sqlx::query("SELECT version FROM schema_version")
+            .fetch_all(&store.pool)
+            .await
+            .is_err(),
+        "schema_version is gone"
+    );
+    // v2's table works (applied by the migrator for a v1 database)
+    store
+        .put_workflow_secret(
+            "w1",
+            &SealedSecret {
+                name: "admin_pass".into(),
+                sealed: "x".into(),
+            },
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let again = Store::open(url).await.unwrap();
+    assert_eq!(again.count_servers(None).await.unwrap(), 1);
+    assert_eq!(
+        again.workflow_secret("w1", "admin_pass").await.unwrap(),
+        Some("x".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_round1_databases_migrate_forward() {
+    for version in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        round1_database(&url, version).await;
+        check_adopted(&url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_round1_databases_migrate_forward() {
+    for version in [1, 2] {
+        let url = crate::testing::fresh_pg_database().await;
+        round1_database(&url, version).await;
+        check_adopted(&url).await;
+    }
+    // Several managers starting at once on a round-1 database: one adopts
+    // it, the others find it adopted; all open it.
+    let url = crate::testing::fresh_pg_database().await;
+    round1_database(&url, 2).await;
+    let opens = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+    });
+    for o in opens.collect::<Vec<_>>() {
+        o.await.unwrap().unwrap();
+    }
+    check_adopted(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_database_is_migrated_by_sqlx() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, store.migrator().iter().count());
+}
+
+/// The migration files make exactly the schema round 1 made (which is
+/// what lets an adopted database skip them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrations_match_the_round1_schema() {
+    async fn schema(url: &str) -> Vec<(String, String)> {
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL
+             AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' AND name <> 'schema_version' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(n, s)| (n, s.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let old = format!("sqlite://{}", dir.path().join("old.db").display());
+    round1_database(&old, 2).await;
+    let new = format!("sqlite://{}", dir.path().join("new.db").display());
+    drop(Store::open(&new).await.unwrap());
+    let (a, b) = (schema(&old).await, schema(&new).await);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
