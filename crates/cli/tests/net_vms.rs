@@ -195,10 +195,12 @@ fn external_namespace(g: &mut Cleanup, dataplane: &str, router_id: &str, addr: &
         let v: Value = serde_json::from_str(&out).ok()?;
         v[0]["master"].as_str().map(str::to_string)
     });
-    let ns = format!("lbt-{}", unique("ext"));
+    // Named after the data plane: the two tests of this binary run at once in one
+    // process, so a name from the pid alone would collide.
+    let ns = format!("lbt-x{dataplane}");
     g.namespaces.push(ns.clone());
     netns::create(&ns).unwrap();
-    let veth = format!("ext{}", std::process::id() % 100_000);
+    let veth = format!("x{dataplane}");
     netns::run_command(
         &host_ns,
         "ip",
