@@ -213,20 +213,23 @@ impl Engine {
     /// Appends an event to the log (and to subscribers).
     pub(crate) async fn event(&self, e: NewEvent) {
         match self.inner.store.append_event(&e).await {
-            Ok(id) => {
-                let _ = self.inner.events.send(lifeboat_core::Event {
-                    id,
-                    time: lifeboat_core::now(),
-                    level: e.level,
-                    server_id: e.server_id,
-                    project_id: e.project_id,
-                    workflow_id: e.workflow_id,
-                    step: e.step,
-                    message: e.message,
-                });
-            }
+            Ok(id) => self.notify_event(id, e),
             Err(err) => tracing::error!("cannot log event: {err}"),
         }
+    }
+
+    /// Tells the subscribers of an event the log stored as `id`.
+    pub(crate) fn notify_event(&self, id: i64, e: NewEvent) {
+        let _ = self.inner.events.send(lifeboat_core::Event {
+            id,
+            time: lifeboat_core::now(),
+            level: e.level,
+            server_id: e.server_id,
+            project_id: e.project_id,
+            workflow_id: e.workflow_id,
+            step: e.step,
+            message: e.message,
+        });
     }
 
     /// Reads the event log: admins see all, others their project's events.

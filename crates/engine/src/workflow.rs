@@ -146,22 +146,42 @@ impl Engine {
     }
 
     async fn persist(&self, wf: &mut Workflow) -> StepResult<()> {
-        wf.updated_at = now();
-        Ok(self.inner.store.put_workflow(wf).await?)
+        self.persist_with(wf, vec![]).await
     }
 
-    async fn step_event(&self, wf: &Workflow, level: Level, step: Option<&str>, message: String) {
-        self.event(NewEvent {
+    /// Writes the workflow and its new events in one transaction (one
+    /// commit per step boundary instead of one per row), then tells the
+    /// event subscribers.
+    async fn persist_with(&self, wf: &mut Workflow, events: Vec<NewEvent>) -> StepResult<()> {
+        wf.updated_at = now();
+        let ids = self
+            .inner
+            .store
+            .put_workflow_with_events(wf, &events)
+            .await?;
+        for (id, e) in ids.into_iter().zip(events) {
+            self.notify_event(id, e);
+        }
+        Ok(())
+    }
+
+    /// An event of a workflow's step (or of the workflow when `step` is None).
+    fn step_event(wf: &Workflow, level: Level, step: Option<&str>, message: String) -> NewEvent {
+        NewEvent {
             level,
             server_id: wf.server_id.clone(),
             project_id: wf.project_id.clone(),
             workflow_id: Some(wf.id.clone()),
             step: step.map(str::to_string),
             message,
-        })
-        .await;
+        }
     }
 
+    /// Runs the workflow from its first step not done. A step is persisted
+    /// as `running` (with its event) before it runs; its `done` (and event)
+    /// is written in the same transaction as the next step's `running`, or
+    /// with the workflow's end: one commit per step boundary. A crash in
+    /// between only re-runs that (idempotent) step.
     async fn run(&self, id: &str) -> StepResult<()> {
         let mut wf = self
             .inner
@@ -169,37 +189,38 @@ impl Engine {
             .get_workflow(id)
             .await?
             .ok_or_else(|| ComputeError::Internal(format!("workflow {id} vanished")))?;
+        // Events of a finished step, written with the next persist.
+        let mut pending: Vec<NewEvent> = vec![];
         while wf.state == WorkflowState::Running {
             // A workflow whose server task was taken over (delete during
             // build) stops at the next step boundary.
             if let Some(sid) = &wf.server_id {
-                let owner = self
-                    .inner
-                    .store
-                    .get_server(sid)
-                    .await?
-                    .and_then(|s| s.task_workflow);
+                let owner = self.inner.store.server_task_workflow(sid).await?;
                 if owner.as_deref() != Some(wf.id.as_str()) {
                     wf.state = WorkflowState::RolledBack;
                     wf.error = Some("superseded by another request".into());
                     steps::scrub_secrets(&mut wf.params);
                     steps::abandon(self, &wf).await?;
-                    self.persist(&mut wf).await?;
+                    pending.push(Self::step_event(
+                        &wf,
+                        Level::Warn,
+                        None,
+                        format!("{} superseded", wf.kind),
+                    ));
+                    self.persist_with(&mut wf, std::mem::take(&mut pending))
+                        .await?;
                     self.forget_secrets(&wf.id).await;
-                    self.step_event(&wf, Level::Warn, None, format!("{} superseded", wf.kind))
-                        .await;
                     return Ok(());
                 }
             }
             let Some(i) = wf.steps.iter().position(|s| s.state != StepState::Done) else {
-                return self.complete(&mut wf).await;
+                return self.complete(&mut wf, pending).await;
             };
             let name = wf.steps[i].name.clone();
             wf.steps[i].state = StepState::Running;
             wf.steps[i].started_at = Some(now());
             wf.steps[i].attempts += 1;
-            self.persist(&mut wf).await?;
-            self.step_event(
+            pending.push(Self::step_event(
                 &wf,
                 Level::Info,
                 Some(&name),
@@ -207,8 +228,9 @@ impl Engine {
                     "{}: {} started (attempt {})",
                     wf.kind, name, wf.steps[i].attempts
                 ),
-            )
-            .await;
+            ));
+            self.persist_with(&mut wf, std::mem::take(&mut pending))
+                .await?;
             if self.inner.cfg.hang_at.as_deref() == Some(&format!("{}:{}", wf.kind, name)) {
                 eprintln!("LIFEBOAT-HANG {}:{} {}", wf.kind, name, wf.id);
                 std::future::pending::<()>().await;
@@ -218,30 +240,30 @@ impl Engine {
                     self.hang_after(&wf, &name).await;
                     wf.steps[i].state = StepState::Done;
                     wf.steps[i].finished_at = Some(now());
-                    self.persist(&mut wf).await?;
-                    self.step_event(
+                    pending.push(Self::step_event(
                         &wf,
                         Level::Info,
                         Some(&name),
                         format!("{}: {} done", wf.kind, name),
-                    )
-                    .await;
+                    ));
                 }
                 Err(e) => {
                     wf.steps[i].state = StepState::Failed;
                     wf.steps[i].finished_at = Some(now());
                     wf.error = Some(e.to_string());
                     wf.state = WorkflowState::RollingBack;
-                    self.persist(&mut wf).await?;
-                    self.step_event(
+                    let ev = Self::step_event(
                         &wf,
                         Level::Error,
                         Some(&name),
                         format!("{}: {} failed: {e}", wf.kind, name),
-                    )
-                    .await;
+                    );
+                    self.persist_with(&mut wf, vec![ev]).await?;
                 }
             }
+        }
+        if !pending.is_empty() {
+            self.persist_with(&mut wf, pending).await?;
         }
         if wf.state == WorkflowState::RollingBack {
             return self.rollback(&mut wf).await;
@@ -256,31 +278,25 @@ impl Engine {
                 continue;
             }
             let name = wf.steps[i].name.clone();
-            match steps::undo(self, wf, &name).await {
-                Ok(()) => {
-                    wf.steps[i].state = StepState::Undone;
-                    self.persist(wf).await?;
-                    self.step_event(
-                        wf,
-                        Level::Info,
-                        Some(&name),
-                        format!("{}: {} undone", wf.kind, name),
-                    )
-                    .await;
-                }
+            let ev = match steps::undo(self, wf, &name).await {
+                Ok(()) => Self::step_event(
+                    wf,
+                    Level::Info,
+                    Some(&name),
+                    format!("{}: {} undone", wf.kind, name),
+                ),
                 Err(e) => {
                     clean = false;
-                    wf.steps[i].state = StepState::Undone;
-                    self.persist(wf).await?;
-                    self.step_event(
+                    Self::step_event(
                         wf,
                         Level::Error,
                         Some(&name),
                         format!("{}: undo of {} failed: {e}", wf.kind, name),
                     )
-                    .await;
                 }
-            }
+            };
+            wf.steps[i].state = StepState::Undone;
+            self.persist_with(wf, vec![ev]).await?;
         }
         let error = wf.error.clone().unwrap_or_else(|| "failed".into());
         steps::abandon(self, wf).await?;
@@ -290,9 +306,7 @@ impl Engine {
         } else {
             WorkflowState::RolledBack
         };
-        self.persist(wf).await?;
-        self.forget_secrets(&wf.id).await;
-        self.step_event(
+        let ev = Self::step_event(
             wf,
             Level::Error,
             None,
@@ -301,19 +315,24 @@ impl Engine {
                 wf.kind,
                 wf.state.as_str().replace('_', " ")
             ),
-        )
-        .await;
+        );
+        self.persist_with(wf, vec![ev]).await?;
+        self.forget_secrets(&wf.id).await;
         Ok(())
     }
 
-    async fn complete(&self, wf: &mut Workflow) -> StepResult<()> {
+    async fn complete(&self, wf: &mut Workflow, mut pending: Vec<NewEvent>) -> StepResult<()> {
         steps::complete(self, wf).await?;
         wf.state = WorkflowState::Completed;
         steps::scrub_secrets(&mut wf.params);
-        self.persist(wf).await?;
+        pending.push(Self::step_event(
+            wf,
+            Level::Info,
+            None,
+            format!("{} completed", wf.kind),
+        ));
+        self.persist_with(wf, pending).await?;
         self.forget_secrets(&wf.id).await;
-        self.step_event(wf, Level::Info, None, format!("{} completed", wf.kind))
-            .await;
         Ok(())
     }
 
@@ -337,12 +356,12 @@ impl Engine {
         }
         for wf in &unfinished {
             tracing::info!(workflow = %wf.id, kind = %wf.kind, "resuming workflow");
-            self.step_event(
+            self.event(Self::step_event(
                 wf,
                 Level::Warn,
                 None,
                 format!("{} resumed after restart", wf.kind),
-            )
+            ))
             .await;
             self.spawn_run(wf.id.clone());
         }

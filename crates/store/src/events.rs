@@ -21,23 +21,29 @@ pub struct EventQuery {
     pub limit: Option<i64>,
 }
 
+/// Appends an event on `conn`; returns its id.
+pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, e: &NewEvent) -> StoreResult<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO events (time, level, server_id, project_id, workflow_id, step, message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(ts(&lifeboat_core::now()))
+    .bind(e.level.as_str())
+    .bind(e.server_id.clone())
+    .bind(e.project_id.clone())
+    .bind(e.workflow_id.clone())
+    .bind(e.step.clone())
+    .bind(&e.message)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
 impl Store {
     /// Appends an event; returns its id.
     pub async fn append_event(&self, e: &NewEvent) -> StoreResult<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO events (time, level, server_id, project_id, workflow_id, step, message)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(ts(&lifeboat_core::now()))
-        .bind(e.level.as_str())
-        .bind(e.server_id.clone())
-        .bind(e.project_id.clone())
-        .bind(e.workflow_id.clone())
-        .bind(e.step.clone())
-        .bind(&e.message)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        let mut conn = self.pool.acquire().await?;
+        insert(&mut conn, e).await
     }
 
     /// Reads events matching `q`, oldest first.

@@ -193,6 +193,24 @@ impl Store {
         Ok(decode(rows)?.pop())
     }
 
+    /// The workflow that owns a server's current task (None when it has no
+    /// task or does not exist), read without decoding the whole record.
+    pub async fn server_task_workflow(&self, id: &str) -> StoreResult<Option<String>> {
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "SELECT json_extract(data, '$.task_workflow') FROM servers WHERE id = $1"
+            }
+            crate::Backend::Postgres => {
+                "SELECT (data::json)->>'task_workflow' FROM servers WHERE id = $1"
+            }
+        };
+        let v: Option<Option<String>> = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.flatten())
+    }
+
     /// Removes a server row for good.
     pub async fn purge_server(&self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM servers WHERE id = $1")

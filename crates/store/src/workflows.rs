@@ -136,6 +136,24 @@ impl Store {
         put(&mut conn, w).await
     }
 
+    /// Inserts or replaces a workflow and appends its new events, in one
+    /// transaction (the runner's one commit per step boundary); returns
+    /// the events' ids.
+    pub async fn put_workflow_with_events(
+        &self,
+        w: &Workflow,
+        events: &[lifeboat_core::NewEvent],
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        put(&mut tx, w).await?;
+        let mut ids = Vec::with_capacity(events.len());
+        for e in events {
+            ids.push(crate::events::insert(&mut tx, e).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     /// A workflow by id.
     pub async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
         let rows = sqlx::query("SELECT data FROM workflows WHERE id = $1")

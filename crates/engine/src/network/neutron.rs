@@ -1609,9 +1609,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The next free address from the pools of `net_id`'s subnets (IPv4
+    /// The next address from the pools of `net_id`'s first subnet (IPv4
     /// first), for Nova's port allocation; None if the network has no
-    /// subnet records.
+    /// subnet records. Candidates come from a per-subnet counter walking
+    /// the pools round-robin, so concurrent builds get different addresses
+    /// without reading every port of the network (which made each create
+    /// O(ports) reads and retried on every race). The port records' unique
+    /// index on (network, fixed IP) settles the rest: the caller asks again
+    /// on a duplicate. Addresses no such index covers (extra fixed IPs of
+    /// Neutron ports, floating IPs) are skipped here.
     pub(crate) async fn next_pool_address(
         &self,
         net_id: &str,
@@ -1621,14 +1627,44 @@ impl Engine {
         let Some(first) = subnets.first() else {
             return Ok(None);
         };
-        let req = [FixedIpReq {
-            subnet_id: Some(first.id.clone()),
-            ip_address: None,
-        }];
-        match self.pick_ips(net_id, Some(&req), None).await {
-            Ok(ips) => Ok(ips.into_iter().next().map(|f| f.ip_address)),
-            Err(e) => Err(ComputeError::Conflict(e.message)),
+        let c = parse_cidr(&first.cidr).map_err(ComputeError::Conflict)?;
+        let pools = parse_pools(c, &first.allocation_pools)
+            .map_err(|e| ComputeError::Conflict(e.message))?;
+        let size: u128 = pools.iter().map(|(s, e)| e - s + 1).sum();
+        let attrs: Vec<PortAttrs> = self.inner.store.list().await?;
+        let fips: Vec<FloatingIp> = self.inner.store.list().await?;
+        let taken: HashSet<String> = attrs
+            .into_iter()
+            .flat_map(|a| a.extra_ips.into_iter().map(|f| f.ip_address))
+            .chain(
+                fips.into_iter()
+                    .filter(|f| f.network_id == net_id)
+                    .map(|f| f.address),
+            )
+            .collect();
+        for _ in 0..size.min(65536) {
+            let k = self
+                .inner
+                .store
+                .next_counter(&format!("pool:{}", first.id))
+                .await? as u128;
+            let mut i = (k - 1) % size;
+            let mut ip = None;
+            for (s, e) in &pools {
+                if i <= e - s {
+                    ip = Some(c.addr(s + i));
+                    break;
+                }
+                i -= e - s + 1;
+            }
+            match ip {
+                Some(ip) if !taken.contains(&ip) => return Ok(Some(ip)),
+                _ => continue,
+            }
         }
+        Err(ComputeError::Conflict(format!(
+            "No more IP addresses available on network {net_id}."
+        )))
     }
 
     /// Creates a port.
