@@ -116,6 +116,9 @@ pub struct GcReport {
     pub stale_writers: Vec<String>,
 }
 
+/// The coarsest modification-time granularity of a backend (S3 reports whole seconds).
+const TIMESTAMP_SLACK: Duration = Duration::from_secs(2);
+
 impl DataStore {
     /// Run garbage collection.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, Error> {
@@ -131,8 +134,16 @@ impl DataStore {
             oldest = oldest.min(start);
             report.active_writers.push(w.id);
         }
+        // A running writer refreshes the chunks it reuses; backends may keep whole-second modification times
+        // (S3's Last-Modified), so a refresh just after a writer's start can read as older than it. Writers
+        // therefore hold the cutoff back a further TIMESTAMP_SLACK: GC only ever keeps more for it.
+        let slack = if report.active_writers.is_empty() {
+            Duration::ZERO
+        } else {
+            TIMESTAMP_SLACK
+        };
         let cutoff = oldest
-            .checked_sub(opts.grace)
+            .checked_sub(opts.grace + slack)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         // Mark. Any unreadable manifest or index stops GC: it never removes what it cannot prove unused.
         let mut marked = HashSet::new();
