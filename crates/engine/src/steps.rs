@@ -263,10 +263,25 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
             scrub_secrets(&mut wf.params);
         }
         "wait_superseded" => {
-            if let Some(old) = k.supersedes() {
-                let deadline = Instant::now() + Duration::from_secs(600);
-                while e.is_running(old) && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            // The whole chain: a second delete supersedes the first, which
+            // superseded a create still inside its define step; waiting for
+            // the first delete alone let the create define its VM after the
+            // destroy (a VM of a deleted server, seen under load).
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut next = k.supersedes().map(str::to_string);
+            let mut hops = 0;
+            while let Some(old) = next.take() {
+                while e.is_running(&old) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                hops += 1;
+                if hops > 64 {
+                    break;
+                }
+                if let Some(w) = e.inner.store.get_workflow(&old).await? {
+                    next = WorkflowKind::load(&w.kind, &w.params)
+                        .ok()
+                        .and_then(|k| k.supersedes().map(str::to_string));
                 }
             }
         }

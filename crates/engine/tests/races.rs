@@ -305,3 +305,70 @@ async fn a_snapshot_superseded_by_delete_leaves_no_queued_image() {
         "image left {status:?}"
     );
 }
+
+/// Load found it: a create inside its define step, then two deletes. The
+/// second superseded the first before the first ran a step, and waited
+/// only for it, so it destroyed nothing and the create then defined a VM
+/// of a deleted server. The delete waits for the whole chain it
+/// supersedes. (The first delete is written as the runner leaves a
+/// delete superseded before its first step, which is a race to hit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_waits_for_the_whole_chain_it_supersedes() {
+    let e = env().await;
+    e.host.set_op_delay("define", Duration::from_millis(1500));
+    let c = e
+        .engine
+        .create_servers(
+            &e.admin,
+            CreateServer {
+                name: "twice".into(),
+                flavor: "m1.nano".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = c[0].server.id.clone();
+    let store = e.engine.store();
+    let mut in_define = false;
+    for _ in 0..400 {
+        let ev = store
+            .events(&lifeboat_store::EventQuery {
+                server_id: Some(id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if ev
+            .iter()
+            .any(|x| x.message == "create: define started (attempt 1)")
+        {
+            in_define = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(in_define, "the create reached its define step");
+    let mut s = store.get_server(&id).await.unwrap().unwrap();
+    let create_id = s.task_workflow.clone().unwrap();
+    let mut first = store.get_workflow(&create_id).await.unwrap().unwrap();
+    first.id = format!("{create_id}-first-delete");
+    first.kind = "delete".into();
+    first.params = serde_json::json!({"v": 1, "supersedes": create_id, "was_active": false});
+    first.steps = vec![];
+    first.state = lifeboat_core::WorkflowState::RolledBack;
+    first.error = Some("superseded by another request".into());
+    store.put_workflow(&first).await.unwrap();
+    s.task_workflow = Some(first.id.clone());
+    store.cas_server(&s).await.unwrap();
+    e.engine
+        .server_action(&e.admin, &id, ServerAction::Delete)
+        .await
+        .unwrap();
+    let s = e.settle(&id).await;
+    assert_eq!(s.vm_state, VmState::Deleted, "{s:?}");
+    // let a create still inside `define` finish it
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let left = e.host.list().await.unwrap();
+    assert!(left.is_empty(), "VM of a deleted server: {left:?}");
+}

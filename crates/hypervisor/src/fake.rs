@@ -137,6 +137,13 @@ pub struct FakeDriver {
     vms: Mutex<BTreeMap<String, FakeVm>>,
     /// The last network state the manager pushed (`net_sync`).
     net: Mutex<Option<crate::HostNetState>>,
+    /// Held across snapshot, write and rename of the state file, so the
+    /// file is always the newest snapshot: two unserialised persists could
+    /// rename an older snapshot over a newer one (a destroyed VM came back
+    /// after a kill -9), or write one tmp file at once (torn JSON).
+    persist_lock: Mutex<()>,
+    /// Per-operation delays that override the common one.
+    op_delay: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl FakeDriver {
@@ -158,6 +165,8 @@ impl FakeDriver {
             cfg: Mutex::new(cfg),
             vms: Mutex::new(vms),
             net: Mutex::new(None),
+            persist_lock: Mutex::new(()),
+            op_delay: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -173,6 +182,12 @@ impl FakeDriver {
     /// Sets the per-operation delay.
     pub fn set_delay(&self, d: Duration) {
         self.cfg.lock().unwrap().delay = d;
+    }
+
+    /// Holds every call of `op` for `d` instead of the common delay (to
+    /// order races in tests: a slow `define` against a quick `destroy`).
+    pub fn set_op_delay(&self, op: &str, d: Duration) {
+        self.op_delay.lock().unwrap().insert(op.to_string(), d);
     }
 
     /// Simulates a VM dying outside Lifeboat (for reconciliation tests).
@@ -196,7 +211,12 @@ impl FakeDriver {
                     return Err(HvError::Injected(op.to_string()));
                 }
             }
-            cfg.delay
+            self.op_delay
+                .lock()
+                .unwrap()
+                .get(op)
+                .copied()
+                .unwrap_or(cfg.delay)
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -207,6 +227,7 @@ impl FakeDriver {
     fn persist(&self) {
         let path = self.cfg.lock().unwrap().state_file.clone();
         if let Some(p) = path {
+            let _one_writer = self.persist_lock.lock().unwrap();
             let data = serde_json::to_vec(&*self.vms.lock().unwrap()).expect("serialisable");
             let tmp = p.with_extension("tmp");
             if std::fs::write(&tmp, data).is_ok() {
