@@ -3,10 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use lifeboat_core::{
-    Event, Flavor, FloatingIp, Host, Image, Keypair, Network, Project, Role, Server, Status,
-    Workflow,
-};
+use lifeboat_core::{Event, Flavor, Host, Image, Keypair, Project, Role, Server, Status, Workflow};
 use lifeboat_engine::{
     ActionOutcome, CreateServer, Engine, ListServers, ServerAction, UpdateServer,
 };
@@ -392,42 +389,6 @@ pub async fn list_hosts(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Ve
             .map(|(host, up)| HostView { host, up })
             .collect(),
     ))
-}
-
-/// Networks.
-#[utoipa::path(get, path = "/api/v1/networks", responses((status = 200, body = [Network])), security(("token" = [])))]
-pub async fn list_networks(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Vec<Network>>> {
-    Ok(Json(e.networks(&a).await?))
-}
-
-/// Floating IPs.
-#[utoipa::path(get, path = "/api/v1/floating-ips", responses((status = 200, body = [FloatingIp])), security(("token" = [])))]
-pub async fn list_floating_ips(
-    State(e): State<Engine>,
-    Caller(a): Caller,
-) -> R<Json<Vec<FloatingIp>>> {
-    Ok(Json(e.floating_ips(&a).await?))
-}
-
-/// Allocate a floating IP.
-#[utoipa::path(post, path = "/api/v1/floating-ips", responses((status = 201, body = FloatingIp)), security(("token" = [])))]
-pub async fn create_floating_ip(
-    State(e): State<Engine>,
-    Caller(a): Caller,
-) -> R<(StatusCode, Json<FloatingIp>)> {
-    Ok((StatusCode::CREATED, Json(e.allocate_floating_ip(&a).await?)))
-}
-
-/// Release a floating IP.
-#[utoipa::path(delete, path = "/api/v1/floating-ips/{id}", params(("id" = String, Path, description = "Resource id")),
-    responses((status = 204)), security(("token" = [])))]
-pub async fn delete_floating_ip(
-    State(e): State<Engine>,
-    Caller(a): Caller,
-    Path(id): Path<String>,
-) -> R<StatusCode> {
-    e.release_floating_ip(&a, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Key pair import.

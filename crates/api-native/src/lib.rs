@@ -8,6 +8,7 @@ mod console;
 mod error;
 mod extract;
 mod handlers;
+mod network;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,8 +27,15 @@ pub use error::{not_found, not_found_response, ApiError};
         handlers::update_server, handlers::delete_server, handlers::server_action,
         handlers::server_workflows, handlers::show_workflow, handlers::list_workflows,
         handlers::list_events, handlers::list_flavors, handlers::create_flavor, handlers::list_images,
-        handlers::delete_image, handlers::list_hosts, handlers::list_networks,
-        handlers::list_floating_ips, handlers::create_floating_ip, handlers::delete_floating_ip,
+        handlers::delete_image, handlers::list_hosts,
+        network::list_networks, network::create_network, network::show_network, network::delete_network,
+        network::list_subnets, network::create_subnet, network::delete_subnet,
+        network::list_ports, network::create_port, network::show_port, network::update_port,
+        network::delete_port, network::list_floating_ips, network::create_floating_ip,
+        network::show_floating_ip, network::update_floating_ip, network::delete_floating_ip,
+        network::list_security_groups, network::create_security_group,
+        network::show_security_group, network::delete_security_group, network::create_rule,
+        network::delete_rule,
         handlers::list_keypairs, handlers::create_keypair, handlers::delete_keypair,
         handlers::list_projects, handlers::create_project, handlers::create_user,
     ),
@@ -37,14 +45,18 @@ pub use error::{not_found, not_found_response, ApiError};
         lifeboat_core::WorkflowState, lifeboat_core::StepRecord, lifeboat_core::StepState,
         lifeboat_core::Event, lifeboat_core::Level, lifeboat_core::Fault, lifeboat_core::Attachment,
         lifeboat_core::LockedBy, lifeboat_core::VmState, lifeboat_core::TaskState,
-        lifeboat_core::PowerState, lifeboat_core::Status, lifeboat_core::Network,
-        lifeboat_core::FloatingIp, lifeboat_core::Keypair, lifeboat_core::Project, lifeboat_core::Host,
+        lifeboat_core::PowerState, lifeboat_core::Status, lifeboat_core::Keypair, lifeboat_core::Project, lifeboat_core::Host,
         lifeboat_core::Role,
         lifeboat_engine::CreateServer, lifeboat_engine::NetworkRequest, lifeboat_engine::UpdateServer,
         lifeboat_engine::ServerAction, lifeboat_engine::ActionOutcome,
         handlers::ServerView, handlers::CreatedView, handlers::LoginRequest, handlers::LoginResponse,
         handlers::KeypairRequest, handlers::ProjectRequest, handlers::UserRequest, handlers::UserView,
         handlers::HostView, error::ErrorBody,
+        network::NetworkOut, network::NetworkCreate, network::Pool, network::SubnetOut,
+        network::SubnetCreate, network::FixedIpOut, network::FixedIpIn, network::PortOut,
+        network::PortCreate, network::PortUpdate, network::FloatingIpOut, network::FloatingIpCreate,
+        network::FloatingIpUpdate, network::RuleOut, network::SecurityGroupOut,
+        network::SecurityGroupCreate, network::RuleCreate,
         error::ErrorDetail,
     )),
     modifiers(&SecurityAddon, &ErrorResponses),
@@ -132,14 +144,57 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/v1/images", get(list_images))
         .route("/api/v1/images/:id", axum::routing::delete(delete_image))
         .route("/api/v1/hosts", get(list_hosts))
-        .route("/api/v1/networks", get(list_networks))
+        .route(
+            "/api/v1/networks",
+            get(network::list_networks).post(network::create_network),
+        )
+        .route(
+            "/api/v1/networks/:id",
+            get(network::show_network).delete(network::delete_network),
+        )
+        .route(
+            "/api/v1/subnets",
+            get(network::list_subnets).post(network::create_subnet),
+        )
+        .route(
+            "/api/v1/subnets/:id",
+            axum::routing::delete(network::delete_subnet),
+        )
+        .route(
+            "/api/v1/ports",
+            get(network::list_ports).post(network::create_port),
+        )
+        .route(
+            "/api/v1/ports/:id",
+            get(network::show_port)
+                .patch(network::update_port)
+                .delete(network::delete_port),
+        )
         .route(
             "/api/v1/floating-ips",
-            get(list_floating_ips).post(create_floating_ip),
+            get(network::list_floating_ips).post(network::create_floating_ip),
         )
         .route(
             "/api/v1/floating-ips/:id",
-            axum::routing::delete(delete_floating_ip),
+            get(network::show_floating_ip)
+                .patch(network::update_floating_ip)
+                .delete(network::delete_floating_ip),
+        )
+        .route(
+            "/api/v1/security-groups",
+            get(network::list_security_groups).post(network::create_security_group),
+        )
+        .route(
+            "/api/v1/security-groups/:id",
+            get(network::show_security_group).delete(network::delete_security_group),
+        )
+        .route(
+            "/api/v1/security-groups/:id/rules",
+            post(network::create_rule),
+        )
+        .route(
+            "/api/v1/security-group-rules/:id",
+            axum::routing::delete(network::delete_rule),
         )
         .route("/api/v1/keypairs", get(list_keypairs).post(create_keypair))
         .route(

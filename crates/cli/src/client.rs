@@ -110,6 +110,11 @@ impl Client {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
     /// POST.
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await

@@ -48,6 +48,9 @@ pub enum ServerCmd {
         /// Network id or name (repeatable).
         #[arg(long = "network")]
         networks: Vec<String>,
+        /// Existing port id or name (repeatable): the server takes its MAC and fixed IPs.
+        #[arg(long = "port")]
+        ports: Vec<String>,
         /// Key pair name.
         #[arg(long)]
         key_name: Option<String>,
@@ -469,14 +472,18 @@ async fn act(t: Target, body: Value) -> anyhow::Result<()> {
 pub async fn server(cmd: ServerCmd) -> anyhow::Result<()> {
     use ServerCmd as S;
     match cmd {
-        S::Create { name, flavor, image, networks, key_name, meta, count, availability_zone, wait: w, opts } => {
+        S::Create { name, flavor, image, networks, ports, key_name, meta, count, availability_zone, wait: w, opts } => {
             let c = Client::login(&opts).await?;
             let mut metadata = serde_json::Map::new();
             for m in meta {
                 let (k, v) = m.split_once('=').ok_or_else(|| anyhow!("--meta {m}: expected KEY=VALUE"))?;
                 metadata.insert(k.into(), json!(v));
             }
-            let nets: Vec<Value> = networks.iter().map(|n| json!({"network_id": n})).collect();
+            let mut nets: Vec<Value> = networks.iter().map(|n| json!({"network_id": n})).collect();
+            for p in &ports {
+                let port = c.get(&format!("/api/v1/ports/{}", crate::network::seg(p))).await?;
+                nets.push(json!({"port_id": port["id"]}));
+            }
             let created = c
                 .post(
                     "/api/v1/servers",

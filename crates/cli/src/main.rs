@@ -4,6 +4,7 @@
 mod backup;
 mod client;
 mod commands;
+mod network;
 mod output;
 mod serve;
 
@@ -88,6 +89,21 @@ enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(commands::UserCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Manage subnets.
+    #[command(subcommand)]
+    Subnet(network::SubnetCmd),
+    /// Manage ports (endpoints: MAC and fixed IPs that outlive servers).
+    #[command(subcommand)]
+    Port(network::PortCmd),
+    /// Manage floating IPs.
+    #[command(subcommand)]
+    FloatingIp(network::FloatingIpCmd),
+    /// Manage security groups and their rules.
+    #[command(subcommand)]
+    SecurityGroup(network::SecurityGroupCmd),
     /// Print a clouds.yaml for the OpenStack clients.
     OpenstackConfig(commands::OpenstackConfigArgs),
     /// Snapshot store: create, list, show, restore, delete, verify, prune, gc, key create.
@@ -129,6 +145,11 @@ fn main() {
             Command::Host(c) => commands::host(c).await,
             Command::Project(c) => commands::project(c).await,
             Command::User(c) => commands::user(c).await,
+            Command::Network(c) => network::network(c).await,
+            Command::Subnet(c) => network::subnet(c).await,
+            Command::Port(c) => network::port(c).await,
+            Command::FloatingIp(c) => network::floating_ip(c).await,
+            Command::SecurityGroup(c) => network::security_group(c).await,
             Command::OpenstackConfig(a) => commands::openstack_config(a).await,
             Command::Backup { .. } => unreachable!("handled before the runtime starts"),
         }

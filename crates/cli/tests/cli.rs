@@ -434,3 +434,278 @@ fn serve_on_postgres_keeps_state_across_restarts() {
         "database password redacted in logs"
     );
 }
+
+/// `lifeboat network|subnet|port|floating-ip|security-group`: an endpoint
+/// (port with its MAC, fixed IP and floating IP) made with the CLI is given
+/// to a server, outlives it and goes to the next one unchanged; bad input
+/// gets a clear message; another project sees none of it.
+#[test]
+fn cli_manages_networks_and_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), free_port(), &[], &[]);
+    let cli = Cli { serve: &serve };
+
+    let net = cli.json(&["network", "create", "blue", "--description", "app tier"]);
+    assert_eq!(net["name"], "blue", "{net}");
+    assert_eq!(net["external"], false);
+    let sub = cli.json(&[
+        "subnet",
+        "create",
+        "blue-v4",
+        "--network",
+        "blue",
+        "--cidr",
+        "10.20.0.0/24",
+        "--pool",
+        "10.20.0.10-10.20.0.50",
+        "--dns",
+        "10.20.0.1",
+    ]);
+    assert_eq!(sub["network_id"], net["id"], "{sub}");
+    assert_eq!(sub["gateway_ip"], "10.20.0.1");
+    assert_eq!(
+        sub["allocation_pools"],
+        json!([{"start": "10.20.0.10", "end": "10.20.0.50"}])
+    );
+    let shown = cli.json(&["network", "show", "blue"]);
+    assert_eq!(shown["subnets"], json!([sub["id"]]));
+
+    let port = cli.json(&[
+        "port",
+        "create",
+        "keep",
+        "--network",
+        "blue",
+        "--fixed-ip",
+        "subnet=blue-v4,ip=10.20.0.33",
+    ]);
+    let mac = port["mac_address"].as_str().unwrap().to_string();
+    assert_eq!(port["fixed_ips"][0]["ip_address"], "10.20.0.33", "{port}");
+    assert_eq!(port["server_id"], Value::Null);
+    let (code, table, _) = cli.run(&["port", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with("ID") && table.contains("10.20.0.33"),
+        "{table}"
+    );
+
+    let fip = cli.json(&["floating-ip", "create"]);
+    let addr = fip["address"].as_str().unwrap().to_string();
+    assert_eq!(fip["port_id"], Value::Null, "{fip}");
+    let fip = cli.json(&["floating-ip", "associate", &addr, "keep"]);
+    assert_eq!(fip["port_id"], port["id"], "{fip}");
+    assert_eq!(fip["fixed_ip_address"], "10.20.0.33");
+
+    // the endpoint goes to a server, outlives it and goes to the next one
+    for name in ["first", "second"] {
+        let s = cli.json(&["server", "create", name, "--port", "keep", "--wait"]);
+        assert_eq!(s[0]["status"], "ACTIVE", "{s}");
+        let s = cli.json(&["server", "show", name]);
+        let att = &s["attachments"][0];
+        assert_eq!(att["port_id"], port["id"], "{s}");
+        assert_eq!(att["mac_address"], mac.as_str());
+        assert_eq!(att["fixed_ip"], "10.20.0.33");
+        assert_eq!(att["floating_ips"], json!([addr]), "{s}");
+        let p = cli.json(&["port", "show", "keep"]);
+        assert_eq!(p["server_id"], s["id"], "{p}");
+        assert_eq!(p["status"], "ACTIVE");
+        let d = cli.json(&["server", "delete", name, "--wait"]);
+        assert_eq!(d["status"], "DELETED");
+        let p = cli.json(&["port", "show", "keep"]);
+        assert_eq!(
+            p["server_id"],
+            Value::Null,
+            "a pre-made port survives its server: {p}"
+        );
+        assert_eq!(p["mac_address"], mac.as_str());
+        assert_eq!(p["fixed_ips"][0]["ip_address"], "10.20.0.33");
+    }
+    let fip = cli.json(&["floating-ip", "show", &addr]);
+    assert_eq!(
+        fip["port_id"], port["id"],
+        "the floating IP stays with the port: {fip}"
+    );
+
+    // security groups and rules
+    let g = cli.json(&[
+        "security-group",
+        "create",
+        "web",
+        "--description",
+        "http in",
+    ]);
+    assert_eq!(g["name"], "web", "{g}");
+    let r = cli.json(&[
+        "security-group",
+        "rule-add",
+        "web",
+        "--protocol",
+        "tcp",
+        "--port",
+        "80:81",
+        "--remote-ip",
+        "0.0.0.0/0",
+    ]);
+    assert_eq!(
+        (
+            &r["direction"],
+            &r["protocol"],
+            &r["port_range_min"],
+            &r["port_range_max"]
+        ),
+        (&json!("ingress"), &json!("tcp"), &json!(80), &json!(81)),
+        "{r}"
+    );
+    let g = cli.json(&["security-group", "show", "web"]);
+    assert!(
+        g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == r["id"]),
+        "{g}"
+    );
+    let p = cli.json(&["port", "set", "keep", "--security-group", "web"]);
+    assert_eq!(p["security_groups"], json!([g["id"]]), "{p}");
+    let (code, _, err) = cli.run(&["security-group", "delete", "web"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("in use") && err.contains("409"), "{err}");
+    let p = cli.json(&[
+        "port",
+        "set",
+        "keep",
+        "--no-security-group",
+        "--port-security",
+        "false",
+    ]);
+    assert_eq!(p["security_groups"], json!([]), "{p}");
+    cli.json(&["security-group", "rule-delete", r["id"].as_str().unwrap()]);
+    cli.json(&["security-group", "delete", "web"]);
+
+    // bad input: a clear message, exit 1, nothing made
+    for (args, says) in [
+        (
+            &["port", "create", "x", "--network", "nosuch"][..],
+            "no network with id or name nosuch",
+        ),
+        (
+            &[
+                "port",
+                "create",
+                "x",
+                "--network",
+                "blue",
+                "--fixed-ip",
+                "10.20.0.5",
+            ][..],
+            "subnet=ID_OR_NAME",
+        ),
+        (
+            &["floating-ip", "associate", &addr, "nosuch"][..],
+            "no port with id or name nosuch",
+        ),
+        (
+            &[
+                "subnet",
+                "create",
+                "bad",
+                "--network",
+                "blue",
+                "--cidr",
+                "10.20.0.0/33",
+            ][..],
+            "400",
+        ),
+        (
+            &["security-group", "rule-add", "default", "--port", "ssh"][..],
+            "--port takes N or MIN:MAX",
+        ),
+        (&["port", "set", "keep"][..], "nothing to change"),
+    ] {
+        let (code, _, err) = cli.run(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let ports = cli.json(&["port", "list"]);
+    assert!(
+        !ports.as_array().unwrap().iter().any(|p| p["name"] == "x"),
+        "{ports}"
+    );
+
+    // another project sees none of it
+    let out = Command::new(BIN)
+        .args(["project", "create", "other"])
+        .env("LIFEBOAT_URL", &serve.url)
+        .env(
+            "LIFEBOAT_CREDENTIALS",
+            dir.path().join("admin-credentials.json"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args([
+            "user",
+            "create",
+            "bob",
+            "--in-project",
+            "other",
+            "--role",
+            "member",
+        ])
+        .env("LIFEBOAT_URL", &serve.url)
+        .env(
+            "LIFEBOAT_CREDENTIALS",
+            dir.path().join("admin-credentials.json"),
+        )
+        .env("LIFEBOAT_NEW_PASSWORD", "bob-password-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args([
+                "--user",
+                "bob",
+                "--password",
+                "bob-password-1",
+                "--project",
+                "other",
+                "-o",
+                "json",
+            ])
+            .env("LIFEBOAT_URL", &serve.url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = bob(&["network", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("blue"), "{out}");
+    let (code, _, err) = bob(&["port", "show", "keep"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404"), "{err}");
+    let (code, _, err) = bob(&["floating-ip", "delete", &addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404"), "{err}");
+
+    // clean up in order; a network with a port in use cannot go first
+    cli.json(&["floating-ip", "delete", &addr]);
+    cli.json(&["port", "delete", "keep"]);
+    cli.json(&["subnet", "delete", "blue-v4"]);
+    cli.json(&["network", "delete", "blue"]);
+    let nets = cli.json(&["network", "list"]);
+    assert!(
+        !nets.as_array().unwrap().iter().any(|n| n["name"] == "blue"),
+        "{nets}"
+    );
+}

@@ -258,24 +258,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Releases a server's ports: ports Lifeboat created are deleted, ports
-    /// the user brought are unbound. Floating IPs are disassociated.
+    /// Releases a server's ports: ports Lifeboat created are deleted (their
+    /// floating IPs disassociated), ports the user brought are unbound and
+    /// keep their floating IPs, as in Neutron: the endpoint (MAC, fixed
+    /// IP, floating IP) outlives the server and goes to the next one.
     pub(crate) async fn release_ports(&self, s: &Server, _undo: bool) -> Result<(), ComputeError> {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
         let brought: Vec<String> = self.brought_ports(s).await.unwrap_or_default();
         for p in ports {
+            if brought.contains(&p.id) {
+                let mut p = p;
+                p.server_id = None;
+                self.inner.store.put(&p).await?;
+                continue;
+            }
             let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
             for mut f in fips {
                 f.port_id = None;
                 self.inner.store.put(&f).await?;
             }
-            if brought.contains(&p.id) {
-                let mut p = p;
-                p.server_id = None;
-                self.inner.store.put(&p).await?;
-            } else {
-                self.inner.store.delete::<Port>(&p.id).await?;
-            }
+            self.inner.store.delete::<Port>(&p.id).await?;
         }
         match self.refresh_attachments(&s.id).await {
             Ok(_) | Err(ComputeError::NotFound { .. }) => Ok(()),
