@@ -5,6 +5,7 @@
 //! `nova/compute/api.py` (see `docs/nova-rules.md`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use utoipa::ToSchema;
 
@@ -69,10 +70,325 @@ impl Actor {
     }
 }
 
+/// The one list of server actions. Invokes `$callback!` with every row of
+/// the action table: `Variant = "name" [as base] { columns }` and, for an
+/// action a front can ask for, its typed request
+/// `request Request { fields } [kind(expr)] => handler::path`. This crate
+/// derives [`Action`], [`TABLE`], [`ServerAction`] and
+/// [`ServerAction::kind`] from it; the engine derives its dispatch (one arm
+/// per request, calling the handler path with the request's fields). A new
+/// server action is one row here plus its handler, its steps and its front
+/// rendering.
+#[macro_export]
+macro_rules! server_actions {
+    ($callback:ident) => {
+        $callback! {
+            Create = "create" {
+                task_states: Any,
+                task_state: Some(T::Scheduling),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                launches: true,
+                on_failure: OnFailure::Error,
+                checks_lock: false,
+                must_have_launched: false,
+                guards: &[
+                    Guard::ForcedHostNeedsAdmin,
+                    Guard::RequestedHostNeedsAdmin(Permission::CreateRequestedDestination),
+                ],
+            },
+            Update = "update" as short {},
+            Delete = "delete" {
+                task_states: Any,
+                task_state: Some(T::Deleting),
+                outcome: Outcome::Gone,
+                on_failure: OnFailure::Error,
+                must_have_launched: false,
+            } request Delete => compute::actions::delete,
+            /// A delete that keeps the server restorable (`reclaim_instance_interval`).
+            SoftDelete = "soft_delete" {
+                task_states: Any,
+                task_state: Some(T::SoftDeleting),
+                outcome: Outcome::To(V::SoftDeleted),
+                on_failure: OnFailure::Error,
+                must_have_launched: false,
+            },
+            ForceDelete = "force_delete" {
+                task_states: Any,
+                task_state: Some(T::Deleting),
+                outcome: Outcome::Gone,
+                on_failure: OnFailure::Error,
+                must_have_launched: false,
+            } request ForceDelete => compute::actions::workflow,
+            Restore = "restore" {
+                vm_states: Only(&[V::SoftDeleted]),
+                task_state: Some(T::Restoring),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                remember: Remember::State,
+            } request Restore => compute::actions::workflow,
+            RebootSoft = "reboot_soft" {
+                vm_states: Only(&[V::Active]),
+                task_states: Only(&[None]),
+                task_state: Some(T::Rebooting),
+                outcome: Outcome::To(V::Active),
+                on_failure: OnFailure::Error,
+            } request Reboot { hard: bool }
+              kind(if *hard { Action::RebootHard } else { Action::RebootSoft })
+              => compute::actions::reboot,
+            RebootHard = "reboot_hard" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
+                task_states: Only(REBOOT_TASKS),
+                task_state: Some(T::RebootingHard),
+                outcome: Outcome::To(V::Active),
+                on_failure: OnFailure::Error,
+            },
+            Rebuild = "rebuild" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+                task_state: Some(T::Rebuilding),
+                outcome: Outcome::Previous,
+                launches: true,
+                remember: Remember::StateOrActive,
+                forgets_old_state: true,
+                clears_fault: true,
+                on_failure: OnFailure::Error,
+            } request Rebuild {
+                image: String,
+                name: Option<String>,
+                admin_pass: Option<String>,
+                metadata: Option<BTreeMap<String, String>>,
+                description: Option<Option<String>>,
+                key_name: Option<Option<String>>,
+                user_data: Option<Option<String>>,
+                #[serde(default)]
+                preserve_ephemeral: bool,
+                hostname: Option<String>,
+            } => compute::actions::rebuild,
+            Resize = "resize" {
+                vm_states: Only(&[V::Active, V::Stopped]),
+                task_state: Some(T::ResizePrep),
+                outcome: Outcome::To(V::Resized),
+                remember: Remember::State,
+                needs_host: true,
+            } request Resize { flavor: String } => compute::actions::resize,
+            ConfirmResize = "confirm_resize" {
+                vm_states: Only(&[V::Resized]),
+                task_state: Some(T::ResizeConfirming),
+                outcome: Outcome::Previous,
+                forgets_old_state: true,
+            } request ConfirmResize => compute::actions::workflow,
+            RevertResize = "revert_resize" {
+                vm_states: Only(&[V::Resized]),
+                task_state: Some(T::ResizeReverting),
+                outcome: Outcome::Previous,
+                forgets_old_state: true,
+            } request RevertResize => compute::actions::workflow,
+            CreateImage = "create_image" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+                task_state: Some(T::ImageSnapshotPending),
+                checks_lock: false,
+            } request CreateImage {
+                name: String,
+                #[serde(default)]
+                metadata: BTreeMap<String, String>,
+            } => compute::actions::create_image,
+            CreateBackup = "create_backup" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+                task_state: Some(T::ImageBackup),
+                checks_lock: false,
+            } request CreateBackup {
+                name: String,
+                backup_type: String,
+                rotation: u32,
+                #[serde(default)]
+                metadata: BTreeMap<String, String>,
+            } => compute::actions::create_backup,
+            ChangePassword = "change_password" {
+                vm_states: Only(&[V::Active]),
+                task_state: Some(T::UpdatingPassword),
+                needs_host: true,
+            } request ChangePassword { admin_pass: String } => compute::actions::change_password,
+            ResetState = "reset_state" as short {
+                checks_lock: false,
+                policy: Policy::Admin,
+            } request ResetState { state: String } => compute::actions::reset_state,
+            Pause = "pause" {
+                vm_states: Only(&[V::Active]),
+                task_state: Some(T::Pausing),
+                outcome: Outcome::To(V::Paused),
+                needs_host: true,
+            } request Pause => compute::actions::workflow,
+            Unpause = "unpause" {
+                vm_states: Only(&[V::Paused]),
+                task_state: Some(T::Unpausing),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                needs_host: true,
+            } request Unpause => compute::actions::workflow,
+            Suspend = "suspend" {
+                vm_states: Only(&[V::Active]),
+                task_state: Some(T::Suspending),
+                outcome: Outcome::To(V::Suspended),
+                needs_host: true,
+            } request Suspend => compute::actions::workflow,
+            Resume = "resume" {
+                vm_states: Only(&[V::Suspended]),
+                task_state: Some(T::Resuming),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                needs_host: true,
+            } request Resume => compute::actions::workflow,
+            Lock = "lock" as short { checks_lock: false }
+                request Lock { reason: Option<String> } => compute::actions::lock,
+            Unlock = "unlock" as short {
+                checks_lock: false,
+                guards: &[Guard::AdminLockNeedsAdmin],
+            } request Unlock => compute::actions::unlock,
+            Rescue = "rescue" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+                task_state: Some(T::Rescuing),
+                outcome: Outcome::To(V::Rescued),
+                needs_host: true,
+            } request Rescue {
+                admin_pass: Option<String>,
+                image: Option<String>,
+            } => compute::actions::rescue,
+            Unrescue = "unrescue" {
+                vm_states: Only(&[V::Rescued]),
+                task_state: Some(T::Unrescuing),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                needs_host: true,
+            } request Unrescue => compute::actions::workflow,
+            Evacuate = "evacuate" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+                task_state: Some(T::Rebuilding),
+                outcome: Outcome::Previous,
+                remember: Remember::StateOrActive,
+                forgets_old_state: true,
+                clears_fault: true,
+                on_failure: OnFailure::Error,
+                checks_lock: false,
+                guards: &[Guard::SourceHostDown],
+                policy: Policy::Admin,
+            } request Evacuate {
+                host: Option<String>,
+                admin_pass: Option<String>,
+            } => compute::actions::evacuate,
+            Start = "start" {
+                vm_states: Only(&[V::Stopped]),
+                task_state: Some(T::PoweringOn),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                needs_host: true,
+            } request Start => compute::actions::workflow,
+            Stop = "stop" {
+                vm_states: Only(&[V::Active, V::Error]),
+                task_state: Some(T::PoweringOff),
+                outcome: Outcome::To(V::Stopped),
+                power: Some(P::Shutdown),
+                needs_host: true,
+            } request Stop => compute::actions::workflow,
+            Shelve = "shelve" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+                task_state: Some(T::Shelving),
+                outcome: Outcome::Shelved,
+                power: Some(P::Shutdown),
+            } request Shelve => compute::actions::shelve,
+            ShelveOffload = "shelve_offload" {
+                vm_states: Only(&[V::Shelved]),
+                task_state: Some(T::ShelvingOffloading),
+                outcome: Outcome::To(V::ShelvedOffloaded),
+                policy: Policy::Admin,
+            } request ShelveOffload => compute::actions::workflow,
+            Unshelve = "unshelve" {
+                vm_states: Only(&[V::Shelved, V::ShelvedOffloaded]),
+                task_state: Some(T::Unshelving),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                guards: &[
+                    Guard::RequestedHostNeedsAdmin(Permission::UnshelveToHost),
+                    Guard::DestinationNeedsOffloaded,
+                ],
+            } request Unshelve {
+                availability_zone: Option<Option<String>>,
+                host: Option<String>,
+            } => compute::actions::unshelve,
+            Migrate = "migrate" {
+                vm_states: Only(&[V::Active, V::Stopped]),
+                task_state: Some(T::ResizePrep),
+                outcome: Outcome::To(V::Resized),
+                remember: Remember::State,
+                needs_host: true,
+                policy: Policy::Admin,
+            } request Migrate { host: Option<String> } => compute::actions::migrate,
+            LiveMigrate = "live_migrate" {
+                vm_states: Only(&[V::Active, V::Paused]),
+                task_state: Some(T::Migrating),
+                needs_host: true,
+                policy: Policy::Admin,
+            } request LiveMigrate { host: Option<String> } => compute::actions::migrate,
+            TriggerCrashDump = "trigger_crash_dump" as short {
+                vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
+                task_states: IDLE,
+                needs_host: true,
+                must_have_launched: true,
+            } request TriggerCrashDump => compute::actions::trigger_crash_dump,
+            // Nova's console output policy is PROJECT_MEMBER_OR_ADMIN.
+            ConsoleOutput = "console_output" as short {
+                checks_lock: false,
+                needs_host: true,
+            } request ConsoleOutput { length: Option<i64> } => console::output,
+            RemoteConsole = "remote_console" as short {
+                checks_lock: false,
+                needs_host: true,
+            } request RemoteConsole {
+                protocol: String,
+                console_type: String,
+            } => console::remote,
+            AddSecurityGroup = "add_security_group" as short { checks_lock: false }
+                request AddSecurityGroup { name: String } => compute::actions::add_security_group,
+            RemoveSecurityGroup = "remove_security_group" as short {
+                checks_lock: false,
+            } request RemoveSecurityGroup { name: String } => compute::actions::remove_security_group,
+            AddFixedIp = "add_fixed_ip" as short {}
+                request AddFixedIp { network_id: String } => compute::actions::add_fixed_ip,
+            RemoveFixedIp = "remove_fixed_ip" as short {}
+                request RemoveFixedIp { address: String } => compute::actions::remove_fixed_ip,
+            AddFloatingIp = "add_floating_ip" as short { checks_lock: false }
+                request AddFloatingIp {
+                    address: String,
+                    fixed_address: Option<String>,
+                } => compute::actions::add_floating_ip,
+            RemoveFloatingIp = "remove_floating_ip" as short {
+                checks_lock: false,
+            } request RemoveFloatingIp { address: String } => compute::actions::remove_floating_ip,
+            /// Runs a maintenance procedure in the guest (through the guest agent)
+            /// and logs its output as an event. The worked example of
+            /// docs/ARCHITECTURE.md: this row, its handler and its steps file.
+            RunMaintenance = "run_maintenance" {
+                vm_states: Only(&[V::Active]),
+                task_state: Some(T::Maintaining),
+                needs_host: true,
+            } request
+              /// Runs the guest's maintenance procedure `procedure` (a script of the
+              /// guest image's `/etc/lifeboat/maintenance.d`).
+              RunMaintenance { procedure: String } => maintenance::start,
+        }
+    };
+}
+
+/// Derives [`Action`], [`TABLE`] and [`ServerAction`] from [`server_actions!`].
 macro_rules! actions {
     (@base $var:ident) => { rule(Action::$var) };
     (@base $var:ident $base:ident) => { $base(Action::$var) };
-    ($($(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }),+ $(,)?) => {
+    (@kind $var:ident) => { Action::$var };
+    (@kind $var:ident $k:expr) => { $k };
+    ($(
+        $(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }
+        $(request $(#[$rm:meta])* $req:ident $({ $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? })?
+            $(kind($k:expr))? => $($h:ident)::+)?
+    ),+ $(,)?) => {
         /// Every server action.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum Action { $($(#[$m])* #[serde(rename = $s)] $var),+ }
@@ -92,7 +408,52 @@ macro_rules! actions {
         /// The action table: one row per action, in [`Action`] order, each
         /// the defaults of [`rule`] with the row's own columns.
         pub static TABLE: &[ActionRule] = &[$(ActionRule { $($field: $val,)* ..actions!(@base $var $($base)?) }),+];
+
+        /// A server action a front asks for, with its parameters (the
+        /// `request` of its row in [`server_actions!`]; the native API's
+        /// body, tagged by `action`).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+        #[serde(tag = "action", rename_all = "snake_case")]
+        #[allow(missing_docs)]
+        pub enum ServerAction {
+            $($( $(#[$rm])* $req $({ $($(#[$fm])* $f: $t),* })?, )?)+
+        }
+        impl ServerAction {
+            /// The action-table row this request is checked against.
+            pub fn kind(&self) -> Action {
+                match self {
+                    $($(
+                        #[allow(unused_variables)]
+                        ServerAction::$req { $($($f,)*)? .. } => actions!(@kind $var $($k)?),
+                    )?)+
+                }
+            }
+        }
     };
+}
+
+server_actions!(actions);
+
+impl ServerAction {
+    /// What the request asks beyond its action, for the table's guards
+    /// (a destination host, a zone).
+    pub fn ask(&self) -> Ask<'static> {
+        let mut ask = Ask::default();
+        match self {
+            ServerAction::Unshelve {
+                availability_zone,
+                host,
+            } => {
+                ask.host = host.is_some();
+                ask.zone = availability_zone.is_some();
+            }
+            ServerAction::Evacuate { host, .. }
+            | ServerAction::Migrate { host }
+            | ServerAction::LiveMigrate { host } => ask.host = host.is_some(),
+            _ => {}
+        }
+        ask
+    }
 }
 
 /// Which states an action accepts.
@@ -285,254 +646,6 @@ const fn short(action: Action) -> ActionRule {
         must_have_launched: false,
         ..rule(action)
     }
-}
-
-actions! {
-    Create = "create" {
-        task_states: Any,
-        task_state: Some(T::Scheduling),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        launches: true,
-        on_failure: OnFailure::Error,
-        checks_lock: false,
-        must_have_launched: false,
-        guards: &[
-            Guard::ForcedHostNeedsAdmin,
-            Guard::RequestedHostNeedsAdmin(Permission::CreateRequestedDestination),
-        ],
-    },
-    Update = "update" as short {},
-    Delete = "delete" {
-        task_states: Any,
-        task_state: Some(T::Deleting),
-        outcome: Outcome::Gone,
-        on_failure: OnFailure::Error,
-        must_have_launched: false,
-    },
-    /// A delete that keeps the server restorable (`reclaim_instance_interval`).
-    SoftDelete = "soft_delete" {
-        task_states: Any,
-        task_state: Some(T::SoftDeleting),
-        outcome: Outcome::To(V::SoftDeleted),
-        on_failure: OnFailure::Error,
-        must_have_launched: false,
-    },
-    ForceDelete = "force_delete" {
-        task_states: Any,
-        task_state: Some(T::Deleting),
-        outcome: Outcome::Gone,
-        on_failure: OnFailure::Error,
-        must_have_launched: false,
-    },
-    Restore = "restore" {
-        vm_states: Only(&[V::SoftDeleted]),
-        task_state: Some(T::Restoring),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        remember: Remember::State,
-    },
-    RebootSoft = "reboot_soft" {
-        vm_states: Only(&[V::Active]),
-        task_states: Only(&[None]),
-        task_state: Some(T::Rebooting),
-        outcome: Outcome::To(V::Active),
-        on_failure: OnFailure::Error,
-    },
-    RebootHard = "reboot_hard" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
-        task_states: Only(REBOOT_TASKS),
-        task_state: Some(T::RebootingHard),
-        outcome: Outcome::To(V::Active),
-        on_failure: OnFailure::Error,
-    },
-    Rebuild = "rebuild" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
-        task_state: Some(T::Rebuilding),
-        outcome: Outcome::Previous,
-        launches: true,
-        remember: Remember::StateOrActive,
-        forgets_old_state: true,
-        clears_fault: true,
-        on_failure: OnFailure::Error,
-    },
-    Resize = "resize" {
-        vm_states: Only(&[V::Active, V::Stopped]),
-        task_state: Some(T::ResizePrep),
-        outcome: Outcome::To(V::Resized),
-        remember: Remember::State,
-        needs_host: true,
-    },
-    ConfirmResize = "confirm_resize" {
-        vm_states: Only(&[V::Resized]),
-        task_state: Some(T::ResizeConfirming),
-        outcome: Outcome::Previous,
-        forgets_old_state: true,
-    },
-    RevertResize = "revert_resize" {
-        vm_states: Only(&[V::Resized]),
-        task_state: Some(T::ResizeReverting),
-        outcome: Outcome::Previous,
-        forgets_old_state: true,
-    },
-    CreateImage = "create_image" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
-        task_state: Some(T::ImageSnapshotPending),
-        checks_lock: false,
-    },
-    CreateBackup = "create_backup" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
-        task_state: Some(T::ImageBackup),
-        checks_lock: false,
-    },
-    ChangePassword = "change_password" {
-        vm_states: Only(&[V::Active]),
-        task_state: Some(T::UpdatingPassword),
-        needs_host: true,
-    },
-    ResetState = "reset_state" as short {
-        checks_lock: false,
-        policy: Policy::Admin,
-    },
-    Pause = "pause" {
-        vm_states: Only(&[V::Active]),
-        task_state: Some(T::Pausing),
-        outcome: Outcome::To(V::Paused),
-        needs_host: true,
-    },
-    Unpause = "unpause" {
-        vm_states: Only(&[V::Paused]),
-        task_state: Some(T::Unpausing),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        needs_host: true,
-    },
-    Suspend = "suspend" {
-        vm_states: Only(&[V::Active]),
-        task_state: Some(T::Suspending),
-        outcome: Outcome::To(V::Suspended),
-        needs_host: true,
-    },
-    Resume = "resume" {
-        vm_states: Only(&[V::Suspended]),
-        task_state: Some(T::Resuming),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        needs_host: true,
-    },
-    Lock = "lock" as short { checks_lock: false },
-    Unlock = "unlock" as short {
-        checks_lock: false,
-        guards: &[Guard::AdminLockNeedsAdmin],
-    },
-    Rescue = "rescue" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
-        task_state: Some(T::Rescuing),
-        outcome: Outcome::To(V::Rescued),
-        needs_host: true,
-    },
-    Unrescue = "unrescue" {
-        vm_states: Only(&[V::Rescued]),
-        task_state: Some(T::Unrescuing),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        needs_host: true,
-    },
-    Evacuate = "evacuate" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Error]),
-        task_state: Some(T::Rebuilding),
-        outcome: Outcome::Previous,
-        remember: Remember::StateOrActive,
-        forgets_old_state: true,
-        clears_fault: true,
-        on_failure: OnFailure::Error,
-        checks_lock: false,
-        guards: &[Guard::SourceHostDown],
-        policy: Policy::Admin,
-    },
-    Start = "start" {
-        vm_states: Only(&[V::Stopped]),
-        task_state: Some(T::PoweringOn),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        needs_host: true,
-    },
-    Stop = "stop" {
-        vm_states: Only(&[V::Active, V::Error]),
-        task_state: Some(T::PoweringOff),
-        outcome: Outcome::To(V::Stopped),
-        power: Some(P::Shutdown),
-        needs_host: true,
-    },
-    Shelve = "shelve" {
-        vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
-        task_state: Some(T::Shelving),
-        outcome: Outcome::Shelved,
-        power: Some(P::Shutdown),
-    },
-    ShelveOffload = "shelve_offload" {
-        vm_states: Only(&[V::Shelved]),
-        task_state: Some(T::ShelvingOffloading),
-        outcome: Outcome::To(V::ShelvedOffloaded),
-        policy: Policy::Admin,
-    },
-    Unshelve = "unshelve" {
-        vm_states: Only(&[V::Shelved, V::ShelvedOffloaded]),
-        task_state: Some(T::Unshelving),
-        outcome: Outcome::To(V::Active),
-        power: Some(P::Running),
-        guards: &[
-            Guard::RequestedHostNeedsAdmin(Permission::UnshelveToHost),
-            Guard::DestinationNeedsOffloaded,
-        ],
-    },
-    Migrate = "migrate" {
-        vm_states: Only(&[V::Active, V::Stopped]),
-        task_state: Some(T::ResizePrep),
-        outcome: Outcome::To(V::Resized),
-        remember: Remember::State,
-        needs_host: true,
-        policy: Policy::Admin,
-    },
-    LiveMigrate = "live_migrate" {
-        vm_states: Only(&[V::Active, V::Paused]),
-        task_state: Some(T::Migrating),
-        needs_host: true,
-        policy: Policy::Admin,
-    },
-    TriggerCrashDump = "trigger_crash_dump" as short {
-        vm_states: Only(&[V::Active, V::Paused, V::Rescued, V::Resized, V::Error]),
-        task_states: IDLE,
-        needs_host: true,
-        must_have_launched: true,
-    },
-    // Nova's console output policy is PROJECT_MEMBER_OR_ADMIN.
-    ConsoleOutput = "console_output" as short {
-        checks_lock: false,
-        needs_host: true,
-    },
-    RemoteConsole = "remote_console" as short {
-        checks_lock: false,
-        needs_host: true,
-    },
-    AddSecurityGroup = "add_security_group" as short { checks_lock: false },
-    RemoveSecurityGroup = "remove_security_group" as short {
-        checks_lock: false,
-    },
-    AddFixedIp = "add_fixed_ip" as short {},
-    RemoveFixedIp = "remove_fixed_ip" as short {},
-    AddFloatingIp = "add_floating_ip" as short { checks_lock: false },
-    RemoveFloatingIp = "remove_floating_ip" as short {
-        checks_lock: false,
-    },
-    /// Runs a maintenance procedure in the guest (through the guest agent)
-    /// and logs its output as an event. The worked example of
-    /// docs/ARCHITECTURE.md: this row, its request line and its steps file.
-    RunMaintenance = "run_maintenance" {
-        vm_states: Only(&[V::Active]),
-        task_state: Some(T::Maintaining),
-        needs_host: true,
-    },
 }
 
 /// Which state attribute refused an action.

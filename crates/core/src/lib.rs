@@ -11,6 +11,8 @@ pub mod model;
 pub mod placement;
 pub mod states;
 
-pub use actions::{Action, ActionDenied, ActionRule, Actor, Permission, Role, StateAttr};
+pub use actions::{
+    Action, ActionDenied, ActionRule, Actor, Permission, Role, ServerAction, StateAttr,
+};
 pub use model::*;
 pub use states::{PowerState, Status, TaskState, VmState};

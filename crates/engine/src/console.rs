@@ -160,3 +160,26 @@ impl ConsoleTarget {
         self.agent.open_console(&self.instance_name).await
     }
 }
+
+/// The `console_output` action's handler.
+pub(crate) async fn output(
+    e: &Engine,
+    _actor: &Actor,
+    s: Server,
+    _action: lifeboat_core::Action,
+    length: Option<i64>,
+) -> Result<ActionOutcome, ComputeError> {
+    e.console_output(&s, length).await
+}
+
+/// The `remote_console` action's handler.
+pub(crate) async fn remote(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: lifeboat_core::Action,
+    protocol: String,
+    console_type: String,
+) -> Result<ActionOutcome, ComputeError> {
+    e.remote_console(actor, &s, protocol, console_type).await
+}

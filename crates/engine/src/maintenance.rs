@@ -3,7 +3,13 @@
 //! `/etc/lifeboat/maintenance.d`). The `run_maintenance` server action
 //! starts one; its output is logged as an event of the workflow.
 
-use crate::ComputeError;
+use lifeboat_core::{Action, Actor, Server};
+use serde_json::json;
+
+use crate::compute::workflows::WorkflowKind;
+use crate::error::StepResult;
+use crate::steps::{wrong_kind, Cx};
+use crate::{ActionOutcome, ComputeError, Engine};
 
 /// A procedure name the guest agent accepts: a script name, never a path.
 pub(crate) fn check_procedure(name: &str) -> Result<(), ComputeError> {
@@ -19,4 +25,52 @@ pub(crate) fn check_procedure(name: &str) -> Result<(), ComputeError> {
             "Invalid maintenance procedure {name:?}: a script name of letters, digits, '-' and '_'"
         )))
     }
+}
+
+/// The `run_maintenance` action's handler: checks the procedure name and
+/// starts the workflow (its one step, `maintenance`, is in `steps.rs`).
+pub(crate) async fn start(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    procedure: String,
+) -> Result<ActionOutcome, ComputeError> {
+    check_procedure(&procedure)?;
+    Ok(crate::compute::actions::accepted(
+        e.begin_workflow(actor, s, action, json!({ "procedure": procedure }))
+            .await?,
+    ))
+}
+
+crate::steps::step!(
+    /// The `run_maintenance` workflow's one step.
+    MAINTENANCE = "maintenance", maintenance
+);
+
+/// Runs the procedure in the guest and logs its output as an event.
+async fn maintenance(cx: &mut Cx<'_>) -> StepResult<()> {
+    let e = cx.e;
+    let step = cx.step;
+    let Cx { wf, s, k, .. } = cx;
+
+    let WorkflowKind::RunMaintenance(p) = &k else {
+        return Err(wrong_kind(k, step));
+    };
+    let procedure = p.procedure.clone();
+    let out = e
+        .server_agent(s)
+        .await?
+        .run_maintenance(&s.instance_name, &procedure)
+        .await?;
+    e.event(lifeboat_core::NewEvent {
+        level: lifeboat_core::Level::Info,
+        server_id: Some(s.id.clone()),
+        project_id: Some(s.project_id.clone()),
+        workflow_id: Some(wf.id.clone()),
+        step: Some(step.to_string()),
+        message: format!("maintenance {procedure}: {}", out.trim_end()),
+    })
+    .await;
+    Ok(())
 }

@@ -18,49 +18,6 @@ use crate::microversion::Mv;
 use crate::wire::{id_from_href, invalid, parse_body};
 use crate::Ctx;
 
-/// Every action key Nova's `/action` accepts (for error messages).
-pub const ACTION_KEYS: &[&str] = &[
-    "reboot",
-    "rebuild",
-    "resize",
-    "confirmResize",
-    "revertResize",
-    "createImage",
-    "createBackup",
-    "changePassword",
-    "os-resetState",
-    "pause",
-    "unpause",
-    "suspend",
-    "resume",
-    "lock",
-    "unlock",
-    "rescue",
-    "unrescue",
-    "evacuate",
-    "os-start",
-    "os-stop",
-    "restore",
-    "forceDelete",
-    "shelve",
-    "shelveOffload",
-    "unshelve",
-    "migrate",
-    "os-migrateLive",
-    "trigger_crash_dump",
-    "os-getConsoleOutput",
-    "os-getVNCConsole",
-    "os-getSPICEConsole",
-    "os-getRDPConsole",
-    "os-getSerialConsole",
-    "addSecurityGroup",
-    "removeSecurityGroup",
-    "addFixedIp",
-    "removeFixedIp",
-    "addFloatingIp",
-    "removeFloatingIp",
-];
-
 fn s(v: &Value, k: &str) -> R<Option<String>> {
     match &v[k] {
         Value::Null => Ok(None),
@@ -118,306 +75,489 @@ pub fn action_key(body: &Value) -> R<(String, Value)> {
     Ok((k.clone(), v.clone()))
 }
 
+/// How the OpenStack front answers an accepted action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 202, no body.
+    Accepted,
+    /// 204.
+    NoContent,
+    /// 202 with the server view (and its admin password).
+    Rebuild,
+    /// 202 with the image id or its Location.
+    Image,
+    /// 200 with the admin password.
+    Rescue,
+    /// 200, with the admin password before 2.14.
+    Evacuate,
+    /// 200 with the console text.
+    ConsoleOutput,
+    /// 200 with the console URL.
+    RemoteConsole,
+}
+
+/// Parses one action key's value at a microversion (the key is passed for
+/// the bodies several keys share).
+type Parse = fn(&Value, Mv, &str) -> R<ServerAction>;
+
+/// Every action key Nova's `/action` accepts: its parser into a
+/// [`ServerAction`] and its reply. The one list of the OpenStack front's
+/// server actions; a new action that Nova has is one line here plus its parser.
+pub static NOVA_ACTIONS: &[(&str, Parse, Reply)] = &[
+    ("reboot", reboot, Reply::Accepted),
+    ("rebuild", rebuild, Reply::Rebuild),
+    ("resize", resize, Reply::Accepted),
+    ("confirmResize", confirm_resize, Reply::NoContent),
+    ("revertResize", revert_resize, Reply::Accepted),
+    ("createImage", create_image_or_backup, Reply::Image),
+    ("createBackup", create_image_or_backup, Reply::Image),
+    ("changePassword", change_password, Reply::Accepted),
+    ("os-resetState", reset_state, Reply::Accepted),
+    ("pause", pause, Reply::Accepted),
+    ("unpause", unpause, Reply::Accepted),
+    ("suspend", suspend, Reply::Accepted),
+    ("resume", resume, Reply::Accepted),
+    ("lock", lock, Reply::Accepted),
+    ("unlock", unlock, Reply::Accepted),
+    ("rescue", rescue, Reply::Rescue),
+    ("unrescue", unrescue, Reply::Accepted),
+    ("evacuate", evacuate, Reply::Evacuate),
+    ("os-start", start, Reply::Accepted),
+    ("os-stop", stop, Reply::Accepted),
+    ("restore", restore, Reply::Accepted),
+    ("forceDelete", force_delete, Reply::Accepted),
+    ("shelve", shelve, Reply::Accepted),
+    ("shelveOffload", shelve_offload, Reply::Accepted),
+    ("unshelve", unshelve, Reply::Accepted),
+    ("migrate", migrate, Reply::Accepted),
+    ("os-migrateLive", live_migrate, Reply::Accepted),
+    ("trigger_crash_dump", trigger_crash_dump, Reply::Accepted),
+    ("os-getConsoleOutput", console_output, Reply::ConsoleOutput),
+    ("os-getVNCConsole", remote_console, Reply::RemoteConsole),
+    ("os-getSPICEConsole", remote_console, Reply::RemoteConsole),
+    ("os-getRDPConsole", remote_console, Reply::RemoteConsole),
+    ("os-getSerialConsole", remote_console, Reply::RemoteConsole),
+    ("addSecurityGroup", security_group, Reply::Accepted),
+    ("removeSecurityGroup", security_group, Reply::Accepted),
+    ("addFixedIp", add_fixed_ip, Reply::Accepted),
+    ("removeFixedIp", remove_fixed_ip, Reply::Accepted),
+    ("addFloatingIp", add_floating_ip, Reply::Accepted),
+    ("removeFloatingIp", remove_floating_ip, Reply::Accepted),
+];
+
+/// The parser and reply of a Nova action key.
+fn nova_action(key: &str) -> Option<(Parse, Reply)> {
+    NOVA_ACTIONS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, p, r)| (*p, *r))
+}
+
 /// Parses an action body at a microversion.
 pub fn parse_action(body: &Value, mv: Mv) -> R<ServerAction> {
+    parse_action_reply(body, mv).map(|(a, _)| a)
+}
+
+/// Parses an action body at a microversion, with how to answer it.
+pub fn parse_action_reply(body: &Value, mv: Mv) -> R<(ServerAction, Reply)> {
     let (key, v) = action_key(body)?;
     crate::validate::action(&key, &v, mv)?;
-    let a = match key.as_str() {
-        "reboot" => {
-            let o = object(&v, "reboot")?;
-            let t = required(o, "reboot", "type")?;
-            match t.to_uppercase().as_str() {
-                "SOFT" => ServerAction::Reboot { hard: false },
-                "HARD" => ServerAction::Reboot { hard: true },
-                _ => {
-                    return Err(invalid(
-                        "type",
-                        &format!("Value: {t}. '{t}' is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']"),
-                    ))
-                }
-            }
-        }
-        "rebuild" => {
-            let o = object(&v, "rebuild")?;
-            let image = id_from_href(&required(o, "rebuild", "imageRef")?);
-            let metadata = match &o["metadata"] {
-                Value::Null => None,
-                Value::Object(m) => Some(
-                    m.iter()
-                        .map(|(k, x)| {
-                            x.as_str()
-                                .map(|x| (k.clone(), x.to_string()))
-                                .ok_or_else(|| invalid("metadata", "values must be strings"))
-                        })
-                        .collect::<R<_>>()?,
-                ),
-                _ => return Err(invalid("metadata", "is not of type 'object'")),
-            };
-            let nullable = |k: &str, min: u16| -> R<Option<Option<String>>> {
-                match o.get(k) {
-                    None => Ok(None),
-                    Some(_) if !mv.ge(min) => Err(invalid(
-                        "rebuild",
-                        &format!("Additional properties are not allowed ('{k}' was unexpected)"),
-                    )),
-                    Some(Value::Null) => Ok(Some(None)),
-                    Some(Value::String(x)) => Ok(Some(Some(x.clone()))),
-                    Some(other) => Err(invalid(k, &format!("Value: {other}."))),
-                }
-            };
-            ServerAction::Rebuild {
-                image,
-                name: s(o, "name")?,
-                admin_pass: s(o, "adminPass")?,
-                metadata,
-                description: nullable("description", 19)?,
-                key_name: nullable("key_name", 54)?,
-                user_data: nullable("user_data", 57)?,
-                preserve_ephemeral: o["preserve_ephemeral"].as_bool().unwrap_or(false),
-                hostname: if mv.ge(90) { s(o, "hostname")? } else { None },
-            }
-        }
-        "resize" => {
-            let o = object(&v, "resize")?;
-            let flavor = match &o["flavorRef"] {
-                Value::String(f) => id_from_href(f),
-                Value::Number(n) => n.to_string(),
-                _ => return Err(invalid("resize", "'flavorRef' is a required property")),
-            };
-            ServerAction::Resize { flavor }
-        }
-        "confirmResize" => ServerAction::ConfirmResize,
-        "revertResize" => ServerAction::RevertResize,
-        "createImage" | "createBackup" => {
-            let o = object(&v, &key)?;
-            let name = required(o, &key, "name")?;
-            let metadata = match &o["metadata"] {
-                Value::Object(m) => m
-                    .iter()
-                    .map(|(k, x)| {
-                        (
-                            k.clone(),
-                            x.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| x.to_string()),
-                        )
-                    })
-                    .collect(),
-                _ => Default::default(),
-            };
-            if key == "createImage" {
-                ServerAction::CreateImage { name, metadata }
-            } else {
-                let backup_type = required(o, &key, "backup_type")?;
-                let rotation = match &o["rotation"] {
-                    Value::Number(n) => n.as_i64(),
-                    Value::String(x) => x.parse().ok(),
-                    Value::Null => {
-                        return Err(invalid("createBackup", "'rotation' is a required property"))
-                    }
-                    _ => None,
-                }
-                .filter(|r| *r >= 0)
-                .ok_or_else(|| invalid("rotation", "Value must be a non-negative integer"))?;
-                ServerAction::CreateBackup {
-                    name,
-                    backup_type,
-                    rotation: rotation as u32,
-                    metadata,
-                }
-            }
-        }
-        "changePassword" => {
-            let o = object(&v, "changePassword")?;
-            ServerAction::ChangePassword {
-                admin_pass: required(o, "changePassword", "adminPass")?,
-            }
-        }
-        "os-resetState" => {
-            let o = object(&v, "os-resetState")?;
-            ServerAction::ResetState {
-                state: required(o, "os-resetState", "state")?,
-            }
-        }
-        "pause" => ServerAction::Pause,
-        "unpause" => ServerAction::Unpause,
-        "suspend" => ServerAction::Suspend,
-        "resume" => ServerAction::Resume,
-        "lock" => {
-            let o = object_or_null(&v, "lock")?;
-            let reason = if mv.ge(73) {
-                s(o, "locked_reason")?
-            } else {
-                None
-            };
-            ServerAction::Lock { reason }
-        }
-        "unlock" => ServerAction::Unlock,
-        "rescue" => {
-            let o = object_or_null(&v, "rescue")?;
-            ServerAction::Rescue {
-                admin_pass: s(o, "adminPass")?,
-                image: s(o, "rescue_image_ref")?.map(|i| id_from_href(&i)),
-            }
-        }
-        "unrescue" => ServerAction::Unrescue,
-        "evacuate" => {
-            let o = object_or_null(&v, "evacuate")?;
-            let host = s(o, "host")?;
-            if mv.ge(29) && o["force"].as_bool() == Some(true) && host.is_none() {
-                return Err(Fault::bad_request(
-                    "Can't force to a non-provided destination",
-                ));
-            }
-            ServerAction::Evacuate {
-                host,
-                admin_pass: s(o, "adminPass")?,
-            }
-        }
-        "os-start" => ServerAction::Start,
-        "os-stop" => ServerAction::Stop,
-        "restore" => ServerAction::Restore,
-        "forceDelete" => ServerAction::ForceDelete,
-        "shelve" => ServerAction::Shelve,
-        "shelveOffload" => ServerAction::ShelveOffload,
-        "unshelve" => {
-            if v.is_null() {
-                ServerAction::Unshelve {
-                    availability_zone: None,
-                    host: None,
-                }
-            } else {
-                if !mv.ge(77) {
-                    return Err(invalid(
-                        "unshelve",
-                        &format!("Value: {v}. {v} is not of type 'null'"),
-                    ));
-                }
-                let o = object(&v, "unshelve")?;
-                let availability_zone = match o.get("availability_zone") {
-                    None => None,
-                    Some(Value::Null) if mv.ge(91) => Some(None),
-                    Some(Value::String(z)) => Some(Some(z.clone())),
-                    Some(other) => {
-                        return Err(invalid(
-                            "availability_zone",
-                            &format!("Value: {other}. {other} is not of type 'string'"),
-                        ))
-                    }
-                };
-                let host = if mv.ge(91) { s(o, "host")? } else { None };
-                ServerAction::Unshelve {
-                    availability_zone,
-                    host,
-                }
-            }
-        }
-        "migrate" => {
-            let o = object_or_null(&v, "migrate")?;
-            let host = if mv.ge(56) { s(o, "host")? } else { None };
-            ServerAction::Migrate { host }
-        }
-        "os-migrateLive" => {
-            let o = object(&v, "os-migrateLive")?;
-            let host = s(o, "host")?;
-            if mv.ge(30) && o["force"].as_bool() == Some(true) && host.is_none() {
-                return Err(Fault::bad_request(
-                    "Can't force to a non-provided destination",
-                ));
-            }
-            ServerAction::LiveMigrate { host }
-        }
-        "trigger_crash_dump" => {
-            range(mv, 17, u16::MAX)?;
-            ServerAction::TriggerCrashDump
-        }
-        "os-getConsoleOutput" => {
-            let o = object_or_null(&v, "os-getConsoleOutput")?;
-            let length = match &o["length"] {
-                Value::Null => None,
-                Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
-                    invalid(
-                        "length",
-                        &format!("Value: {n}. {n} is not of type 'integer'"),
-                    )
-                })?),
-                Value::String(x) => Some(x.parse().map_err(|_| {
-                    invalid(
-                        "length",
-                        &format!("Value: {x}. '{x}' does not match '^-?[0-9]+$'"),
-                    )
-                })?),
-                other => {
-                    return Err(invalid(
-                        "length",
-                        &format!("Value: {other}. {other} is not of type 'integer'"),
-                    ))
-                }
-            };
-            ServerAction::ConsoleOutput { length }
-        }
-        "os-getVNCConsole" | "os-getSPICEConsole" | "os-getRDPConsole" | "os-getSerialConsole" => {
-            range(mv, 1, 5)?;
-            let o = object(&v, &key)?;
-            let protocol = match key.as_str() {
-                "os-getVNCConsole" => "vnc",
-                "os-getSPICEConsole" => "spice",
-                "os-getRDPConsole" => "rdp",
-                _ => "serial",
-            };
-            ServerAction::RemoteConsole {
-                protocol: protocol.into(),
-                console_type: required(o, &key, "type")?,
-            }
-        }
-        "addSecurityGroup" | "removeSecurityGroup" => {
-            let o = object(&v, &key)?;
-            let name = required(o, &key, "name")?;
-            if key == "addSecurityGroup" {
-                ServerAction::AddSecurityGroup { name }
-            } else {
-                ServerAction::RemoveSecurityGroup { name }
-            }
-        }
-        "addFixedIp" => {
-            range(mv, 1, 43)?;
-            let o = object(&v, "addFixedIp")?;
-            let network_id = match &o["networkId"] {
-                Value::String(x) => x.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => return Err(invalid("addFixedIp", "'networkId' is a required property")),
-            };
-            ServerAction::AddFixedIp { network_id }
-        }
-        "removeFixedIp" => {
-            range(mv, 1, 43)?;
-            let o = object(&v, "removeFixedIp")?;
-            ServerAction::RemoveFixedIp {
-                address: required(o, "removeFixedIp", "address")?,
-            }
-        }
-        "addFloatingIp" => {
-            range(mv, 1, 43)?;
-            let o = object(&v, "addFloatingIp")?;
-            ServerAction::AddFloatingIp {
-                address: required(o, "addFloatingIp", "address")?,
-                fixed_address: s(o, "fixed_address")?,
-            }
-        }
-        "removeFloatingIp" => {
-            range(mv, 1, 43)?;
-            let o = object(&v, "removeFloatingIp")?;
-            ServerAction::RemoveFloatingIp {
-                address: required(o, "removeFloatingIp", "address")?,
-            }
-        }
-        other => {
-            return Err(Fault::bad_request(format!(
-                "There is no such action: {other}"
-            )))
-        }
+    let Some((parse, reply)) = nova_action(&key) else {
+        return Err(Fault::bad_request(format!(
+            "There is no such action: {key}"
+        )));
     };
-    Ok(a)
+    Ok((parse(&v, mv, &key)?, reply))
+}
+
+fn reboot(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "reboot")?;
+        let t = required(o, "reboot", "type")?;
+        match t.to_uppercase().as_str() {
+        "SOFT" => ServerAction::Reboot { hard: false },
+        "HARD" => ServerAction::Reboot { hard: true },
+        _ => {
+            return Err(invalid(
+                "type",
+                &format!("Value: {t}. '{t}' is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']"),
+            ))
+        }
+    }
+    })
+}
+
+fn rebuild(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "rebuild")?;
+        let image = id_from_href(&required(o, "rebuild", "imageRef")?);
+        let metadata = match &o["metadata"] {
+            Value::Null => None,
+            Value::Object(m) => Some(
+                m.iter()
+                    .map(|(k, x)| {
+                        x.as_str()
+                            .map(|x| (k.clone(), x.to_string()))
+                            .ok_or_else(|| invalid("metadata", "values must be strings"))
+                    })
+                    .collect::<R<_>>()?,
+            ),
+            _ => return Err(invalid("metadata", "is not of type 'object'")),
+        };
+        let nullable = |k: &str, min: u16| -> R<Option<Option<String>>> {
+            match o.get(k) {
+                None => Ok(None),
+                Some(_) if !mv.ge(min) => Err(invalid(
+                    "rebuild",
+                    &format!("Additional properties are not allowed ('{k}' was unexpected)"),
+                )),
+                Some(Value::Null) => Ok(Some(None)),
+                Some(Value::String(x)) => Ok(Some(Some(x.clone()))),
+                Some(other) => Err(invalid(k, &format!("Value: {other}."))),
+            }
+        };
+        ServerAction::Rebuild {
+            image,
+            name: s(o, "name")?,
+            admin_pass: s(o, "adminPass")?,
+            metadata,
+            description: nullable("description", 19)?,
+            key_name: nullable("key_name", 54)?,
+            user_data: nullable("user_data", 57)?,
+            preserve_ephemeral: o["preserve_ephemeral"].as_bool().unwrap_or(false),
+            hostname: if mv.ge(90) { s(o, "hostname")? } else { None },
+        }
+    })
+}
+
+fn resize(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "resize")?;
+        let flavor = match &o["flavorRef"] {
+            Value::String(f) => id_from_href(f),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(invalid("resize", "'flavorRef' is a required property")),
+        };
+        ServerAction::Resize { flavor }
+    })
+}
+
+fn confirm_resize(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::ConfirmResize)
+}
+
+fn revert_resize(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::RevertResize)
+}
+
+fn create_image_or_backup(v: &Value, _mv: Mv, key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, key)?;
+        let name = required(o, key, "name")?;
+        let metadata = match &o["metadata"] {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| {
+                    (
+                        k.clone(),
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string()),
+                    )
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        if key == "createImage" {
+            ServerAction::CreateImage { name, metadata }
+        } else {
+            let backup_type = required(o, key, "backup_type")?;
+            let rotation = match &o["rotation"] {
+                Value::Number(n) => n.as_i64(),
+                Value::String(x) => x.parse().ok(),
+                Value::Null => {
+                    return Err(invalid("createBackup", "'rotation' is a required property"))
+                }
+                _ => None,
+            }
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| invalid("rotation", "Value must be a non-negative integer"))?;
+            ServerAction::CreateBackup {
+                name,
+                backup_type,
+                rotation: rotation as u32,
+                metadata,
+            }
+        }
+    })
+}
+
+fn change_password(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "changePassword")?;
+        ServerAction::ChangePassword {
+            admin_pass: required(o, "changePassword", "adminPass")?,
+        }
+    })
+}
+
+fn reset_state(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "os-resetState")?;
+        ServerAction::ResetState {
+            state: required(o, "os-resetState", "state")?,
+        }
+    })
+}
+
+fn pause(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Pause)
+}
+
+fn unpause(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Unpause)
+}
+
+fn suspend(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Suspend)
+}
+
+fn resume(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Resume)
+}
+
+fn lock(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object_or_null(v, "lock")?;
+        let reason = if mv.ge(73) {
+            s(o, "locked_reason")?
+        } else {
+            None
+        };
+        ServerAction::Lock { reason }
+    })
+}
+
+fn unlock(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Unlock)
+}
+
+fn rescue(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object_or_null(v, "rescue")?;
+        ServerAction::Rescue {
+            admin_pass: s(o, "adminPass")?,
+            image: s(o, "rescue_image_ref")?.map(|i| id_from_href(&i)),
+        }
+    })
+}
+
+fn unrescue(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Unrescue)
+}
+
+fn evacuate(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object_or_null(v, "evacuate")?;
+        let host = s(o, "host")?;
+        if mv.ge(29) && o["force"].as_bool() == Some(true) && host.is_none() {
+            return Err(Fault::bad_request(
+                "Can't force to a non-provided destination",
+            ));
+        }
+        ServerAction::Evacuate {
+            host,
+            admin_pass: s(o, "adminPass")?,
+        }
+    })
+}
+
+fn start(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Start)
+}
+
+fn stop(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Stop)
+}
+
+fn restore(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Restore)
+}
+
+fn force_delete(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::ForceDelete)
+}
+
+fn shelve(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::Shelve)
+}
+
+fn shelve_offload(_v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok(ServerAction::ShelveOffload)
+}
+
+fn unshelve(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        if v.is_null() {
+            ServerAction::Unshelve {
+                availability_zone: None,
+                host: None,
+            }
+        } else {
+            if !mv.ge(77) {
+                return Err(invalid(
+                    "unshelve",
+                    &format!("Value: {v}. {v} is not of type 'null'"),
+                ));
+            }
+            let o = object(v, "unshelve")?;
+            let availability_zone = match o.get("availability_zone") {
+                None => None,
+                Some(Value::Null) if mv.ge(91) => Some(None),
+                Some(Value::String(z)) => Some(Some(z.clone())),
+                Some(other) => {
+                    return Err(invalid(
+                        "availability_zone",
+                        &format!("Value: {other}. {other} is not of type 'string'"),
+                    ))
+                }
+            };
+            let host = if mv.ge(91) { s(o, "host")? } else { None };
+            ServerAction::Unshelve {
+                availability_zone,
+                host,
+            }
+        }
+    })
+}
+
+fn migrate(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object_or_null(v, "migrate")?;
+        let host = if mv.ge(56) { s(o, "host")? } else { None };
+        ServerAction::Migrate { host }
+    })
+}
+
+fn live_migrate(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, "os-migrateLive")?;
+        let host = s(o, "host")?;
+        if mv.ge(30) && o["force"].as_bool() == Some(true) && host.is_none() {
+            return Err(Fault::bad_request(
+                "Can't force to a non-provided destination",
+            ));
+        }
+        ServerAction::LiveMigrate { host }
+    })
+}
+
+fn trigger_crash_dump(_v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 17, u16::MAX)?;
+        ServerAction::TriggerCrashDump
+    })
+}
+
+fn console_output(v: &Value, _mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object_or_null(v, "os-getConsoleOutput")?;
+        let length = match &o["length"] {
+            Value::Null => None,
+            Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
+                invalid(
+                    "length",
+                    &format!("Value: {n}. {n} is not of type 'integer'"),
+                )
+            })?),
+            Value::String(x) => Some(x.parse().map_err(|_| {
+                invalid(
+                    "length",
+                    &format!("Value: {x}. '{x}' does not match '^-?[0-9]+$'"),
+                )
+            })?),
+            other => {
+                return Err(invalid(
+                    "length",
+                    &format!("Value: {other}. {other} is not of type 'integer'"),
+                ))
+            }
+        };
+        ServerAction::ConsoleOutput { length }
+    })
+}
+
+fn remote_console(v: &Value, mv: Mv, key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 1, 5)?;
+        let o = object(v, key)?;
+        let protocol = match key {
+            "os-getVNCConsole" => "vnc",
+            "os-getSPICEConsole" => "spice",
+            "os-getRDPConsole" => "rdp",
+            _ => "serial",
+        };
+        ServerAction::RemoteConsole {
+            protocol: protocol.into(),
+            console_type: required(o, key, "type")?,
+        }
+    })
+}
+
+fn security_group(v: &Value, _mv: Mv, key: &str) -> R<ServerAction> {
+    Ok({
+        let o = object(v, key)?;
+        let name = required(o, key, "name")?;
+        if key == "addSecurityGroup" {
+            ServerAction::AddSecurityGroup { name }
+        } else {
+            ServerAction::RemoveSecurityGroup { name }
+        }
+    })
+}
+
+fn add_fixed_ip(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 1, 43)?;
+        let o = object(v, "addFixedIp")?;
+        let network_id = match &o["networkId"] {
+            Value::String(x) => x.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(invalid("addFixedIp", "'networkId' is a required property")),
+        };
+        ServerAction::AddFixedIp { network_id }
+    })
+}
+
+fn remove_fixed_ip(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 1, 43)?;
+        let o = object(v, "removeFixedIp")?;
+        ServerAction::RemoveFixedIp {
+            address: required(o, "removeFixedIp", "address")?,
+        }
+    })
+}
+
+fn add_floating_ip(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 1, 43)?;
+        let o = object(v, "addFloatingIp")?;
+        ServerAction::AddFloatingIp {
+            address: required(o, "addFloatingIp", "address")?,
+            fixed_address: s(o, "fixed_address")?,
+        }
+    })
+}
+
+fn remove_floating_ip(v: &Value, mv: Mv, _key: &str) -> R<ServerAction> {
+    Ok({
+        range(mv, 1, 43)?;
+        let o = object(v, "removeFloatingIp")?;
+        ServerAction::RemoveFloatingIp {
+            address: required(o, "removeFloatingIp", "address")?,
+        }
+    })
 }
 
 fn empty(status: StatusCode) -> Response {
@@ -439,8 +579,7 @@ async fn action(
     body: Bytes,
 ) -> R<Response> {
     let body = parse_body(&body)?;
-    let req = parse_action(&body, mv)?;
-    let (key, _) = action_key(&body)?;
+    let (req, reply) = parse_action_reply(&body, mv)?;
     // Nova looks the server up first: an unknown or deleted id is a 404.
     // forceDelete and restore apply to soft-deleted servers, which are
     // still visible.
@@ -449,11 +588,12 @@ async fn action(
         ServerAction::CreateBackup { rotation, .. } => *rotation,
         _ => 0,
     };
+    let is_image = matches!(req, ServerAction::CreateImage { .. });
     let out = ctx.engine.server_action(&a, &id, req).await?;
     let image_url = |img: &str| format!("{}/v2/images/{img}", ctx.image_url());
-    let resp = match key.as_str() {
-        "confirmResize" => empty(StatusCode::NO_CONTENT),
-        "rebuild" => {
+    let resp = match reply {
+        Reply::NoContent => empty(StatusCode::NO_CONTENT),
+        Reply::Rebuild => {
             let s = ctx.engine.server(&a, &id).await?;
             let r = Render::load(&ctx, mv, &a).await?;
             let mut view = r.show(&s, View::Update);
@@ -472,7 +612,7 @@ async fn action(
                 &format!("{}/servers/{id}", ctx.compute_url()),
             )
         }
-        "createImage" | "createBackup" => {
+        Reply::Image => {
             let img = match &out {
                 ActionOutcome::Accepted { image_id, .. } => image_id.clone(),
                 _ => None,
@@ -481,13 +621,13 @@ async fn action(
                 Some(i) if mv.ge(45) => {
                     (StatusCode::ACCEPTED, Json(json!({"image_id": i}))).into_response()
                 }
-                Some(i) if key == "createImage" || rotation > 0 => {
+                Some(i) if is_image || rotation > 0 => {
                     with_location(empty(StatusCode::ACCEPTED), &image_url(&i))
                 }
                 _ => empty(StatusCode::ACCEPTED),
             }
         }
-        "rescue" => {
+        Reply::Rescue => {
             let pass = match &out {
                 ActionOutcome::Accepted { admin_pass, .. } => admin_pass.clone(),
                 _ => None,
@@ -498,7 +638,7 @@ async fn action(
             };
             (StatusCode::OK, Json(body)).into_response()
         }
-        "evacuate" => {
+        Reply::Evacuate => {
             let pass = match &out {
                 ActionOutcome::Accepted { admin_pass, .. } => admin_pass.clone(),
                 _ => None,
@@ -510,7 +650,7 @@ async fn action(
                 _ => empty(StatusCode::OK),
             }
         }
-        "os-getConsoleOutput" => match out {
+        Reply::ConsoleOutput => match out {
             ActionOutcome::ConsoleOutput { output } => {
                 let clean: String = output
                     .chars()
@@ -523,19 +663,17 @@ async fn action(
             }
             _ => (StatusCode::OK, Json(json!({"output": ""}))).into_response(),
         },
-        "os-getVNCConsole" | "os-getSPICEConsole" | "os-getRDPConsole" | "os-getSerialConsole" => {
-            match out {
-                ActionOutcome::RemoteConsole {
-                    console_type, url, ..
-                } => (
-                    StatusCode::OK,
-                    Json(json!({"console": {"type": console_type, "url": url}})),
-                )
-                    .into_response(),
-                _ => return Err(Fault::not_found("Guest does not have a console available.")),
-            }
-        }
-        _ => empty(StatusCode::ACCEPTED),
+        Reply::RemoteConsole => match out {
+            ActionOutcome::RemoteConsole {
+                console_type, url, ..
+            } => (
+                StatusCode::OK,
+                Json(json!({"console": {"type": console_type, "url": url}})),
+            )
+                .into_response(),
+            _ => return Err(Fault::not_found("Guest does not have a console available.")),
+        },
+        Reply::Accepted => empty(StatusCode::ACCEPTED),
     };
     Ok(resp)
 }

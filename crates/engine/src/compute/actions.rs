@@ -35,7 +35,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn begin_workflow(
+    pub(crate) async fn begin_workflow(
         &self,
         actor: &Actor,
         s: Server,
@@ -48,7 +48,7 @@ impl Engine {
 
     /// [`Self::begin_workflow`] with a secret and records written in the
     /// same transaction as the workflow.
-    async fn begin_workflow_with(
+    pub(crate) async fn begin_workflow_with(
         &self,
         actor: &Actor,
         mut s: Server,
@@ -120,461 +120,10 @@ impl Engine {
             ..req.ask()
         };
         actions::check_with(action, &s, actor, &ask)?;
-        let accepted = |wf: Workflow| ActionOutcome::Accepted {
-            workflow_id: wf.id,
-            image_id: None,
-            admin_pass: None,
-        };
-        match req {
-            ServerAction::Delete => {
-                let soft = self.inner.cfg.reclaim_instance_interval > 0
-                    && s.vm_state != VmState::SoftDeleted
-                    && s.host.is_some();
-                if s.vm_state == VmState::SoftDeleted {
-                    // Deleting a soft-deleted server reclaims it now.
-                    return Ok(accepted(
-                        self.begin_workflow(actor, s, Action::ForceDelete, json!({}))
-                            .await?,
-                    ));
-                }
-                let action = if soft {
-                    // The soft delete's own row: same guards as delete, its
-                    // own task state and outcome.
-                    actions::check(Action::SoftDelete, &s, actor)?;
-                    Action::SoftDelete
-                } else {
-                    action
-                };
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({})).await?,
-                ))
-            }
-            ServerAction::ForceDelete => Ok(accepted(
-                self.begin_workflow(actor, s, action, json!({})).await?,
-            )),
-            ServerAction::Reboot { hard } => {
-                let _kind = if hard { "reboot_hard" } else { "reboot_soft" };
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({})).await?,
-                ))
-            }
-            ServerAction::Rebuild {
-                image,
-                name,
-                admin_pass,
-                metadata,
-                description,
-                key_name,
-                user_data,
-                preserve_ephemeral: _,
-                hostname,
-            } => {
-                let img = self.image(actor, &image).await.map_err(|_| {
-                    ComputeError::BadRequest(format!("Image {image} could not be found."))
-                })?;
-                let key_data = match &key_name {
-                    Some(Some(k)) => Some(Some(
-                        self.keypair(actor, k)
-                            .await
-                            .map_err(|_| {
-                                ComputeError::BadRequest("Invalid key_name provided.".into())
-                            })?
-                            .public_key,
-                    )),
-                    Some(None) => Some(None),
-                    None => None,
-                };
-                let pass = admin_pass.unwrap_or_else(generate_password);
-                // Record fields change at once (as Nova does); the disk is rebuilt by the workflow.
-                let mut s = s;
-                if let Some(n) = name {
-                    s.name = n;
-                }
-                if let Some(m) = metadata {
-                    s.metadata = m;
-                }
-                if let Some(d) = description {
-                    s.description = d;
-                }
-                if let Some(k) = key_name {
-                    s.key_name = k;
-                    s.key_data = key_data.flatten();
-                }
-                if let Some(u) = user_data {
-                    s.user_data = u;
-                }
-                if let Some(h) = hostname {
-                    s.hostname = sanitize_hostname(&h);
-                }
-                s.image_id = Some(img.id.clone());
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({"image_id": img.id}),
-                        LaunchWith {
-                            admin_pass: Some(AdminPass(pass.clone())),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(ActionOutcome::Accepted {
-                    workflow_id: wf.id,
-                    image_id: None,
-                    admin_pass: Some(pass),
-                })
-            }
-            ServerAction::Resize { flavor } => {
-                let f = self.usable_flavor(actor, &flavor).await.map_err(|_| {
-                    ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'"))
-                })?;
-                if f.id == s.flavor.id {
-                    return Err(ComputeError::BadRequest(
-                        "When resizing, instances must change flavor!".into(),
-                    ));
-                }
-                if f.disk < s.flavor.disk {
-                    return Err(ComputeError::BadRequest(
-                        "Resize to zero disk flavor is not allowed.".into(),
-                    )
-                    .with_message("Unable to resize disk down."));
-                }
-                self.check_resize_quota(actor, &s.project_id, &s.flavor, &f)
-                    .await?;
-                let snap: lifeboat_core::FlavorSnapshot = (&f).into();
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({"flavor": snap}))
-                        .await?,
-                ))
-            }
-            ServerAction::Migrate { host } | ServerAction::LiveMigrate { host } => {
-                if let Some(h) = &host {
-                    if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::BadRequest(format!(
-                            "Compute host {h} could not be found."
-                        )));
-                    }
-                    if Some(h) == s.host.as_ref() {
-                        return Err(ComputeError::BadRequest(
-                            "The target host can't be the same one.".into(),
-                        ));
-                    }
-                }
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({"host": host}))
-                        .await?,
-                ))
-            }
-            ServerAction::Evacuate { host, admin_pass } => {
-                if let Some(h) = &host {
-                    if self.host_up(h).await.is_none() {
-                        return Err(ComputeError::NotFound {
-                            kind: "Compute host",
-                            id: h.clone(),
-                        });
-                    }
-                }
-                let pass = admin_pass.unwrap_or_else(generate_password);
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({"host": host}),
-                        LaunchWith {
-                            admin_pass: Some(AdminPass(pass.clone())),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(ActionOutcome::Accepted {
-                    workflow_id: wf.id,
-                    image_id: None,
-                    admin_pass: Some(pass),
-                })
-            }
-            ServerAction::CreateImage { name, metadata }
-            | ServerAction::CreateBackup { name, metadata, .. }
-                if name.trim().is_empty() =>
-            {
-                let _ = metadata;
-                Err(ComputeError::BadRequest(
-                    "Invalid input for field/attribute name.".into(),
-                ))
-            }
-            ServerAction::CreateImage { name, metadata } => {
-                let img = self.new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata);
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({"image_id": img.id}),
-                        LaunchWith {
-                            records: vec![lifeboat_store::RecordRow::of(&img)?],
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(ActionOutcome::Accepted {
-                    workflow_id: wf.id,
-                    image_id: Some(img.id),
-                    admin_pass: None,
-                })
-            }
-            ServerAction::CreateBackup {
-                name,
-                backup_type,
-                rotation,
-                metadata,
-            } => {
-                // The image record is written in the workflow's transaction:
-                // a lost race or a crash leaves no `queued` image behind.
-                let img = self.new_snapshot_image(
-                    &s,
-                    &name,
-                    ImageKind::Backup,
-                    Some(&backup_type),
-                    &metadata,
-                );
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({"image_id": img.id, "backup_type": backup_type, "rotation": rotation}),
-                        LaunchWith {
-                            records: vec![lifeboat_store::RecordRow::of(&img)?],
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(ActionOutcome::Accepted {
-                    workflow_id: wf.id,
-                    // Nova: rotation 0 deletes every backup of the type, including this one.
-                    image_id: (rotation != 0).then_some(img.id),
-                    admin_pass: None,
-                })
-            }
-            ServerAction::ChangePassword { admin_pass } => {
-                if admin_pass.is_empty() {
-                    return Err(ComputeError::BadRequest(
-                        "Invalid input for field/attribute adminPass.".into(),
-                    ));
-                }
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({}),
-                        LaunchWith {
-                            admin_pass: Some(AdminPass(admin_pass)),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(accepted(wf))
-            }
-            ServerAction::Rescue { admin_pass, image } => {
-                let rescue_image = match image {
-                    Some(i) => Some(
-                        self.image(actor, &i)
-                            .await
-                            .map_err(|_| {
-                                ComputeError::BadRequest(format!("Image {i} could not be found."))
-                            })?
-                            .id,
-                    ),
-                    None => None,
-                };
-                let pass = admin_pass.unwrap_or_else(generate_password);
-                let wf = self
-                    .begin_workflow_with(
-                        actor,
-                        s,
-                        action,
-                        json!({"rescue_image": rescue_image}),
-                        LaunchWith {
-                            admin_pass: Some(AdminPass(pass.clone())),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(ActionOutcome::Accepted {
-                    workflow_id: wf.id,
-                    image_id: None,
-                    admin_pass: Some(pass),
-                })
-            }
-            ServerAction::Shelve => {
-                let offload = self.inner.cfg.shelved_offload_time == 0;
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({"offload": offload}))
-                        .await?,
-                ))
-            }
-            ServerAction::Unshelve {
-                availability_zone,
-                host,
-            } => {
-                let mut s = s;
-                if let Some(z) = availability_zone {
-                    s.pinned_availability_zone = z;
-                }
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({"host": host}))
-                        .await?,
-                ))
-            }
-            ServerAction::ResetState { state } => {
-                let vm = match state.as_str() {
-                    "active" => VmState::Active,
-                    "error" => VmState::Error,
-                    other => {
-                        return Err(ComputeError::BadRequest(format!("Invalid input for field/attribute state. Value: {other}. '{other}' is not one of ['active', 'error']")))
-                    }
-                };
-                self.mutate_server(id, |s| {
-                    s.vm_state = vm;
-                    s.task_state = None;
-                    s.task_workflow = None;
-                    Ok(())
-                })
-                .await?;
-                self.log_short(actor, &s, "reset_state", &format!("state reset to {state}"))
-                    .await;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::Lock { reason } => {
-                let by = if actor.is_admin() {
-                    LockedBy::Admin
-                } else {
-                    LockedBy::Owner
-                };
-                self.mutate_server(id, |s| {
-                    s.locked = true;
-                    s.locked_by = Some(by);
-                    s.locked_reason = reason.clone();
-                    Ok(())
-                })
-                .await?;
-                self.log_short(actor, &s, "lock", "locked").await;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::Unlock => {
-                self.mutate_server(id, |s| {
-                    s.locked = false;
-                    s.locked_by = None;
-                    s.locked_reason = None;
-                    Ok(())
-                })
-                .await?;
-                self.log_short(actor, &s, "unlock", "unlocked").await;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::TriggerCrashDump => {
-                self.agent_for(s.host.as_deref().unwrap_or_default())
-                    .await?
-                    .crash_dump(&s.instance_name)
-                    .await
-                    .map_err(|e| {
-                        if e.refuses_state() || matches!(e, HvError::NotFound(_)) {
-                            ActionDenied::NotRunning {
-                                server_id: s.id.clone(),
-                            }
-                            .into()
-                        } else {
-                            ComputeError::from(e)
-                        }
-                    })?;
-                self.log_short(actor, &s, "trigger_crash_dump", "NMI injected")
-                    .await;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::ConsoleOutput { length } => self.console_output(&s, length).await,
-            ServerAction::RemoteConsole {
-                protocol,
-                console_type,
-            } => self.remote_console(actor, &s, protocol, console_type).await,
-            ServerAction::AddSecurityGroup { name } => {
-                if name.trim().is_empty() {
-                    return Err(ComputeError::BadRequest(
-                        "Security group name cannot be empty".into(),
-                    ));
-                }
-                if s.security_groups.contains(&name) {
-                    return Err(ComputeError::BadRequest(format!(
-                        "Security group {name} is already associated with the instance {}",
-                        s.id
-                    )));
-                }
-                self.mutate_server(id, |s| {
-                    s.security_groups.push(name.clone());
-                    Ok(())
-                })
-                .await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::RemoveSecurityGroup { name } => {
-                if !s.security_groups.contains(&name) {
-                    return Err(ComputeError::BadRequest(format!(
-                        "Security group {name} not associated with the instance {}",
-                        s.id
-                    )));
-                }
-                self.mutate_server(id, |s| {
-                    s.security_groups.retain(|g| g != &name);
-                    Ok(())
-                })
-                .await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::AddFixedIp { network_id } => {
-                self.add_fixed_ip(&s, &network_id).await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::RemoveFixedIp { address } => {
-                self.remove_fixed_ip(&s, &address).await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::AddFloatingIp {
-                address,
-                fixed_address,
-            } => {
-                self.associate_fip(actor, &s, &address, fixed_address.as_deref())
-                    .await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::RemoveFloatingIp { address } => {
-                self.disassociate_fip(actor, &s, &address).await?;
-                Ok(ActionOutcome::Done)
-            }
-            ServerAction::RunMaintenance { procedure } => {
-                crate::maintenance::check_procedure(&procedure)?;
-                Ok(accepted(
-                    self.begin_workflow(actor, s, action, json!({ "procedure": procedure }))
-                        .await?,
-                ))
-            }
-            ServerAction::Pause
-            | ServerAction::Unpause
-            | ServerAction::Suspend
-            | ServerAction::Resume
-            | ServerAction::Unrescue
-            | ServerAction::Start
-            | ServerAction::Stop
-            | ServerAction::ShelveOffload
-            | ServerAction::ConfirmResize
-            | ServerAction::RevertResize
-            | ServerAction::Restore => Ok(accepted(
-                self.begin_workflow(actor, s, action, json!({})).await?,
-            )),
-        }
+        dispatch(self, actor, s, action, req).await
     }
 
-    async fn log_short(&self, actor: &Actor, s: &Server, kind: &str, message: &str) {
+    pub(crate) async fn log_short(&self, actor: &Actor, s: &Server, kind: &str, message: &str) {
         let mut wf = match self.new_workflow(kind, Some(s), Some(&actor.user_id), json!({})) {
             Ok(wf) => wf,
             Err(e) => {
@@ -594,6 +143,631 @@ impl Engine {
         })
         .await;
     }
+}
+
+/// Generates [`dispatch`] from [`lifeboat_core::server_actions!`]: one arm
+/// per request, calling its row's handler with the request's fields.
+macro_rules! define_dispatch {
+    ($(
+        $(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }
+        $(request $(#[$rm:meta])* $req:ident $({ $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? })?
+            $(kind($k:expr))? => $($h:ident)::+)?
+    ),+ $(,)?) => {
+        /// Runs a request the action table accepted: its row's handler.
+        async fn dispatch(
+            e: &Engine,
+            actor: &Actor,
+            s: Server,
+            action: Action,
+            req: ServerAction,
+        ) -> Result<ActionOutcome, ComputeError> {
+            match req {
+                $($(
+                    // Boxed: one small future whatever the handler.
+                    ServerAction::$req { $($($f,)*)? } => {
+                        Box::pin(crate::$($h)::+(e, actor, s, action $($(, $f)*)?)).await
+                    }
+                )?)+
+            }
+        }
+    };
+}
+
+lifeboat_core::server_actions!(define_dispatch);
+
+/// The outcome of an accepted workflow.
+pub(crate) fn accepted(wf: Workflow) -> ActionOutcome {
+    ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: None,
+        admin_pass: None,
+    }
+}
+
+/// A workflow with no params of its own (pause, start, ...).
+pub(crate) async fn workflow(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({})).await?,
+    ))
+}
+
+/// Reboot: the row (soft or hard) is the request's kind.
+pub(crate) async fn reboot(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    _hard: bool,
+) -> Result<ActionOutcome, ComputeError> {
+    workflow(e, actor, s, action).await
+}
+
+/// Delete: a soft delete when `reclaim_instance_interval` > 0, a reclaim
+/// of a soft-deleted server.
+pub(crate) async fn delete(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    let soft = e.inner.cfg.reclaim_instance_interval > 0
+        && s.vm_state != VmState::SoftDeleted
+        && s.host.is_some();
+    if s.vm_state == VmState::SoftDeleted {
+        // Deleting a soft-deleted server reclaims it now.
+        return Ok(accepted(
+            e.begin_workflow(actor, s, Action::ForceDelete, json!({}))
+                .await?,
+        ));
+    }
+    let action = if soft {
+        // The soft delete's own row: same guards as delete, its
+        // own task state and outcome.
+        actions::check(Action::SoftDelete, &s, actor)?;
+        Action::SoftDelete
+    } else {
+        action
+    };
+    workflow(e, actor, s, action).await
+}
+
+/// Rebuild: record fields change at once (as Nova does); the disk is
+/// rebuilt by the workflow.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rebuild(
+    e: &Engine,
+    actor: &Actor,
+    mut s: Server,
+    action: Action,
+    image: String,
+    name: Option<String>,
+    admin_pass: Option<String>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+    description: Option<Option<String>>,
+    key_name: Option<Option<String>>,
+    user_data: Option<Option<String>>,
+    _preserve_ephemeral: bool,
+    hostname: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    let img = e
+        .image(actor, &image)
+        .await
+        .map_err(|_| ComputeError::BadRequest(format!("Image {image} could not be found.")))?;
+    let key_data = match &key_name {
+        Some(Some(k)) => Some(Some(
+            e.keypair(actor, k)
+                .await
+                .map_err(|_| ComputeError::BadRequest("Invalid key_name provided.".into()))?
+                .public_key,
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let pass = admin_pass.unwrap_or_else(generate_password);
+    if let Some(n) = name {
+        s.name = n;
+    }
+    if let Some(m) = metadata {
+        s.metadata = m;
+    }
+    if let Some(d) = description {
+        s.description = d;
+    }
+    if let Some(k) = key_name {
+        s.key_name = k;
+        s.key_data = key_data.flatten();
+    }
+    if let Some(u) = user_data {
+        s.user_data = u;
+    }
+    if let Some(h) = hostname {
+        s.hostname = sanitize_hostname(&h);
+    }
+    s.image_id = Some(img.id.clone());
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({"image_id": img.id}),
+            LaunchWith {
+                admin_pass: Some(AdminPass(pass.clone())),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: None,
+        admin_pass: Some(pass),
+    })
+}
+
+/// Resize to another flavor (quota checked for what it adds).
+pub(crate) async fn resize(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    flavor: String,
+) -> Result<ActionOutcome, ComputeError> {
+    let f = e
+        .usable_flavor(actor, &flavor)
+        .await
+        .map_err(|_| ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'")))?;
+    if f.id == s.flavor.id {
+        return Err(ComputeError::BadRequest(
+            "When resizing, instances must change flavor!".into(),
+        ));
+    }
+    if f.disk < s.flavor.disk {
+        return Err(
+            ComputeError::BadRequest("Resize to zero disk flavor is not allowed.".into())
+                .with_message("Unable to resize disk down."),
+        );
+    }
+    e.check_resize_quota(actor, &s.project_id, &s.flavor, &f)
+        .await?;
+    let snap: lifeboat_core::FlavorSnapshot = (&f).into();
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({"flavor": snap}))
+            .await?,
+    ))
+}
+
+/// Cold or live migration, to a named host or one placement picks.
+pub(crate) async fn migrate(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    host: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    if let Some(h) = &host {
+        if e.host_up(h).await.is_none() {
+            return Err(ComputeError::BadRequest(format!(
+                "Compute host {h} could not be found."
+            )));
+        }
+        if Some(h) == s.host.as_ref() {
+            return Err(ComputeError::BadRequest(
+                "The target host can't be the same one.".into(),
+            ));
+        }
+    }
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({"host": host}))
+            .await?,
+    ))
+}
+
+/// Evacuate from a dead host (the row's guard checked it is down).
+pub(crate) async fn evacuate(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    host: Option<String>,
+    admin_pass: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    if let Some(h) = &host {
+        if e.host_up(h).await.is_none() {
+            return Err(ComputeError::NotFound {
+                kind: "Compute host",
+                id: h.clone(),
+            });
+        }
+    }
+    let pass = admin_pass.unwrap_or_else(generate_password);
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({"host": host}),
+            LaunchWith {
+                admin_pass: Some(AdminPass(pass.clone())),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: None,
+        admin_pass: Some(pass),
+    })
+}
+
+fn image_name(name: &str) -> Result<(), ComputeError> {
+    if name.trim().is_empty() {
+        return Err(ComputeError::BadRequest(
+            "Invalid input for field/attribute name.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// createImage: a `queued` snapshot image written with the workflow.
+pub(crate) async fn create_image(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    name: String,
+    metadata: std::collections::BTreeMap<String, String>,
+) -> Result<ActionOutcome, ComputeError> {
+    image_name(&name)?;
+    let img = e.new_snapshot_image(&s, &name, ImageKind::Snapshot, None, &metadata);
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({"image_id": img.id}),
+            LaunchWith {
+                records: vec![lifeboat_store::RecordRow::of(&img)?],
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: Some(img.id),
+        admin_pass: None,
+    })
+}
+
+/// createBackup: a backup image and its rotation.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_backup(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    name: String,
+    backup_type: String,
+    rotation: u32,
+    metadata: std::collections::BTreeMap<String, String>,
+) -> Result<ActionOutcome, ComputeError> {
+    image_name(&name)?;
+    // The image record is written in the workflow's transaction:
+    // a lost race or a crash leaves no `queued` image behind.
+    let img = e.new_snapshot_image(&s, &name, ImageKind::Backup, Some(&backup_type), &metadata);
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({"image_id": img.id, "backup_type": backup_type, "rotation": rotation}),
+            LaunchWith {
+                records: vec![lifeboat_store::RecordRow::of(&img)?],
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        // Nova: rotation 0 deletes every backup of the type, including this one.
+        image_id: (rotation != 0).then_some(img.id),
+        admin_pass: None,
+    })
+}
+
+/// changePassword: the password is sealed, never a param.
+pub(crate) async fn change_password(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    admin_pass: String,
+) -> Result<ActionOutcome, ComputeError> {
+    if admin_pass.is_empty() {
+        return Err(ComputeError::BadRequest(
+            "Invalid input for field/attribute adminPass.".into(),
+        ));
+    }
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({}),
+            LaunchWith {
+                admin_pass: Some(AdminPass(admin_pass)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(accepted(wf))
+}
+
+/// Rescue, from the default image or a named one.
+pub(crate) async fn rescue(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+    admin_pass: Option<String>,
+    image: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    let rescue_image = match image {
+        Some(i) => Some(
+            e.image(actor, &i)
+                .await
+                .map_err(|_| ComputeError::BadRequest(format!("Image {i} could not be found.")))?
+                .id,
+        ),
+        None => None,
+    };
+    let pass = admin_pass.unwrap_or_else(generate_password);
+    let wf = e
+        .begin_workflow_with(
+            actor,
+            s,
+            action,
+            json!({"rescue_image": rescue_image}),
+            LaunchWith {
+                admin_pass: Some(AdminPass(pass.clone())),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: None,
+        admin_pass: Some(pass),
+    })
+}
+
+/// Shelve (offloading at once when `shelved_offload_time` is 0).
+pub(crate) async fn shelve(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    let offload = e.inner.cfg.shelved_offload_time == 0;
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({"offload": offload}))
+            .await?,
+    ))
+}
+
+/// Unshelve, optionally to a zone or host (the row's guards checked who may).
+pub(crate) async fn unshelve(
+    e: &Engine,
+    actor: &Actor,
+    mut s: Server,
+    action: Action,
+    availability_zone: Option<Option<String>>,
+    host: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    if let Some(z) = availability_zone {
+        s.pinned_availability_zone = z;
+    }
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({"host": host}))
+            .await?,
+    ))
+}
+
+/// Reset state (admin): a record update, logged.
+pub(crate) async fn reset_state(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+    state: String,
+) -> Result<ActionOutcome, ComputeError> {
+    let vm = match state.as_str() {
+        "active" => VmState::Active,
+        "error" => VmState::Error,
+        other => {
+            return Err(ComputeError::BadRequest(format!("Invalid input for field/attribute state. Value: {other}. '{other}' is not one of ['active', 'error']")))
+        }
+    };
+    e.mutate_server(&s.id, |s| {
+        s.vm_state = vm;
+        s.task_state = None;
+        s.task_workflow = None;
+        Ok(())
+    })
+    .await?;
+    e.log_short(actor, &s, "reset_state", &format!("state reset to {state}"))
+        .await;
+    Ok(ActionOutcome::Done)
+}
+
+/// Lock, remembering whether an administrator locked it.
+pub(crate) async fn lock(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+    reason: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    let by = if actor.is_admin() {
+        LockedBy::Admin
+    } else {
+        LockedBy::Owner
+    };
+    e.mutate_server(&s.id, |s| {
+        s.locked = true;
+        s.locked_by = Some(by);
+        s.locked_reason = reason.clone();
+        Ok(())
+    })
+    .await?;
+    e.log_short(actor, &s, "lock", "locked").await;
+    Ok(ActionOutcome::Done)
+}
+
+/// Unlock (the row's guard checked an admin lock).
+pub(crate) async fn unlock(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    e.mutate_server(&s.id, |s| {
+        s.locked = false;
+        s.locked_by = None;
+        s.locked_reason = None;
+        Ok(())
+    })
+    .await?;
+    e.log_short(actor, &s, "unlock", "unlocked").await;
+    Ok(ActionOutcome::Done)
+}
+
+/// Injects an NMI through the host agent.
+pub(crate) async fn trigger_crash_dump(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    e.agent_for(s.host.as_deref().unwrap_or_default())
+        .await?
+        .crash_dump(&s.instance_name)
+        .await
+        .map_err(|err| {
+            if err.refuses_state() || matches!(err, HvError::NotFound(_)) {
+                ActionDenied::NotRunning {
+                    server_id: s.id.clone(),
+                }
+                .into()
+            } else {
+                ComputeError::from(err)
+            }
+        })?;
+    e.log_short(actor, &s, "trigger_crash_dump", "NMI injected")
+        .await;
+    Ok(ActionOutcome::Done)
+}
+
+/// Adds a security group by name.
+pub(crate) async fn add_security_group(
+    e: &Engine,
+    _actor: &Actor,
+    s: Server,
+    _action: Action,
+    name: String,
+) -> Result<ActionOutcome, ComputeError> {
+    if name.trim().is_empty() {
+        return Err(ComputeError::BadRequest(
+            "Security group name cannot be empty".into(),
+        ));
+    }
+    if s.security_groups.contains(&name) {
+        return Err(ComputeError::BadRequest(format!(
+            "Security group {name} is already associated with the instance {}",
+            s.id
+        )));
+    }
+    e.mutate_server(&s.id, |s| {
+        s.security_groups.push(name.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(ActionOutcome::Done)
+}
+
+/// Removes a security group by name.
+pub(crate) async fn remove_security_group(
+    e: &Engine,
+    _actor: &Actor,
+    s: Server,
+    _action: Action,
+    name: String,
+) -> Result<ActionOutcome, ComputeError> {
+    if !s.security_groups.contains(&name) {
+        return Err(ComputeError::BadRequest(format!(
+            "Security group {name} not associated with the instance {}",
+            s.id
+        )));
+    }
+    e.mutate_server(&s.id, |s| {
+        s.security_groups.retain(|g| g != &name);
+        Ok(())
+    })
+    .await?;
+    Ok(ActionOutcome::Done)
+}
+
+/// Adds a fixed IP on a network.
+pub(crate) async fn add_fixed_ip(
+    e: &Engine,
+    _actor: &Actor,
+    s: Server,
+    _action: Action,
+    network_id: String,
+) -> Result<ActionOutcome, ComputeError> {
+    e.add_fixed_ip(&s, &network_id).await?;
+    Ok(ActionOutcome::Done)
+}
+
+/// Removes a fixed IP.
+pub(crate) async fn remove_fixed_ip(
+    e: &Engine,
+    _actor: &Actor,
+    s: Server,
+    _action: Action,
+    address: String,
+) -> Result<ActionOutcome, ComputeError> {
+    e.remove_fixed_ip(&s, &address).await?;
+    Ok(ActionOutcome::Done)
+}
+
+/// Associates a floating IP.
+pub(crate) async fn add_floating_ip(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+    address: String,
+    fixed_address: Option<String>,
+) -> Result<ActionOutcome, ComputeError> {
+    e.associate_fip(actor, &s, &address, fixed_address.as_deref())
+        .await?;
+    Ok(ActionOutcome::Done)
+}
+
+/// Disassociates a floating IP.
+pub(crate) async fn remove_floating_ip(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    _action: Action,
+    address: String,
+) -> Result<ActionOutcome, ComputeError> {
+    e.disassociate_fip(actor, &s, &address).await?;
+    Ok(ActionOutcome::Done)
 }
 
 trait WithMessage {

@@ -2,7 +2,7 @@
 //! tags, instance actions), their creation (`create`) and their actions
 //! (`actions`: the action table's check, then a record update or a workflow).
 
-mod actions;
+pub(crate) mod actions;
 mod create;
 mod servers;
 pub(crate) mod workflows;
