@@ -50,6 +50,7 @@ pub fn action_name(action: Action) -> &'static str {
         A::AddFloatingIp => "addFloatingIp",
         A::RemoveFloatingIp => "removeFloatingIp",
         A::RunMaintenance => "run_maintenance",
+        A::SyncPowerState => "sync_power_state",
     }
 }
 
@@ -115,6 +116,7 @@ pub fn action_policy(action: Action) -> &'static str {
         A::RemoveFloatingIp => "os_compute_api:os-floating-ips:remove",
         // Not a Nova action (native front only); named in Nova's style.
         A::RunMaintenance => "os_compute_api:servers:run_maintenance",
+        A::SyncPowerState => "os_compute_api:servers:sync_power_state",
     }
 }
 

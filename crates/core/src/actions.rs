@@ -374,6 +374,15 @@ macro_rules! server_actions {
               /// Runs the guest's maintenance procedure `procedure` (a script of the
               /// guest image's `/etc/lifeboat/maintenance.d`).
               RunMaintenance { procedure: String } => maintenance::start,
+            /// Reads the server's VM state from its host now and records it
+            /// (the periodic power sync, for one server on demand). The worked
+            /// example of docs/ARCHITECTURE.md.
+            SyncPowerState = "sync_power_state" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Rescued, V::Error]),
+                task_state: Some(T::SyncingPowerState),
+                checks_lock: false,
+                needs_host: true,
+            } request SyncPowerState => power_sync::start,
         }
     };
 }

@@ -109,6 +109,8 @@ string_enum!(
         Unshelving = "unshelving",
         /// Running a maintenance procedure in the guest (Lifeboat's own).
         Maintaining = "maintaining",
+        /// Reading the VM's state from its host (Lifeboat's own).
+        SyncingPowerState = "syncing_power_state",
     }
 );
 

@@ -14,6 +14,7 @@ mod hosts;
 mod identity;
 mod maintenance;
 mod network;
+mod power_sync;
 mod quota;
 mod requests;
 mod secrets;

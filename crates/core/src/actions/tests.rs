@@ -97,6 +97,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("add_floating_ip", &["*"]),
     ("remove_floating_ip", &["*"]),
     ("run_maintenance", &["active"]),
+    (
+        "sync_power_state",
+        &[
+            "active",
+            "stopped",
+            "paused",
+            "suspended",
+            "rescued",
+            "error",
+        ],
+    ),
 ];
 
 #[test]

@@ -163,6 +163,7 @@ workflow_kinds! {
         was_active: bool,
         procedure: String,
     },
+    SyncPowerState = "sync_power_state" { #[serde(default, skip_serializing_if = "Option::is_none")] supersedes: Option<String>, was_active: bool },
     /// The record of a short action (lock, unlock, reset_state,
     /// trigger_crash_dump): written completed, never run.
     Lock = "lock" {},
@@ -239,7 +240,8 @@ impl WorkflowKind {
             Shelve,
             ShelveOffload,
             Unshelve,
-            RunMaintenance
+            RunMaintenance,
+            SyncPowerState
         )
     }
 

@@ -154,6 +154,10 @@ fn samples() -> Vec<WorkflowKind> {
             was_active: true,
             procedure: "fstrim".into(),
         }),
+        K::SyncPowerState(p::SyncPowerState {
+            supersedes: None,
+            was_active: true,
+        }),
         K::Lock(p::Lock {}),
         K::Unlock(p::Unlock {}),
         K::ResetState(p::ResetState {}),
@@ -190,6 +194,7 @@ fn samples() -> Vec<WorkflowKind> {
             | K::ShelveOffload(_)
             | K::Unshelve(_)
             | K::RunMaintenance(_)
+            | K::SyncPowerState(_)
             | K::Lock(_)
             | K::Unlock(_)
             | K::ResetState(_)

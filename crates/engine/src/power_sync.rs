@@ -1,0 +1,78 @@
+//! The `sync_power_state` action: reads a server's VM state from its host
+//! now (what the periodic power sync does for idle servers, for one server
+//! on demand) and records it, marking an ACTIVE server whose VM is off as
+//! stopped. The worked example of docs/ARCHITECTURE.md: its row in
+//! `lifeboat_core::server_actions!`, this file (its handler, its step and
+//! its plan), its params line and its front rendering.
+
+use lifeboat_core::{Action, Actor, Level, NewEvent, PowerState, Server, VmState};
+use serde_json::json;
+
+use crate::compute::actions::accepted;
+use crate::error::StepResult;
+use crate::steps::{step, Cx};
+use crate::{ActionOutcome, ComputeError, Engine};
+
+/// The action's handler: a workflow with no params of its own.
+pub(crate) async fn start(
+    e: &Engine,
+    actor: &Actor,
+    s: Server,
+    action: Action,
+) -> Result<ActionOutcome, ComputeError> {
+    Ok(accepted(
+        e.begin_workflow(actor, s, action, json!({})).await?,
+    ))
+}
+
+step!(
+    /// Reads the VM's power state from its host and records it.
+    SYNC_POWER = "sync_power", sync_power
+);
+
+/// The workflow's plan.
+pub(crate) fn plan() -> Vec<&'static crate::steps::Step> {
+    vec![&SYNC_POWER]
+}
+
+async fn sync_power(cx: &mut Cx<'_>) -> StepResult<()> {
+    let st =
+        cx.e.server_agent(&cx.s)
+            .await?
+            .status(&cx.s.instance_name)
+            .await?;
+    let actual = st.power_state;
+    let was = cx.s.power_state;
+    let off = matches!(
+        actual,
+        PowerState::Shutdown | PowerState::Crashed | PowerState::NoState
+    );
+    let stopped = off && cx.s.vm_state == VmState::Active;
+    cx.e.mutate_server(&cx.id, |x| {
+        x.power_state = actual;
+        if stopped && x.vm_state == VmState::Active {
+            x.vm_state = VmState::Stopped;
+        }
+        Ok(())
+    })
+    .await?;
+    cx.e.event(NewEvent {
+        level: if stopped { Level::Warn } else { Level::Info },
+        server_id: Some(cx.s.id.clone()),
+        project_id: Some(cx.s.project_id.clone()),
+        workflow_id: Some(cx.wf.id.clone()),
+        step: Some(cx.step.to_string()),
+        message: format!(
+            "power state {} -> {}{}",
+            was.name(),
+            actual.name(),
+            if stopped {
+                "; server marked stopped"
+            } else {
+                ""
+            }
+        ),
+    })
+    .await;
+    Ok(())
+}
