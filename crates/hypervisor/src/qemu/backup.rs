@@ -3,12 +3,15 @@
 //!
 //! - A stopped VM's `root.qcow2` (with its backing chain) is read through a
 //!   read-only `qemu-storage-daemon` NBD export.
-//! - A running VM is first copied point-in-time (`blockdev-backup`, guest
-//!   frozen around the job start when its agent answers) to a temporary
-//!   qcow2 in the VM directory, which is then read the same way.
+//! - A running VM is read once, from a point-in-time NBD view that QEMU
+//!   serves while the guest keeps writing (fleecing, `pull.rs`), with the
+//!   guest's filesystems frozen around the moment it is taken when its agent
+//!   answers (`DiskBackupInfo::frozen` says whether they were).
 //! - Each backup is incremental against the VM's previous snapshot when it is
-//!   still in the store (`hash` mode: every chunk is read and hashed, only new
-//!   chunks are stored).
+//!   still in the store: `bitmap` mode (only the chunks a persistent qcow2
+//!   dirty bitmap marks are read) when the bitmap is trusted, else `hash`
+//!   mode (every chunk is read and hashed, only new chunks are stored), with
+//!   the reason in `note`.
 //! - Restores write a new qcow2 (sparse for zero chunks, every chunk
 //!   verified). Images from the store are restored once into
 //!   `<state_dir>/base/store-<snapshot>-<disk>.qcow2` and booted as overlays.
@@ -18,12 +21,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lifeboat_datastore::backup::{BackupRequest, DiskSource};
-use lifeboat_datastore::nbd::NbdReader;
+use lifeboat_datastore::nbd::{self, NbdAddr, NbdReader};
 use lifeboat_datastore::qsd::QsdExport;
 use lifeboat_datastore::restore::RestoreFormat;
-use lifeboat_datastore::{DataStore, SnapshotKind, SnapshotMeta, StoreLocation};
+use lifeboat_datastore::{
+    DataStore, DiskReader, Extent, SnapshotKind, SnapshotMeta, StoreLocation,
+};
 
-use super::{disk, migrate, other, QemuDriver};
+use super::{disk, other, pull, QemuDriver};
 use crate::{DiskBackupInfo, DiskBackupRequest, HvError, HvResult, StoreDisk};
 
 /// Disk name of the root disk in snapshots.
@@ -57,11 +62,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| HvError::Other(format!("backup task: {e}")))?
 }
 
-/// Backs `image` (a qcow2 image, with its backing chain) up as disk
-/// [`ROOT_DISK`] of a new snapshot. Blocking.
-fn backup_image(
+/// Backs the disk `reader` reads up as disk [`ROOT_DISK`] of a new snapshot
+/// (`dirty`: the extents changed since `parent`, from a trusted bitmap).
+/// Blocking.
+fn backup_reader(
     ds: &DataStore,
-    image: &Path,
+    reader: Arc<dyn DiskReader>,
+    dirty: Option<Vec<Extent>>,
     req: &DiskBackupRequest,
     parent: Option<String>,
 ) -> HvResult<(lifeboat_datastore::ManifestBody, Option<(String, String)>)> {
@@ -75,8 +82,6 @@ fn backup_image(
     meta.image = req.image.clone();
     meta.flavor = req.flavor.clone();
     meta.properties = req.properties.clone();
-    let q = QsdExport::start(image, "qcow2", &[], false).map_err(store_err)?;
-    let reader = NbdReader::connect(&q.addr(), &q.name, 4).map_err(store_err)?;
     let m = ds
         .backup(
             BackupRequest {
@@ -84,14 +89,13 @@ fn backup_image(
                 parent,
                 disks: vec![DiskSource {
                     name: ROOT_DISK.into(),
-                    reader: Arc::new(reader),
-                    dirty: None,
+                    reader,
+                    dirty,
                 }],
             },
             &|_| {},
         )
         .map_err(store_err)?;
-    drop(q);
     let digest = if req.digest {
         let d = ds.digest_disk(&m.id, ROOT_DISK).map_err(store_err)?;
         Some((d.md5, d.sha512))
@@ -101,8 +105,13 @@ fn backup_image(
     Ok((m, digest))
 }
 
+/// What one backup produced.
+type BackupOut = (lifeboat_datastore::ManifestBody, Option<(String, String)>);
+
 impl QemuDriver {
-    /// [`crate::Hypervisor::backup_disk`].
+    /// [`crate::Hypervisor::backup_disk`]: one read of the root disk (a
+    /// point-in-time NBD view of a running VM, the qcow2 of a stopped one),
+    /// only the changed chunks when the VM's dirty bitmap is trusted.
     pub(super) async fn backup_disk_impl(
         &self,
         name: &str,
@@ -117,47 +126,110 @@ impl QemuDriver {
         let started = Instant::now();
         let dir = self.dir(name);
         let live = self.live_state(name, &mut st).await?.is_some();
-        // A running VM is copied point-in-time first; the copy is what is read.
-        let (source, tmp): (PathBuf, Option<PathBuf>) = if live {
-            let t = dir.join("backup-point.qcow2");
-            let _ = std::fs::remove_file(&t);
-            migrate::live_backup(self, name, &t).await?;
-            (t.clone(), Some(t))
-        } else {
-            (dir.join("root.qcow2"), None)
-        };
         let store = self.store_location(&req.store);
+        let mut notes: Vec<String> = Vec::new();
+        // The previous snapshot of this VM, if it is still there, is the parent.
         let last = st.last_snapshot.clone();
-        let req2 = req.clone();
-        let res = blocking(move || {
-            let ds = open_store(&store)?;
-            // The previous snapshot of this VM, if it is still there, is the parent.
-            let (parent, note) = match last {
-                Some(p) if ds.manifest(&p).is_ok() => (Some(p), None),
-                Some(p) => (
-                    None,
-                    Some(format!(
-                        "previous snapshot {p} is gone from the store: full read"
-                    )),
-                ),
-                None => (None, None),
-            };
-            let (m, digest) = backup_image(&ds, &source, &req2, parent)?;
-            Ok((m, digest, note))
-        })
-        .await;
-        if let Some(t) = tmp {
-            let _ = std::fs::remove_file(t);
+        let parent = {
+            let (store, last) = (store.clone(), last.clone());
+            blocking(move || {
+                let ds = open_store(&store)?;
+                Ok(last.filter(|p| ds.manifest(p).is_ok()))
+            })
+            .await?
+        };
+        if let (Some(p), None) = (&last, &parent) {
+            notes.push(format!(
+                "previous snapshot {p} is gone from the store: full read"
+            ));
         }
-        let (m, digest, note) = res?;
+        // Its bitmap counts only with the parent it was made for.
+        let want = parent.as_ref().and(st.bitmap.clone());
+        let new_bm = pull::new_bitmap_name();
+        let req2 = req.clone();
+        let (res, prev, frozen) = if live {
+            let mut q = self.qmp(name).await?;
+            let (prev, stale, why) = pull::judge(
+                &pull::node_bitmaps(&mut q, name, "root").await?,
+                want.as_deref(),
+            );
+            notes.extend(why.map(|w| format!("{w}: every chunk read")));
+            pull::remove_node_bitmaps(&mut q, name, &stale).await?;
+            let view = pull::start(self, &mut q, name, prev.as_deref(), &new_bm).await?;
+            let frozen = view.frozen;
+            notes.extend(view.freeze_note.clone());
+            let sock = view.sock.clone();
+            let (bm, parent) = (prev.clone(), parent.clone());
+            let res: HvResult<BackupOut> = blocking(move || {
+                let ds = open_store(&store)?;
+                let addr = NbdAddr::Unix(sock);
+                let dirty = bm
+                    .map(|b| nbd::dirty_extents(&addr, pull::EXPORT, &b))
+                    .transpose()
+                    .map_err(store_err)?;
+                let reader = NbdReader::connect(&addr, pull::EXPORT, 4).map_err(store_err)?;
+                backup_reader(&ds, Arc::new(reader), dirty, &req2, parent)
+            })
+            .await;
+            pull::end(&mut q, name, view, res.is_ok(), prev.as_deref(), &new_bm).await;
+            (res, prev, frozen)
+        } else {
+            pull::sweep_fleece_files(&dir);
+            let root = dir.join("root.qcow2");
+            let (prev, stale, why) =
+                pull::judge(&pull::file_bitmaps(&root).await?, want.as_deref());
+            notes.extend(why.map(|w| format!("{w}: every chunk read")));
+            for b in &stale {
+                pull::file_remove_bitmap(&root, b).await?;
+            }
+            let (bm, parent, root2) = (prev.clone(), parent.clone(), root.clone());
+            let res: HvResult<BackupOut> = blocking(move || {
+                let ds = open_store(&store)?;
+                let bitmaps: Vec<&str> = bm.iter().map(String::as_str).collect();
+                let q = QsdExport::start(&root2, "qcow2", &bitmaps, false).map_err(store_err)?;
+                let dirty = bm
+                    .as_deref()
+                    .map(|b| nbd::dirty_extents(&q.addr(), &q.name, b))
+                    .transpose()
+                    .map_err(store_err)?;
+                let reader = NbdReader::connect(&q.addr(), &q.name, 4).map_err(store_err)?;
+                let out = backup_reader(&ds, Arc::new(reader), dirty, &req2, parent);
+                drop(q);
+                out
+            })
+            .await;
+            if res.is_ok() {
+                // Nothing writes a stopped VM's disk while we hold its lock:
+                // the new bitmap starts at the snapshot's point in time.
+                if let Some(b) = &prev {
+                    if let Err(e) = pull::file_remove_bitmap(&root, b).await {
+                        tracing::warn!(vm = %name, "removing bitmap {b}: {e}");
+                    }
+                }
+                if let Err(e) = pull::file_add_bitmap(&root, &new_bm).await {
+                    tracing::warn!(vm = %name, "adding bitmap {new_bm}: {e}");
+                }
+            }
+            (res, prev, false)
+        };
+        let (m, digest) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                // The bitmap that still records since the last snapshot.
+                st.bitmap = prev;
+                let _ = self.save_state(name, &st);
+                return Err(e);
+            }
+        };
         let d = m
             .disks
             .iter()
             .find(|d| d.name == ROOT_DISK)
             .ok_or_else(|| HvError::Other("snapshot has no root disk".into()))?;
         st.last_snapshot = Some(m.id.clone());
+        st.bitmap = Some(new_bm);
         self.save_state(name, &st)?;
-        tracing::info!(vm = %name, snapshot = %m.id, live, mode = %d.mode, read = d.read_bytes,
+        tracing::info!(vm = %name, snapshot = %m.id, live, frozen, mode = %d.mode, read = d.read_bytes,
             stored = d.new_stored_bytes, took = ?started.elapsed(), "disk backed up into the store");
         Ok(DiskBackupInfo {
             snapshot: m.id.clone(),
@@ -168,8 +240,8 @@ impl QemuDriver {
             read_bytes: d.read_bytes,
             new_stored_bytes: d.new_stored_bytes,
             live,
-            frozen: false,
-            note,
+            frozen,
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
             md5: digest.as_ref().map(|d| d.0.clone()),
             sha512: digest.map(|d| d.1),
         })

@@ -61,7 +61,7 @@ fn job_done(ev: &Value, job: &str) -> bool {
 }
 
 /// Waits for `BLOCK_JOB_COMPLETED`/`CANCELLED` of `job`; errors if it failed.
-async fn wait_job_end(q: &mut Qmp, name: &str, job: &str) -> HvResult<()> {
+pub(super) async fn wait_job_end(q: &mut Qmp, name: &str, job: &str) -> HvResult<()> {
     let end = Instant::now() + JOB_TIMEOUT;
     loop {
         let left = end.saturating_duration_since(Instant::now());

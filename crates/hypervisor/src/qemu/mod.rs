@@ -26,6 +26,7 @@ mod guest;
 mod migrate;
 pub mod net;
 pub mod process;
+mod pull;
 pub mod qmp;
 
 use std::collections::HashMap;
@@ -176,6 +177,10 @@ struct DriverState {
     /// next incremental).
     #[serde(default)]
     last_snapshot: Option<String>,
+    /// The persistent dirty bitmap on `root.qcow2` that records the writes
+    /// since `last_snapshot` (see `pull.rs`).
+    #[serde(default)]
+    bitmap: Option<String>,
 }
 
 struct Inner {
