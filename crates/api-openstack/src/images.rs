@@ -66,8 +66,8 @@ pub fn glance_image(i: &Image) -> Value {
         "virtual_size": null,
         "min_disk": i.min_disk,
         "min_ram": i.min_ram,
-        "disk_format": i.disk_format,
-        "container_format": i.container_format,
+        "disk_format": (!i.disk_format.is_empty()).then_some(&i.disk_format),
+        "container_format": (!i.container_format.is_empty()).then_some(&i.container_format),
         "created_at": glance_time(&i.created_at),
         "updated_at": glance_time(&i.updated_at),
         "tags": [],
@@ -106,6 +106,15 @@ fn from_engine(e: lifeboat_engine::ComputeError) -> Response {
         ),
         E::Forbidden(m) => glance_error(StatusCode::FORBIDDEN, m),
         E::Conflict(m) => glance_error(StatusCode::CONFLICT, m),
+        E::OverLimit(m) => glance_error(StatusCode::PAYLOAD_TOO_LARGE, m),
+        E::Internal(m) => {
+            tracing::error!("image service: {m}");
+            glance_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server has either erred or is incapable of performing the requested operation."
+                    .into(),
+            )
+        }
         other => glance_error(StatusCode::BAD_REQUEST, other.to_string()),
     }
 }
@@ -207,6 +216,195 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Image attributes Glance does not let a client set.
+const READ_ONLY: &[&str] = &[
+    "checksum",
+    "created_at",
+    "direct_url",
+    "file",
+    "os_hash_algo",
+    "os_hash_value",
+    "schema",
+    "self",
+    "size",
+    "status",
+    "updated_at",
+    "virtual_size",
+];
+
+fn schema_error(msg: String) -> Response {
+    glance_error(
+        StatusCode::BAD_REQUEST,
+        format!("Provided object does not match schema 'image': {msg}"),
+    )
+}
+
+fn one_of(field: &str, v: &Value, allowed: &[&str]) -> Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if allowed.contains(&s.as_str()) => Ok(Some(s.clone())),
+        other => Err(format!(
+            "{other} is not one of {allowed:?}\n\nFailed validating 'enum' in schema['properties']['{field}']"
+        )),
+    }
+}
+
+/// `POST /v2/images`: a new `queued` image (201 with a Location header).
+async fn create(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+        glance_error(
+            StatusCode::BAD_REQUEST,
+            format!("Malformed JSON in request body: {e}"),
+        )
+    })?;
+    let Value::Object(m) = v else {
+        return Err(schema_error("the body is not an object".into()));
+    };
+    let mut n = lifeboat_engine::NewImage::default();
+    for (k, v) in m {
+        match k.as_str() {
+            k if READ_ONLY.contains(&k) => {
+                return Err(glance_error(
+                    StatusCode::FORBIDDEN,
+                    format!("Attribute '{k}' is read-only."),
+                ))
+            }
+            "locations" | "location" => {
+                return Err(glance_error(
+                    StatusCode::FORBIDDEN,
+                    "Attribute 'locations' is reserved.".into(),
+                ))
+            }
+            "id" => match v.as_str() {
+                Some(id) if uuid::Uuid::parse_str(id).is_ok() => n.id = Some(id.to_string()),
+                _ => {
+                    return Err(schema_error(format!(
+                        "{v} does not match '^([0-9a-fA-F]){{8}}-([0-9a-fA-F]){{4}}-([0-9a-fA-F]){{4}}-([0-9a-fA-F]){{4}}-([0-9a-fA-F]){{12}}$'"
+                    )))
+                }
+            },
+            "name" => match v {
+                Value::Null => {}
+                Value::String(s) if s.chars().count() <= 255 => n.name = Some(s),
+                other => return Err(schema_error(format!("{other} is not a valid name"))),
+            },
+            "disk_format" => n.disk_format = one_of("disk_format", &v, lifeboat_engine::DISK_FORMATS).map_err(schema_error)?,
+            "container_format" => {
+                n.container_format =
+                    one_of("container_format", &v, lifeboat_engine::CONTAINER_FORMATS).map_err(schema_error)?
+            }
+            "visibility" => {
+                n.visibility = one_of(
+                    "visibility",
+                    &v,
+                    &["community", "public", "private", "shared"],
+                ).map_err(schema_error)?
+            }
+            "min_disk" | "min_ram" => {
+                let x = v.as_u64().filter(|x| *x <= i32::MAX as u64).ok_or_else(|| {
+                    schema_error(format!("{v} is not of type 'integer' or is less than the minimum of 0 (field {k})"))
+                })?;
+                if k == "min_disk" {
+                    n.min_disk = x
+                } else {
+                    n.min_ram = x
+                }
+            }
+            "protected" | "os_hidden" => {
+                if !v.is_boolean() {
+                    return Err(schema_error(format!("{v} is not of type 'boolean'")));
+                }
+            }
+            "tags" => {
+                if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                    return Err(schema_error(format!("{v} is not of type 'array' of strings")));
+                }
+            }
+            "owner" => {}
+            _ => match v {
+                Value::String(s) => {
+                    n.properties.insert(k, s);
+                }
+                other => {
+                    return Err(schema_error(format!(
+                        "{other} is not of type 'string' (property {k})"
+                    )))
+                }
+            },
+        }
+    }
+    let img = ctx.engine.create_image(&a, n).await.map_err(from_engine)?;
+    let mut resp = (StatusCode::CREATED, Json(glance_image(&img))).into_response();
+    if let Ok(l) = axum::http::HeaderValue::from_str(&format!("/v2/images/{}", img.id)) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, l);
+    }
+    Ok(resp)
+}
+
+/// `PUT /v2/images/{id}/file`: the image's data, streamed into the store
+/// (204). `Content-Type` must be `application/octet-stream` (415).
+async fn upload(
+    State(ctx): State<Ctx>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<StatusCode, Response> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
+        drain(&mut stream).await;
+        return Err(glance_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The request has a media type unsupported by the server (application/octet-stream expected).".into(),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
+    let feeder = tokio::spawn(async move {
+        while let Some(frame) = stream.next().await {
+            let item = frame.map(|b| b.to_vec()).map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if stop {
+                let _ = tx.send(item).await;
+                return;
+            }
+            if tx.send(item).await.is_err() {
+                // Refused early: read the rest, so the client sees the answer.
+                drain(&mut stream).await;
+                return;
+            }
+        }
+    });
+    let res = ctx.engine.upload_image(&a, &id, rx).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), feeder).await;
+    res.map_err(from_engine)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads and drops what is left of a refused upload (at most 256 MiB and
+/// 30 s), so the client reads the error instead of a broken pipe.
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let mut left: u64 = 256 << 20;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(Ok(b)) = stream.next().await {
+            left = left.saturating_sub(b.len() as u64);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// `GET /v2/images/{id}/file`: the image's raw bytes streamed from the
 /// snapshot store, each chunk verified as it is read; 204 when the image has
 /// no data (Glance's answer for an image without data).
@@ -294,9 +492,14 @@ pub fn routes() -> Router<Ctx> {
         .route("/image/versions", get(versions_ok))
         .route("/image/v2", get(versions_ok))
         .route("/image/v2/", get(versions_ok))
-        .route("/image/v2/images", get(list))
+        .route("/image/v2/images", get(list).post(create))
         .route("/image/v2/images/:id", get(show).delete(delete))
-        .route("/image/v2/images/:id/file", get(download))
+        .route(
+            "/image/v2/images/:id/file",
+            get(download)
+                .put(upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/image/v2/schemas/image", get(schema_image))
 }
 

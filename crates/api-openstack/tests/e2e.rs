@@ -333,3 +333,152 @@ async fn compute_end_to_end() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A qcow2 header (v3, no backing file) followed by `n` random bytes: what
+/// the upload checks is the header; the data is stored and returned as is.
+fn fake_qcow2(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 512];
+    v[..4].copy_from_slice(b"QFI\xfb");
+    v[7] = 3;
+    v.extend((0..n).map(|_| rand::random::<u8>()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_upload_into_the_store() {
+    use md5::Digest;
+    let env = start().await;
+    let post = |body: Value| {
+        env.http
+            .post(format!("{}/image/v2/images", env.url))
+            .header("X-Auth-Token", &env.token)
+            .json(&body)
+            .send()
+    };
+    let put = |id: &str, ct: &str, data: Vec<u8>| {
+        env.http
+            .put(format!("{}/image/v2/images/{id}/file", env.url))
+            .header("X-Auth-Token", &env.token)
+            .header("Content-Type", ct)
+            .body(data)
+            .send()
+    };
+    // Create: queued, no data yet, Location header.
+    let r = post(
+        json!({"name": "up", "disk_format": "qcow2", "container_format": "bare",
+        "min_disk": 1, "owner_specified.openstack.md5": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let img: Value = r.json().await.unwrap();
+    let id = img["id"].as_str().unwrap().to_string();
+    assert_eq!(loc, format!("/v2/images/{id}"));
+    assert_eq!(img["status"], "queued", "{img}");
+    assert!(img["size"].is_null() && img["checksum"].is_null(), "{img}");
+    assert_eq!(img["owner_specified.openstack.md5"], "x");
+    let (s, _) = env
+        .image_call("GET", &format!("/v2/images/{id}/file"))
+        .await;
+    assert_eq!(s, 204, "no data yet");
+
+    // Bad create bodies, as Glance answers them.
+    let r = post(json!({"name": "x", "disk_format": "floppy"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post(json!({"name": "x", "size": 5})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "Attribute 'size' is read-only.");
+
+    // Upload errors: media type, unknown image, data that is not qcow2.
+    let data = fake_qcow2(3 << 20);
+    let r = put(&id, "application/json", data.clone()).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = put(
+        "7d8e8f55-0000-4000-8000-000000000000",
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = put(&id, "application/octet-stream", vec![7u8; 4096])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (_, v) = env.image_call("GET", &format!("/v2/images/{id}")).await;
+    assert_eq!(
+        v["status"], "queued",
+        "a failed upload restores queued: {v}"
+    );
+    let mut backing = data.clone();
+    backing[15] = 0x80;
+    let r = put(&id, "application/octet-stream", backing).await.unwrap();
+    assert_eq!(r.status(), 400, "a qcow2 with a backing file is refused");
+
+    // Missing formats.
+    let r = post(json!({"name": "noformat"})).await.unwrap();
+    let nf: Value = r.json().await.unwrap();
+    let r = put(
+        nf["id"].as_str().unwrap(),
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["message"],
+        "Properties disk_format, container_format must be set prior to saving data."
+    );
+
+    // The upload: 204, active, checksums and size of the bytes sent.
+    let r = put(&id, "application/octet-stream", data.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, v) = env.image_call("GET", &format!("/v2/images/{id}")).await;
+    assert_eq!(v["status"], "active", "{v}");
+    assert_eq!(v["size"].as_u64(), Some(data.len() as u64));
+    assert_eq!(
+        v["checksum"].as_str().unwrap(),
+        hex_of(&md5::Md5::digest(&data))
+    );
+    assert_eq!(v["os_hash_algo"], "sha512");
+    assert_eq!(
+        v["os_hash_value"].as_str().unwrap(),
+        hex_of(&sha2::Sha512::digest(&data))
+    );
+    // A second upload conflicts.
+    let r = put(&id, "application/octet-stream", data.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["message"],
+        "Image status transition from active to saving is not allowed"
+    );
+    // Download returns exactly the bytes uploaded.
+    let r = env
+        .http
+        .get(format!("{}/image/v2/images/{id}/file", env.url))
+        .header("X-Auth-Token", &env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+    // The data is a store snapshot; deleting the image deletes it.
+    let store = lifeboat_datastore::StoreLocation::dir(env._dir.path().join("snapstore"))
+        .open()
+        .unwrap();
+    assert_eq!(store.snapshots().unwrap().len(), 1);
+    let (s, _) = env.image_call("DELETE", &format!("/v2/images/{id}")).await;
+    assert_eq!(s, 204);
+    assert_eq!(store.snapshots().unwrap().len(), 0);
+}

@@ -175,8 +175,9 @@ impl Engine {
         }
         if img.kind != ImageKind::Base {
             let _ = std::fs::remove_file(self.image_path(&img.id));
-            self.delete_store_image(img.location.as_deref()).await;
         }
+        // Snapshots and uploaded images keep their data in the store.
+        self.delete_store_image(img.location.as_deref()).await;
         self.inner.store.delete::<Image>(&img.id).await?;
         Ok(())
     }
@@ -201,7 +202,17 @@ impl Engine {
             (None, Some(_)) => self.inner.store.get(DEFAULT_IMAGE_ID).await?,
             _ => None,
         };
-        let store = self.store_disk(img.location.as_deref());
+        let store = self.store_disk(img.location.as_deref()).map(|mut d| {
+            // What the stored bytes are: a qcow2 file (uploaded) or a raw disk.
+            d.format = Some(
+                if img.disk_format == "qcow2" && img.instance_uuid.is_none() {
+                    "qcow2".into()
+                } else {
+                    "raw".into()
+                },
+            );
+            d
+        });
         Ok(ImageRef {
             id: img.id.clone(),
             disk: if store.is_some() {

@@ -12,6 +12,7 @@ mod error;
 mod flavor_access;
 mod hosts;
 mod identity;
+mod image_upload;
 mod maintenance;
 mod network;
 mod power_sync;
@@ -30,6 +31,7 @@ pub use identity::{
     hash_password, hash_rounds, verify_password, write_private, AdminCredentials, Authenticated,
     PBKDF2_ROUNDS,
 };
+pub use image_upload::{NewImage, CONTAINER_FORMATS, DISK_FORMATS};
 pub use network::neutron;
 pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;

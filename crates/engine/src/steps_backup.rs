@@ -96,6 +96,7 @@ impl Engine {
             store: self.snapstore(),
             snapshot,
             disk,
+            format: None,
         })
     }
 
@@ -172,6 +173,7 @@ impl Engine {
             store: self.snapstore(),
             snapshot: d.snapshot,
             disk: d.disk,
+            format: None,
         }))
     }
 

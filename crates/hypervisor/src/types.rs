@@ -64,6 +64,10 @@ pub struct StoreDisk {
     pub snapshot: String,
     /// Disk name in the snapshot (`root`).
     pub disk: String,
+    /// What the stored bytes are: `raw` (a disk, the default) or `qcow2`
+    /// (an uploaded qcow2 file, checked and converted on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// What a [`crate::Hypervisor::backup_disk`] call stores.

@@ -248,21 +248,65 @@ impl QemuDriver {
     }
 
     /// Restores a store disk into the new qcow2 `dest` (via a temporary
-    /// name, so `dest` exists only when complete).
+    /// name, so `dest` exists only when complete). Stored qcow2 files
+    /// (uploaded images) must be self-contained: a backing file or an
+    /// external data file is refused, then they are rewritten by
+    /// `qemu-img convert`.
     pub(super) async fn restore_store_disk(&self, src: &StoreDisk, dest: &Path) -> HvResult<()> {
         let tmp = disk::tmp_path(dest);
         let _ = std::fs::remove_file(&tmp);
         let mut src = src.clone();
         src.store = self.store_location(&src.store);
-        let t = tmp.clone();
+        let qcow2_file = src.format.as_deref() == Some("qcow2");
+        let t = if qcow2_file {
+            tmp.with_extension("upload")
+        } else {
+            tmp.clone()
+        };
         let started = Instant::now();
+        let t2 = t.clone();
         blocking(move || {
             let ds = open_store(&src.store)?;
-            ds.restore_disk(&src.snapshot, &src.disk, &t, RestoreFormat::Qcow2, &|_| {})
+            let fmt = if qcow2_file {
+                RestoreFormat::Raw
+            } else {
+                RestoreFormat::Qcow2
+            };
+            ds.restore_disk(&src.snapshot, &src.disk, &t2, fmt, &|_| {})
                 .map_err(store_err)?;
             Ok(())
         })
         .await?;
+        if qcow2_file {
+            let res = async {
+                let out =
+                    disk::qemu_img(&["info", "-f", "qcow2", "--output=json", &t.to_string_lossy()])
+                        .await?;
+                let v: serde_json::Value = serde_json::from_str(&out).map_err(other)?;
+                if v.get("backing-filename").is_some()
+                    || v["format-specific"]["data"].get("data-file").is_some()
+                {
+                    return Err(HvError::Other(
+                        "the image is a qcow2 with a backing or external data file: refused".into(),
+                    ));
+                }
+                disk::qemu_img(&[
+                    "convert",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-O",
+                    "qcow2",
+                    &t.to_string_lossy(),
+                    &tmp.to_string_lossy(),
+                ])
+                .await
+                .map(|_| ())
+            }
+            .await;
+            let _ = std::fs::remove_file(&t);
+            res?;
+        }
         std::fs::rename(&tmp, dest).map_err(other)?;
         tracing::info!(dest = %dest.display(), took = ?started.elapsed(), "disk restored from the store");
         Ok(())
