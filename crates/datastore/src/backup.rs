@@ -127,8 +127,14 @@ fn dirty_chunks(extents: &[Extent], chunk_size: u64, count: usize) -> Vec<bool> 
     d
 }
 
-/// A disk's manifest entry, its index, and the chunks taken from the parent unread `(index, id)`.
-type DiskResult = (DiskEntry, FixedIndex, Vec<(usize, ChunkId)>);
+/// A disk's manifest entry, its index, the chunks taken from the parent unread `(index, id)`, and the chunks
+/// found already stored (touched, not written) `(index, id)`.
+type DiskResult = (
+    DiskEntry,
+    FixedIndex,
+    Vec<(usize, ChunkId)>,
+    Vec<(usize, ChunkId)>,
+);
 
 impl DataStore {
     /// Back up the disks of `req`; returns the manifest written. The snapshot appears only when complete.
@@ -157,6 +163,8 @@ impl DataStore {
         let mut disks = Vec::new();
         // Chunks this backup took from the parent without reading: (disk, chunk index, id).
         let mut from_parent: Vec<(usize, usize, ChunkId)> = Vec::new();
+        // Chunks it found stored already and only touched: (disk, chunk index, id).
+        let mut existed: Vec<(usize, usize, ChunkId)> = Vec::new();
         for (di, src) in req.disks.iter().enumerate() {
             let pidx = match &parent {
                 Some(pm) if pm.disks.iter().any(|d| d.name == src.name) => {
@@ -164,8 +172,9 @@ impl DataStore {
                 }
                 _ => None,
             };
-            let (entry, idx, reused) = self.backup_disk(src, pidx.as_ref(), progress)?;
+            let (entry, idx, reused, found) = self.backup_disk(src, pidx.as_ref(), progress)?;
             from_parent.extend(reused.into_iter().map(|(i, cid)| (di, i, cid)));
+            existed.extend(found.into_iter().map(|(i, cid)| (di, i, cid)));
             let raw = idx.to_bytes();
             self.backend()
                 .put(&format!("snapshots/{id}/{}.fidx", src.name), &raw)?;
@@ -209,6 +218,40 @@ impl DataStore {
                         self.chunks.insert(&cid, &buf)?;
                     }
                 }
+            }
+        }
+        // GC's sweep is HEAD-then-DELETE (S3 has no conditional delete): a chunk whose old time it read just
+        // before we touched it can still be deleted after the touch. Every chunk we only touched is checked
+        // now that all of them were touched, before the manifest makes the snapshot visible; one that is gone
+        // is read again and stored again. (A GC that looks after this check sees the touch and keeps it.)
+        let mut checked = HashSet::new();
+        for (di, i, cid) in existed {
+            if checked.insert(cid)
+                && self
+                    .backend()
+                    .head(&crate::chunk_store::chunk_key(&cid))?
+                    .is_none()
+            {
+                let src = &req.disks[di];
+                let (off, len) = FixedIndex::range(
+                    &FixedIndex {
+                        size: src.reader.size(),
+                        chunk_size: disks[di].chunk_size,
+                        ids: vec![],
+                    },
+                    i,
+                );
+                let mut buf = vec![0u8; len];
+                src.reader
+                    .read_at(&mut buf, off)
+                    .map_err(|e| Error::io(format!("read {}", src.name), e))?;
+                if self.chunks.id_of(&buf) != cid {
+                    return Err(Error::Busy(format!(
+                        "a chunk of disk {} was removed by a concurrent GC and the disk changed since: retry",
+                        src.name
+                    )));
+                }
+                self.chunks.insert(&cid, &buf)?;
             }
         }
         let body = ManifestBody {
@@ -277,7 +320,7 @@ impl DataStore {
             done: 0,
             total,
         });
-        let results: Vec<Result<(usize, ChunkId), Error>> = to_read
+        let results: Vec<Result<(usize, ChunkId, bool), Error>> = to_read
             .par_iter()
             .map(|&i| {
                 let (off, len) = idx.range(i);
@@ -285,6 +328,7 @@ impl DataStore {
                 src.reader
                     .read_at(&mut buf, off)
                     .map_err(|e| Error::io(format!("read disk {} at {off}", src.name), e))?;
+                let mut touched = false;
                 let cid = if crate::chunk_store::is_zero(&buf) {
                     ZERO_ID
                 } else {
@@ -293,9 +337,12 @@ impl DataStore {
                     let first = !known.contains(&cid)
                         && seen.lock().expect("lock").insert(cid, ()).is_none();
                     if first {
-                        if let Inserted::Written(n) = self.chunks.insert(&cid, &buf)? {
-                            new_chunks.fetch_add(1, Ordering::Relaxed);
-                            new_bytes.fetch_add(n, Ordering::Relaxed);
+                        match self.chunks.insert(&cid, &buf)? {
+                            Inserted::Written(n) => {
+                                new_chunks.fetch_add(1, Ordering::Relaxed);
+                                new_bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Inserted::Existed => touched = true,
                         }
                     }
                     cid
@@ -306,12 +353,16 @@ impl DataStore {
                     done: d,
                     total,
                 });
-                Ok((i, cid))
+                Ok((i, cid, touched))
             })
             .collect();
+        let mut existed = Vec::new();
         for r in results {
-            let (i, cid) = r?;
+            let (i, cid, touched) = r?;
             idx.ids[i] = cid;
+            if touched {
+                existed.push((i, cid));
+            }
         }
         let entry = DiskEntry {
             name: src.name.clone(),
@@ -325,7 +376,7 @@ impl DataStore {
             new_stored_bytes: new_bytes.into_inner(),
             mode: mode.to_string(),
         };
-        Ok((entry, idx, reused))
+        Ok((entry, idx, reused, existed))
     }
 }
 

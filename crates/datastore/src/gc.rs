@@ -10,7 +10,12 @@
 //!   meanwhile survives.
 //!
 //! A chunk a running backup uses was either written or touched after that backup started, so it is newer than
-//! the cutoff, or it belongs to the backup's parent, which is marked. Writers older than `stale_writer_after`
+//! the cutoff, or it belongs to the backup's parent, which is marked. `remove_if_older` is not atomic on S3
+//! (HEAD, then DELETE): a chunk whose old time GC read just before a writer touched it can be deleted after
+//! the touch. So a writer, once every chunk it reuses is touched and its indexes are written, checks that each
+//! chunk it only touched still exists and stores again any that is gone, before its manifest is committed
+//! (test `store_suite::gc_head_then_delete_race`, which forces that interleaving). What is left is a GC
+//! stalled between its HEAD and its DELETE for longer than the rest of the backup; `verify` finds such a loss. Writers older than `stale_writer_after`
 //! (a crashed process) stop holding the cutoff back and are reported.
 
 use std::collections::HashSet;

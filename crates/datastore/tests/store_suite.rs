@@ -533,6 +533,121 @@ fn rotation_and_prune(kind: Kind) {
     ));
 }
 
+/// A backend whose `remove_if_older` is HEAD, then (for the first chunk GC
+/// finds old) a pause until a writer has written its index, then DELETE: the
+/// window S3's HEAD-then-DELETE leaves open, made to happen every time.
+struct RacyGc {
+    inner: lifeboat_datastore::BackendRef,
+    /// 0 idle, 1 GC headed a chunk and waits, 2 writer's index written, 3 GC deleted.
+    step: std::sync::Mutex<u8>,
+    cv: std::sync::Condvar,
+}
+
+impl RacyGc {
+    fn wait_for(&self, want: u8) -> bool {
+        let g = self.step.lock().unwrap();
+        let (g, t) = self
+            .cv
+            .wait_timeout_while(g, Duration::from_secs(20), |s| *s < want)
+            .unwrap();
+        drop(g);
+        !t.timed_out()
+    }
+    fn set(&self, v: u8) {
+        *self.step.lock().unwrap() = v;
+        self.cv.notify_all();
+    }
+}
+
+impl lifeboat_datastore::Backend for RacyGc {
+    fn describe(&self) -> String {
+        format!("racy-gc({})", self.inner.describe())
+    }
+    fn put(&self, key: &str, data: &[u8]) -> Result<(), Error> {
+        self.inner.put(key, data)?;
+        if key.ends_with(".fidx") && *self.step.lock().unwrap() == 1 {
+            // Index written (every reused chunk touched): let GC delete, wait for it.
+            self.set(2);
+            assert!(self.wait_for(3), "GC did not delete");
+        }
+        Ok(())
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.get(key)
+    }
+    fn head(&self, key: &str) -> Result<Option<lifeboat_datastore::backend::ObjectMeta>, Error> {
+        self.inner.head(key)
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, lifeboat_datastore::backend::ObjectMeta)>, Error> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        self.inner.delete(key)
+    }
+    fn touch(&self, key: &str) -> Result<bool, Error> {
+        self.inner.touch(key)
+    }
+    fn remove_if_older(&self, key: &str, cutoff: std::time::SystemTime) -> Result<bool, Error> {
+        match self.inner.head(key)? {
+            Some(m) if m.modified < cutoff => {
+                if *self.step.lock().unwrap() == 0 {
+                    self.set(1);
+                    assert!(self.wait_for(2), "the writer never wrote its index");
+                    self.inner.delete(key)?;
+                    self.set(3);
+                } else {
+                    self.inner.delete(key)?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// GC's HEAD saw a garbage chunk as old, the running backup then reused
+/// (touched) it, GC's DELETE removed it: the backup must notice before it
+/// commits its manifest and store the chunk again. Deterministic.
+fn gc_head_then_delete_race(kind: Kind) {
+    let env = Env::new(kind);
+    let racy = Arc::new(RacyGc {
+        inner: env.backend.clone(),
+        step: std::sync::Mutex::new(0),
+        cv: std::sync::Condvar::new(),
+    });
+    let ds = DataStore::open(racy.clone(), None, 64 << 10).unwrap();
+    let disk = env.path("disk.raw");
+    let data = make_disk(&disk, 4 << 20, 21);
+    // Snapshot A of the disk, deleted: its chunks are garbage, older than any cutoff.
+    let a = backup_file(&ds, &disk, None, None);
+    ds.delete_snapshot(&a.id).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let gc = {
+        let ds = ds.clone();
+        std::thread::spawn(move || {
+            ds.gc(&GcOptions {
+                grace: Duration::ZERO,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+    };
+    // The backup starts once GC has looked at a chunk it is about to remove.
+    assert!(racy.wait_for(1), "GC found no old chunk");
+    let b = backup_file(&ds, &disk, None, None);
+    let report = gc.join().unwrap();
+    assert!(report.removed_chunks >= 1, "{report:?}");
+    let v = ds.verify(None).unwrap();
+    assert!(v.ok(), "every chunk of B is in the store: {v:?}");
+    let out = env.path("restored.raw");
+    ds.restore_disk(&b.id, "vda", &out, RestoreFormat::Raw, &|_| {})
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data, "snapshot B is whole");
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod fs { $( #[test] fn $name() { super::$name(super::Kind::Fs) } )* }
@@ -545,6 +660,7 @@ suite!(
     incremental_equals_full,
     damage_detected,
     gc_during_backup,
+    gc_head_then_delete_race,
     wrong_key,
     rotation_and_prune
 );
