@@ -215,7 +215,7 @@ async fn non_admins_do_not_see_admin_fields() {
     let (env, admin, member) = start().await;
     let j = Some("application/json");
     let body = serde_json::to_vec(
-        &json!({"name": "m", "flavor": "m1.nano", "scheduler_hints": {"group": "x"}}),
+        &json!({"name": "m", "flavor": "m1.nano", "scheduler_hints": {"different_host": "x"}}),
     )
     .unwrap();
     let (s, v) = env.send(&member, "POST", "/api/v1/servers", j, body).await;

@@ -20,6 +20,7 @@ pub mod microversion;
 pub mod network;
 pub mod nova;
 pub mod quotas;
+pub mod server_groups;
 pub mod validate;
 pub mod versions;
 pub mod wire;
@@ -165,6 +166,7 @@ pub fn router(engine: Engine, public_url: String) -> Router {
         .merge(keypairs::routes())
         .merge(limits::routes())
         .merge(quotas::routes())
+        .merge(server_groups::routes())
         .merge(availability_zones::routes())
         .merge(images::compute_routes())
         .merge(versions::versioned_routes())

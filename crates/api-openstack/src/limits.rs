@@ -29,7 +29,7 @@ pub fn absolute(mv: Mv, q: &Limits, used: &QuotaUsage) -> Value {
     put("totalInstancesUsed", used.instances);
     put("totalCoresUsed", used.cores);
     put("totalRAMUsed", used.ram);
-    put("totalServerGroupsUsed", 0);
+    put("totalServerGroupsUsed", used.server_groups);
     if !mv.ge(36) {
         put("maxSecurityGroups", -1);
         put("maxSecurityGroupRules", -1);
@@ -76,6 +76,7 @@ mod tests {
             cores: 2,
             ram: 3,
             key_pairs: 0,
+            server_groups: 0,
         };
         let v = absolute(Mv(1), &q, &used);
         assert_eq!(v["maxTotalInstances"], 10);

@@ -186,7 +186,8 @@ fn boolean(field_name: &str, v: &Value) -> R<()> {
     }
 }
 
-fn positive_integer(field_name: &str, v: &Value) -> R<()> {
+/// `parameter_types.positive_integer`: an integer (or digit string) >= 1.
+pub fn positive_integer(field_name: &str, v: &Value) -> R<()> {
     let n = match v {
         Value::Number(n) if n.is_u64() || n.is_i64() => n.as_i64().unwrap_or(i64::MAX),
         Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => {
@@ -314,6 +315,22 @@ pub fn server_create(body: &Value, mv: Mv) -> R<()> {
         "",
         &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
     )?;
+    for key in ["os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"] {
+        if let Some(g) = root.get(key).and_then(|h| h.get("group")) {
+            // `{'oneOf': [array of uuid, uuid]}`
+            let ok = match g {
+                Value::Array(a) => a.iter().all(|u| uuid("group", u).is_ok()),
+                other => uuid("group", other).is_ok(),
+            };
+            if !ok {
+                return Err(field(
+                    "group",
+                    g,
+                    &format!("{} is not valid under any of the given schemas", repr(g)),
+                ));
+            }
+        }
+    }
     let Some(s) = root.get("server").and_then(Value::as_object) else {
         return Ok(()); // parse_create reports the missing/invalid server.
     };

@@ -179,3 +179,93 @@ fn evacuated_host_is_fenced_and_an_unreachable_agent_does_not_stop_the_manager()
     let s = api.get(&format!("/api/v1/servers/{id}"));
     assert_eq!(s["host"], "host1", "{s}");
 }
+
+/// A host that comes back while its server is being evacuated: its copy is
+/// destroyed before the host is up (whether the evacuation has defined the
+/// new copy yet or not), is never started again, and the evacuation, resumed
+/// by a restarted manager, completes on the other host.
+#[test]
+fn host_back_during_evacuation_is_fenced_before_it_serves() {
+    for hang in ["evacuate:evacuate", "evacuate:evacuate:after"] {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("agent-token");
+        std::fs::write(&token, "fencing-mid-evacuation-token").unwrap();
+        let agent_port = free_port();
+        let agent_dir = tempfile::tempdir().unwrap();
+        let start_agent = || {
+            Agent(common::start_agent(
+                "host2",
+                "fake",
+                agent_port,
+                agent_dir.path(),
+                &token,
+            ))
+        };
+        let port = free_port();
+        let agent = start_agent();
+        let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
+        let extra = ["--agent", agent_arg.as_str(), "--host-down-after", "2"];
+        let hooks = [
+            ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
+            ("LIFEBOAT_TEST_HANG_AT", hang),
+        ];
+        let serve = Serve::start(dir.path(), port, &hooks, &extra);
+        let api = login(&serve);
+        let (st, v) = api.post(
+            "/api/v1/servers",
+            json!({"name": "mid", "flavor": "m1.nano", "availability_zone": "nova:host2"}),
+        );
+        assert_eq!(st, 202, "{v}");
+        let id = v[0]["server"]["id"].as_str().unwrap().to_string();
+        let s = api.settle(&id, Duration::from_secs(30));
+        assert_eq!(s["host"], "host2", "{s}");
+        let name = s["instance_name"].as_str().unwrap().to_string();
+
+        drop(agent);
+        api.wait_host_down("host2", Duration::from_secs(30));
+        let (st, v) = api.post(
+            &format!("/api/v1/servers/{id}/actions"),
+            json!({"action": "evacuate"}),
+        );
+        assert_eq!(st, 202, "{v}");
+        serve.wait_stderr(&format!("LIFEBOAT-HANG {hang}"), Duration::from_secs(30));
+        assert!(
+            vms(agent_dir.path()).get(&name).is_some(),
+            "{hang}: copy on host2"
+        );
+
+        // host2 comes back mid-evacuation: fenced before it is up
+        let _agent = start_agent();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !host_up(&api, "host2") {
+            assert!(Instant::now() < deadline, "{hang}: host2 did not come back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left = vms(agent_dir.path());
+        assert!(
+            left.get(&name).is_none(),
+            "{hang}: stale copy destroyed: {left}"
+        );
+        let events = api.get(&format!("/api/v1/events?server_id={id}&limit=500"));
+        assert!(
+            events.to_string().contains("stale copy"),
+            "{hang}: {events}"
+        );
+
+        // the evacuation resumes in a new manager and completes on host1
+        drop(api);
+        serve.kill9();
+        let serve = Serve::start(dir.path(), port, &[], &extra);
+        let api = login(&serve);
+        let s = api.settle(&id, Duration::from_secs(30));
+        assert_eq!(
+            (s["status"].as_str(), s["host"].as_str()),
+            (Some("ACTIVE"), Some("host1")),
+            "{hang}: {s}"
+        );
+        // a few heartbeats later host2 still has no copy: never started again
+        std::thread::sleep(Duration::from_secs(3));
+        let left = vms(agent_dir.path());
+        assert!(left.get(&name).is_none(), "{hang}: {left}");
+    }
+}

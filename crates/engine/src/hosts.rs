@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lifeboat_core::placement::{pick_host, HostCandidate, Resources};
+use lifeboat_core::placement::{pick_host_in_group, HostCandidate, Resources};
 use lifeboat_core::{now, Host, Level, NewEvent, PowerState, Server, VmState};
 use lifeboat_hypervisor::Hypervisor;
 use lifeboat_store::ServerQuery;
@@ -121,7 +121,11 @@ impl Engine {
 
     /// Nova's `_destroy_evacuated_instances`: before a host that was down
     /// serves again, destroys its copies of servers that now live elsewhere
-    /// (evacuated) or were deleted meanwhile. Returns how many.
+    /// (evacuated), are being evacuated away from it (Nova destroys the
+    /// instances of evacuations `accepted`, `pre-migrating` or `done` alike:
+    /// the evacuation rebuilds them elsewhere whatever this host does), or
+    /// were deleted meanwhile. Disks go with them: a host's disks are local
+    /// (Nova keeps them only on shared instance storage). Returns how many.
     async fn destroy_stale_copies(
         &self,
         name: &str,
@@ -145,10 +149,12 @@ impl Engine {
                 continue; // not ours
             };
             let here = Some(name);
+            let evacuating_away = self.evacuating_away(s, name).await?;
             let belongs = s.host.as_deref() == here
                 || s.source_host.as_deref() == here
                 || (s.host.is_none() && s.node.as_deref() == here);
-            if belongs || (s.task_state.is_some() && s.vm_state != VmState::Deleted) {
+            let busy = s.task_state.is_some() && s.vm_state != VmState::Deleted;
+            if !evacuating_away && (belongs || busy) {
                 continue;
             }
             agent.destroy(&vm.name).await?;
@@ -168,6 +174,22 @@ impl Engine {
             .await;
         }
         Ok(n)
+    }
+
+    /// Whether `s` has an evacuation in flight that is not headed for `host`
+    /// (so the copy on `host` is the one being replaced).
+    async fn evacuating_away(&self, s: &Server, host: &str) -> Result<bool, ComputeError> {
+        let Some(wid) = &s.task_workflow else {
+            return Ok(false);
+        };
+        let Some(wf) = self.inner.store.get_workflow(wid).await? else {
+            return Ok(false);
+        };
+        if wf.kind != "evacuate" || wf.state != lifeboat_core::WorkflowState::Running {
+            return Ok(false);
+        }
+        let k = crate::compute::workflows::WorkflowKind::load(&wf.kind, &wf.params)?;
+        Ok(k.dest() != Some(host))
     }
 
     /// Registered hosts with their up/down state.
@@ -231,7 +253,9 @@ impl Engine {
     }
 
     /// Picks a host for `need`. `prefer` is tried first; with `force` it is
-    /// the only choice.
+    /// the only choice, and bypasses the filters of `server`'s group (as
+    /// Nova's forced hosts do); otherwise the group's policy filters and
+    /// weighs the hosts (`server_groups.rs`).
     pub(crate) async fn schedule(
         &self,
         need: &Resources,
@@ -239,11 +263,17 @@ impl Engine {
         prefer: Option<&str>,
         exclude: Option<&str>,
         force: bool,
+        server: Option<&Server>,
     ) -> Result<HostCandidate, ComputeError> {
         let cands = self.candidates().await?;
+        let group = match server {
+            Some(s) => self.group_rule(s).await?,
+            None => None,
+        };
         if let Some(p) = prefer {
             let one: Vec<HostCandidate> = cands.iter().filter(|c| c.name == p).cloned().collect();
-            if let Some(h) = pick_host(&one, need, az, exclude) {
+            let rule = if force { None } else { group.as_ref() };
+            if let Some(h) = pick_host_in_group(&one, need, az, exclude, rule) {
                 return Ok(h.clone());
             }
             if force {
@@ -252,7 +282,7 @@ impl Engine {
                 )));
             }
         }
-        pick_host(&cands, need, az, exclude)
+        pick_host_in_group(&cands, need, az, exclude, group.as_ref())
             .cloned()
             .ok_or_else(|| {
                 ComputeError::NoValidHost("There are not enough hosts available.".into())

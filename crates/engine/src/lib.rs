@@ -19,6 +19,7 @@ mod power_sync;
 mod quota;
 mod requests;
 mod secrets;
+mod server_groups;
 mod steps;
 mod steps_backup;
 mod workflow;
@@ -35,6 +36,7 @@ pub use image_upload::{NewImage, CONTAINER_FORMATS, DISK_FORMATS};
 pub use network::neutron;
 pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;
+pub use server_groups::{ServerGroup, TOO_MANY_GROUPS, TOO_MANY_MEMBERS};
 pub use steps_backup::{parse_store_location, store_location, ShelvedDisk};
 
 use std::collections::HashMap;

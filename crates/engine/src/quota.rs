@@ -55,6 +55,8 @@ pub struct QuotaUsage {
     pub ram: i64,
     /// The caller's key pairs (Nova counts key pairs per user).
     pub key_pairs: i64,
+    /// The project's server groups.
+    pub server_groups: i64,
 }
 
 impl QuotaUsage {
@@ -65,6 +67,7 @@ impl QuotaUsage {
             "cores" => self.cores,
             "ram" => self.ram,
             "key_pairs" => self.key_pairs,
+            "server_groups" => self.server_groups,
             _ => 0,
         }
     }
@@ -72,7 +75,7 @@ impl QuotaUsage {
 
 /// Serialises check-then-create so that concurrent creates cannot both
 /// pass a check that only one of them fits (Nova rechecks instead).
-static QUOTA_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static QUOTA_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Nova's `TooManyInstances` text for the resources over quota.
 fn too_many(overs: &[&str], req: &[String], used: &[i64], allowed: &[i64]) -> ComputeError {
@@ -135,6 +138,7 @@ impl Engine {
             cores: servers.iter().map(|s| s.flavor.vcpus as i64).sum(),
             ram: servers.iter().map(|s| s.flavor.ram as i64).sum(),
             key_pairs: kps.len() as i64,
+            server_groups: self.count_server_groups(project_id).await?,
         })
     }
 

@@ -208,7 +208,7 @@ fn create_parsing() {
         "metadata": {"k": "v"}, "min_count": 2, "max_count": "3",
         "security_groups": [{"name": "web"}], "tags": ["t"],
         "config_drive": "true", "description": "d"},
-        "os:scheduler_hints": {"group": "g"}});
+        "os:scheduler_hints": {"group": "6f1c1f1e-0000-4000-8000-0000000000aa"}});
     let (c, res) = parse_create(&body, Mv(52)).unwrap();
     assert!(!res);
     assert_eq!(c.image.as_deref(), Some("abc"));
@@ -217,7 +217,10 @@ fn create_parsing() {
     assert_eq!((c.min_count, c.max_count), (2, 3));
     assert!(c.config_drive);
     assert_eq!(c.tags, vec!["t"]);
-    assert_eq!(c.scheduler_hints["group"], "g");
+    assert_eq!(
+        c.scheduler_hints["group"],
+        "6f1c1f1e-0000-4000-8000-0000000000aa"
+    );
     // networks is required from 2.37; "none" means no network.
     let b = json!({"server": {"name": "a", "flavorRef": "1"}});
     assert!(parse_create(&b, Mv(37)).is_err());

@@ -9,7 +9,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod vms;
+pub use vms::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+/// The guest image (`guest/out`) for real-VM tests, after checking that
+/// qemu and the image exist: a missing prerequisite fails the test with
+/// what to run, never skips it.
+pub fn guest_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
+    assert!(
+        Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "qemu-system-x86_64 is not installed: run scripts/setup.sh (or scripts/test-all.sh)"
+    );
+    assert!(
+        dir.join("vmlinux").is_file(),
+        "the guest image is missing ({}): run bash guest/build-image.sh",
+        dir.display()
+    );
+    dir
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -60,6 +83,7 @@ impl Serve {
         envs: &[(&str, &str)],
         extra: &[&str],
     ) -> Serve {
+        register(data_dir);
         let mut cmd = Command::new(BIN);
         cmd.args([
             "serve",
@@ -192,6 +216,11 @@ impl Api {
     /// Logs in through Keystone (project `admin`): for the OpenStack APIs (`/compute/v2.1`,
     /// `/network/v2.0`), which take the same `X-Auth-Token` header.
     pub fn keystone(url: &str, user: &str, password: &str) -> Api {
+        Self::keystone_project(url, user, password, "admin")
+    }
+
+    /// [`Api::keystone`] scoped to `project` (by name, domain Default).
+    pub fn keystone_project(url: &str, user: &str, password: &str, project: &str) -> Api {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -203,7 +232,7 @@ impl Api {
                 .json(
                     &json!({"auth": {"identity": {"methods": ["password"], "password": {
                     "user": {"name": user, "domain": {"name": "Default"}, "password": password}}},
-                    "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}),
+                    "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}}),
                 )
                 .send()
                 .await
@@ -220,11 +249,25 @@ impl Api {
     }
 
     pub fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.req_with(method, path, body, &[])
+    }
+
+    /// [`Api::req`] with extra headers (e.g. `OpenStack-API-Version`).
+    pub fn req_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         self.rt.block_on(async {
             let mut r = self
                 .http
                 .request(method, format!("{}{path}", self.url))
                 .header("X-Auth-Token", &self.token);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
             if let Some(b) = body {
                 r = r.json(&b);
             }
@@ -338,6 +381,7 @@ pub fn start_agent_with(
     token: &Path,
     extra: &[&str],
 ) -> Child {
+    register(data_dir);
     let ca = manager_ca(token.parent().unwrap());
     let child = Command::new(BIN)
         .args([

@@ -58,6 +58,9 @@ impl Engine {
         let (max, _quota) = self
             .check_create_quota(actor, &flavor, min, max, req.metadata.len())
             .await?;
+        let group = self
+            .group_for_create(actor, &req.scheduler_hints, max)
+            .await?;
         let image = match &req.image {
             Some(i) if !i.is_empty() => self
                 .image(actor, i)
@@ -167,6 +170,7 @@ impl Engine {
                     req.security_groups.clone()
                 },
                 scheduler_hints: req.scheduler_hints.clone(),
+                server_groups: group.iter().map(|g| g.id.clone()).collect(),
                 admin_password_set: true,
                 ..Server::new(
                     ids::uuid(),

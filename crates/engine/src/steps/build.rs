@@ -44,6 +44,7 @@ async fn schedule(cx: &mut Cx<'_>) -> StepResult<()> {
                 prefer.as_deref(),
                 None,
                 matches!(&k, WorkflowKind::Create(p) if p.host.is_some()),
+                Some(&*s),
             )
             .await?;
         e.mutate_server(id, |s| {

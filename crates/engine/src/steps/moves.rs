@@ -38,7 +38,7 @@ async fn schedule_dest(cx: &mut Cx<'_>) -> StepResult<()> {
                 if same {
                     current.clone().unwrap_or_default()
                 } else {
-                    e.schedule(&need, None, None, current.as_deref(), false)
+                    e.schedule(&need, None, None, current.as_deref(), false, Some(&*s))
                         .await?
                         .name
                 }
@@ -51,6 +51,7 @@ async fn schedule_dest(cx: &mut Cx<'_>) -> StepResult<()> {
                     wanted.as_deref(),
                     current.as_deref(),
                     wanted.is_some(),
+                    Some(&*s),
                 )
                 .await?
                 .name
