@@ -2,7 +2,8 @@
 //!
 //! Runs inside the guest, opens the virtio-serial port `org.lifeboat.agent.0`
 //! and speaks line-delimited JSON with the host (see
-//! `docs/guest-agent-protocol.md`). Its only dependencies are `serde_json`
+//! `docs/guest-agent-protocol.md`, the types in `lifeboat-guest-proto`, shared
+//! with the host's client). Its only dependencies are `serde_json`
 //! (the protocol) and `sha-crypt` (password hashes for `/etc/shadow`), so the
 //! binary stays small and links statically.
 
@@ -28,87 +29,26 @@ use std::time::{Duration, Instant};
 use commands::{After, Ctx};
 use serde_json::Value;
 
-const DEFAULT_PORT_NAME: &str = "org.lifeboat.agent.0";
+const DEFAULT_PORT_NAME: &str = lifeboat_guest_proto::PORT_NAME;
 /// Longest accepted request line; longer lines are answered with an error.
-const MAX_LINE: usize = 1 << 20;
+const MAX_LINE: usize = lifeboat_guest_proto::MAX_LINE;
 /// Requests handled at the same time; more are refused with "busy".
 const MAX_IN_FLIGHT: usize = 16;
-pub const PROTOCOL_VERSION: u64 = 1;
+pub use lifeboat_guest_proto::{Request, PROTOCOL_VERSION};
 
-/// A parsed request line.
-#[derive(Debug, PartialEq)]
-pub struct Request {
-    /// Echoed verbatim in the answer; `null` when absent.
-    pub id: Value,
-    pub cmd: String,
-    /// The `args` object, plus any other top-level members (so both
-    /// `{"cmd":"x","args":{"a":1}}` and `{"cmd":"x","a":1}` work).
-    pub args: Value,
-}
-
-/// Parses one request line. On error returns the id (if one could be read)
-/// and a message.
+/// Parses one request line ([`Request::parse`]).
 pub fn parse_request(line: &str) -> Result<Request, (Value, String)> {
-    let v = serde_json::from_str::<Value>(line)
-        .map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
-    let Value::Object(mut members) = v else {
-        return Err((Value::Null, "request must be a JSON object".into()));
-    };
-    let id = members.remove("id").unwrap_or(Value::Null);
-    let cmd = members.remove("cmd");
-    let mut args = match members.remove("args") {
-        Some(Value::Object(a)) => a,
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(_) => return Err((id, "\"args\" must be an object".into())),
-    };
-    let extra: Vec<(String, Value)> = members.into_iter().collect();
-    if matches!(id, Value::Array(_) | Value::Object(_)) {
-        return Err((
-            Value::Null,
-            "\"id\" must be a number, string or null".into(),
-        ));
-    }
-    let cmd = match cmd {
-        Some(Value::String(c)) => c,
-        _ => return Err((id, "missing string member \"cmd\"".into())),
-    };
-    // The args object wins over a top-level duplicate.
-    for (k, v) in extra {
-        args.entry(k).or_insert(v);
-    }
-    Ok(Request {
-        id,
-        cmd,
-        args: Value::Object(args),
-    })
+    Request::parse(line)
 }
 
 /// Encodes an answer line (without the newline).
 pub fn encode_response(id: &Value, result: &Result<Value, String>) -> String {
-    let v = match result {
-        Ok(r) => obj(vec![
-            ("id", id.clone()),
-            ("ok", true.into()),
-            ("result", r.clone()),
-        ]),
-        Err(e) => obj(vec![
-            ("id", id.clone()),
-            ("ok", false.into()),
-            ("error", e.as_str().into()),
-        ]),
-    };
-    v.to_string()
+    lifeboat_guest_proto::encode_answer(id, result)
 }
 
 /// Encodes the `ready` event line.
 pub fn encode_ready(boot_ms: u64) -> String {
-    obj(vec![
-        ("event", "ready".into()),
-        ("boot_ms", boot_ms.into()),
-        ("agent_version", env!("CARGO_PKG_VERSION").into()),
-        ("protocol", PROTOCOL_VERSION.into()),
-    ])
-    .to_string()
+    lifeboat_guest_proto::encode_ready(boot_ms, env!("CARGO_PKG_VERSION"))
 }
 
 enum Out {

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
@@ -20,7 +20,10 @@ use crate::{HvError, HvResult};
 
 /// Longest reply line accepted from a guest (a guest must not be able to
 /// make the host buffer without bound).
-pub const MAX_LINE: u64 = 1 << 20;
+pub const MAX_LINE: u64 = lifeboat_guest_proto::MAX_LINE as u64;
+
+pub use lifeboat_guest_proto::output_of;
+use lifeboat_guest_proto::{Answer, Request};
 
 /// Reads one line of at most `max` bytes (without the newline); None at EOF.
 pub(crate) async fn read_line_capped<R: AsyncBufRead + Unpin>(
@@ -49,12 +52,7 @@ pub(crate) async fn read_line_capped<R: AsyncBufRead + Unpin>(
 /// Sends one request and returns the answer object.
 pub async fn request(sock: &Path, cmd: &str, args: Value, deadline: Duration) -> HvResult<Value> {
     let id: u64 = rand::random::<u32>() as u64;
-    let mut msg = json!({"id": id, "cmd": cmd});
-    if let (Some(m), Some(a)) = (msg.as_object_mut(), args.as_object()) {
-        for (k, v) in a {
-            m.insert(k.clone(), v.clone());
-        }
-    }
+    let msg = Request::new(id, cmd, args).encode();
     let fut = async {
         let stream = UnixStream::connect(sock)
             .await
@@ -68,24 +66,16 @@ pub async fn request(sock: &Path, cmd: &str, args: Value, deadline: Duration) ->
             let Some(line) = read_line_capped(&mut r, MAX_LINE).await? else {
                 return Err(HvError::Other("guest agent closed the connection".into()));
             };
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+            let Some(answer) = Answer::parse(&line) else {
                 continue;
             };
-            if v.get("id").and_then(Value::as_u64) != Some(id) {
+            if answer.id.as_u64() != Some(id) {
                 continue;
             }
-            if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
-                let text = e
-                    .as_str()
-                    .map(str::to_string)
-                    .or_else(|| e.get("message").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_else(|| e.to_string());
+            if let Some(text) = answer.error {
                 return Err(HvError::Other(format!("guest agent {cmd}: {text}")));
             }
-            if v.get("ok").and_then(Value::as_bool) == Some(false) {
-                return Err(HvError::Other(format!("guest agent {cmd} failed: {v}")));
-            }
-            return Ok(v);
+            return Ok(answer.body);
         }
     };
     timeout(deadline, fut)
@@ -93,26 +83,10 @@ pub async fn request(sock: &Path, cmd: &str, args: Value, deadline: Duration) ->
         .map_err(|_| HvError::Timeout(format!("guest agent {cmd}")))?
 }
 
-/// The textual output of an answer (`output`, or `result` as text).
-pub fn output_of(v: &Value) -> String {
-    for key in ["output", "result"] {
-        match v.get(key) {
-            Some(Value::String(s)) => return s.clone(),
-            Some(Value::Null) | None => {}
-            Some(other) => {
-                if let Some(s) = other.get("output").and_then(Value::as_str) {
-                    return s.to_string();
-                }
-                return other.to_string();
-            }
-        }
-    }
-    String::new()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tokio::net::UnixListener;
 
     /// A fake guest that answers with one endless line: the request fails
