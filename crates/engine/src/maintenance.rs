@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
-use crate::steps::{wrong_kind, Cx};
+use crate::steps::step::{step, wrong_kind, Cx};
 use crate::{ActionOutcome, ComputeError, Engine};
 
 /// A procedure name the guest agent accepts: a script name, never a path.
@@ -37,13 +37,13 @@ pub(crate) async fn start(
     procedure: String,
 ) -> Result<ActionOutcome, ComputeError> {
     check_procedure(&procedure)?;
-    Ok(crate::compute::actions::accepted(
+    Ok(crate::requests::accepted(
         e.begin_workflow(actor, s, action, json!({ "procedure": procedure }))
             .await?,
     ))
 }
 
-crate::steps::step!(
+step!(
     /// The `run_maintenance` workflow's one step.
     MAINTENANCE = "maintenance", maintenance
 );

@@ -8,9 +8,9 @@
 use lifeboat_core::{Action, Actor, Level, NewEvent, PowerState, Server, VmState};
 use serde_json::json;
 
-use crate::compute::actions::accepted;
 use crate::error::StepResult;
-use crate::steps::{step, Cx};
+use crate::requests::accepted;
+use crate::steps::step::{step, Cx, Step};
 use crate::{ActionOutcome, ComputeError, Engine};
 
 /// The action's handler: a workflow with no params of its own.
@@ -31,7 +31,7 @@ step!(
 );
 
 /// The workflow's plan.
-pub(crate) fn plan() -> Vec<&'static crate::steps::Step> {
+pub(crate) fn plan() -> Vec<&'static Step> {
     vec![&SYNC_POWER]
 }
 

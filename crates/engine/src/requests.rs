@@ -163,3 +163,12 @@ pub enum ActionOutcome {
         url: String,
     },
 }
+
+/// The outcome of an accepted workflow.
+pub(crate) fn accepted(wf: lifeboat_core::Workflow) -> ActionOutcome {
+    ActionOutcome::Accepted {
+        workflow_id: wf.id,
+        image_id: None,
+        admin_pass: None,
+    }
+}

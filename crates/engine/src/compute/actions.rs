@@ -175,14 +175,7 @@ macro_rules! define_dispatch {
 
 lifeboat_core::server_actions!(define_dispatch);
 
-/// The outcome of an accepted workflow.
-pub(crate) fn accepted(wf: Workflow) -> ActionOutcome {
-    ActionOutcome::Accepted {
-        workflow_id: wf.id,
-        image_id: None,
-        admin_pass: None,
-    }
-}
+pub(crate) use crate::requests::accepted;
 
 /// A workflow with no params of its own (pause, start, ...).
 pub(crate) async fn workflow(

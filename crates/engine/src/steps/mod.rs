@@ -13,9 +13,10 @@ mod build;
 mod images;
 mod moves;
 mod power;
+pub(crate) mod step;
 
-use std::future::Future;
-use std::pin::Pin;
+pub(crate) use step::{step, wrong_kind, Cx, Step};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,53 +29,6 @@ use serde_json::Value;
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 use crate::{ComputeError, Engine};
-
-/// What a step works on: the engine, its workflow, the server as loaded
-/// before the step and the workflow's typed kind.
-pub(crate) struct Cx<'a> {
-    /// The engine.
-    pub e: &'a Engine,
-    /// The workflow (its params may be updated by the step).
-    pub wf: &'a mut Workflow,
-    /// The server, as loaded before the step.
-    pub s: Server,
-    /// The server's id.
-    pub id: String,
-    /// The workflow's kind and params.
-    pub k: WorkflowKind,
-    /// The step's name.
-    pub step: &'static str,
-}
-
-/// A step's run or undo.
-pub(crate) type StepFn =
-    for<'a, 'b> fn(&'a mut Cx<'b>) -> Pin<Box<dyn Future<Output = StepResult<()>> + Send + 'a>>;
-
-/// One named step: what it does and how a rollback undoes it.
-pub(crate) struct Step {
-    /// The name stored in the workflow row.
-    pub name: &'static str,
-    /// Runs the step.
-    pub run: StepFn,
-    /// Undoes it during a rollback (None: nothing to undo).
-    pub undo: Option<StepFn>,
-}
-
-/// Declares a [`Step`]: `step!(NAME = "name", run_fn[, undo_fn]);` where
-/// the functions are `async fn(&mut Cx<'_>) -> StepResult<()>`.
-macro_rules! step {
-    ($(#[$m:meta])* $name:ident = $s:literal, $run:path $(, $undo:path)? $(,)?) => {
-        $(#[$m])*
-        pub(crate) static $name: $crate::steps::Step = $crate::steps::Step {
-            name: $s,
-            run: |cx| Box::pin($run(cx)),
-            undo: $crate::steps::step!(@undo $($undo)?),
-        };
-    };
-    (@undo) => { None };
-    (@undo $u:path) => { Some(|cx| Box::pin($u(cx))) };
-}
-pub(crate) use step;
 
 /// The steps of a workflow, given its kind and params.
 pub(crate) fn steps_of(k: &WorkflowKind) -> Vec<&'static Step> {
@@ -273,10 +227,6 @@ fn need_image(k: &WorkflowKind) -> StepResult<String> {
     k.image_id()
         .map(str::to_string)
         .ok_or_else(|| ComputeError::Internal(format!("{} has no image", k.name())))
-}
-
-pub(crate) fn wrong_kind(k: &WorkflowKind, step: &str) -> ComputeError {
-    ComputeError::Internal(format!("step {step} does not belong to {}", k.name()))
 }
 
 /// Whether `agent`'s host has the VM `name`.
