@@ -6,67 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, Api, Serve};
+use common::{free_port, guest_dir, qemu_processes, Api, Serve, VmGuard};
 use serde_json::{json, Value};
-
-fn guest_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
-    assert!(
-        std::process::Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (or scripts/test-all.sh)"
-    );
-    assert!(
-        dir.join("vmlinux").is_file(),
-        "the guest image is missing ({}): run bash guest/build-image.sh",
-        dir.display()
-    );
-    dir
-}
 
 /// The tests take turns: both name their first VM `instance-00000001`, and
 /// `qemu_processes` finds VMs by that name across data dirs.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// qemu processes whose command line names `instance` (any host dir).
-fn qemu_processes(instance: &str) -> Vec<u32> {
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd);
-        if (cmd.starts_with("qemu-system") || cmd.contains("/qemu-system"))
-            && cmd.contains(instance)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Kills every qemu of `instance` (test cleanup, also on failure).
-struct VmReaper(Vec<String>);
-
-impl Drop for VmReaper {
-    fn drop(&mut self) {
-        for i in &self.0 {
-            for pid in qemu_processes(i) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
 
 fn hooks(kind_step: &str) -> [(&str, &str); 2] {
     [
@@ -117,6 +65,8 @@ fn qemu_create_survives_sigkill_after_define_and_after_spawn() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for step in ["define", "spawn"] {
         let dir = tempfile::tempdir().unwrap();
+        // kills this iteration's VMs (also when it fails) before `dir` goes
+        let _vms = VmGuard::new();
         let port = free_port();
         let kind_step = format!("create:{step}:after");
         let first = qemu_serve(dir.path(), port, &hooks(&kind_step), &[]);
@@ -131,7 +81,6 @@ fn qemu_create_survives_sigkill_after_define_and_after_spawn() {
             .as_str()
             .unwrap()
             .to_string();
-        let _reaper = VmReaper(vec![instance.clone()]);
         first.wait_stderr(
             &format!("LIFEBOAT-HANG {kind_step}"),
             Duration::from_secs(60),
@@ -177,6 +126,7 @@ fn qemu_live_migration_survives_sigkill_after_the_migration() {
     std::fs::write(&token, "qemu-crash-agent-token").unwrap();
     let agent_port = free_port();
     let agent_dir = tempfile::tempdir().unwrap();
+    let _vms = VmGuard::new();
     struct Agent(std::process::Child);
     impl Drop for Agent {
         fn drop(&mut self) {
@@ -214,7 +164,6 @@ fn qemu_live_migration_survives_sigkill_after_the_migration() {
         "{s}"
     );
     let instance = s["instance_name"].as_str().unwrap().to_string();
-    let _reaper = VmReaper(vec![instance.clone()]);
     let (st, v) = api.post(
         &format!("/api/v1/servers/{id}/actions"),
         json!({"action": "live_migrate", "host": "host2"}),

@@ -7,29 +7,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Api, Serve};
+use common::{free_port, guest_dir, qemu_pid, Api, Serve, VmGuard};
 use serde_json::json;
-
-fn guest_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
-    let qemu = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok();
-    assert!(
-        qemu,
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (or scripts/test-all.sh)"
-    );
-    assert!(
-        dir.join("vmlinux").is_file(),
-        "the guest image is missing ({}): run bash guest/build-image.sh",
-        dir.display()
-    );
-    dir
-}
 
 fn start(dir: &std::path::Path, port: u16, guest: &std::path::Path) -> Serve {
     let mut s =
@@ -42,24 +23,11 @@ fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// The live qemu process of `instance` in this data dir (its pid file).
-fn qemu_pid(data_dir: &std::path::Path, instance: &str) -> Option<u32> {
-    let pid_file = data_dir.join("hosts/host1/vms").join(instance).join("pid");
-    let pid: u32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains(instance)
-        .then_some(pid)
-}
-
 #[test]
 fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
+    let _vms = VmGuard::new();
     let port = free_port();
     let serve = start(dir.path(), port, &guest);
     let c = serve.credentials();
@@ -77,7 +45,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     let s = api.settle(&id, Duration::from_secs(120));
     assert_eq!(s["status"], "ACTIVE", "{s}");
     let instance = s["instance_name"].as_str().unwrap().to_string();
-    let pid = qemu_pid(dir.path(), &instance).expect("a qemu process runs the server");
+    let pid = qemu_pid(dir.path(), "host1", &instance).expect("a qemu process runs the server");
 
     // The serial console: a websocket to a getty on the guest's ttyS1.
     let (st, con) = api.post(
@@ -115,7 +83,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         "{s}"
     );
     assert_eq!(
-        qemu_pid(dir.path(), &instance),
+        qemu_pid(dir.path(), "host1", &instance),
         Some(pid),
         "same VM process after the restart"
     );
@@ -146,7 +114,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
     );
 
     // killed outside Lifeboat: noticed within seconds
-    let pid = qemu_pid(dir.path(), &instance).unwrap();
+    let pid = qemu_pid(dir.path(), "host1", &instance).unwrap();
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -180,7 +148,7 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
         "DELETED"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while qemu_pid(dir.path(), &instance).is_some() {
+    while qemu_pid(dir.path(), "host1", &instance).is_some() {
         assert!(
             Instant::now() < deadline,
             "VM process still there after delete"
@@ -193,9 +161,10 @@ fn server_outlives_a_killed_manager_and_vm_deaths_are_noticed() {
 fn live_migration_between_agents_and_agent_restart() {
     let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let _vms = VmGuard::new();
     let port = free_port();
     drop(start(dir.path(), port, &guest)); // creates the agent token
-    let agent_dir = tempfile::tempdir().unwrap();
     let agent_port = free_port();
     let token = dir.path().join("agent-token");
     let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
@@ -243,7 +212,10 @@ fn live_migration_between_agents_and_agent_restart() {
         (Some("ACTIVE"), Some("host2")),
         "{s}"
     );
-    assert!(qemu_pid(dir.path(), &instance).is_none(), "source VM gone");
+    assert!(
+        qemu_pid(dir.path(), "host1", &instance).is_none(),
+        "source VM gone"
+    );
     let remote_pid = |d: &std::path::Path| -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(d.join("vms").join(&instance).join("pid"))
             .ok()?
@@ -346,7 +318,7 @@ fn live_migration_between_agents_and_agent_restart() {
         "same port after evacuation"
     );
     assert!(
-        qemu_pid(dir.path(), &instance).is_some(),
+        qemu_pid(dir.path(), "host1", &instance).is_some(),
         "the VM runs on host1"
     );
     let (st, _) = api.req(

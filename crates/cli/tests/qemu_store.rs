@@ -5,59 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, Api, Serve};
+use common::{free_port, guest_dir, Api, Serve, VmGuard};
 use lifeboat_datastore::nbd::{NbdClient, NbdReader};
 use lifeboat_datastore::qsd::QsdExport;
 use lifeboat_datastore::DiskReader;
 use serde_json::{json, Value};
-
-fn guest_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/out");
-    assert!(
-        std::process::Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (or scripts/test-all.sh)"
-    );
-    assert!(
-        dir.join("vmlinux").is_file(),
-        "the guest image is missing ({}): run bash guest/build-image.sh",
-        dir.display()
-    );
-    dir
-}
-
-/// Kills the qemu processes whose command line names one of the dirs
-/// (test cleanup, also on failure).
-struct VmReaper(Vec<PathBuf>);
-
-impl Drop for VmReaper {
-    fn drop(&mut self) {
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("qemu-system")
-                && self
-                    .0
-                    .iter()
-                    .any(|d| cmd.contains(&d.display().to_string()))
-            {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
 
 struct Agent(std::process::Child);
 impl Drop for Agent {
@@ -109,10 +64,7 @@ fn shelve_offload_unshelve_on_another_host_keeps_the_disk_and_images_boot_from_t
     std::fs::write(&token, "qemu-store-agent-token").unwrap();
     let agent_port = free_port();
     let agent_dir = tempfile::tempdir().unwrap();
-    let _reaper = VmReaper(vec![
-        dir.path().to_path_buf(),
-        agent_dir.path().to_path_buf(),
-    ]);
+    let _vms = VmGuard::new();
     let _agent = Agent(common::start_agent(
         "host2",
         "qemu",
