@@ -10,7 +10,8 @@
 # Environment:
 #   OUT_DIR           output directory (default: guest/out)
 #   KERNEL_VERSION    e.g. 6.1.0-56-amd64 (default: newest /boot/vmlinuz-*)
-#   CARGO_TARGET_DIR  for the agent build (default: ~/.cache/lifeboat-guest-target)
+#   CARGO_TARGET_DIR  for the agent build (default: the tree's own target/, as cargo's, so
+#                     two worktrees never build into, and copy the agent from, one directory)
 #   SOURCE_DATE_EPOCH timestamp stored in the initramfs (default: fixed)
 #   FORCE=1           rebuild even if the cache key matches
 #
@@ -22,7 +23,7 @@ set -euo pipefail
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$GUEST_DIR")
 OUT_DIR=${OUT_DIR:-$GUEST_DIR/out}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lifeboat-guest-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 TARGET=x86_64-unknown-linux-gnu
 AGENT_CRATE=$REPO_DIR/crates/guest-agent

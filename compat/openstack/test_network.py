@@ -54,7 +54,8 @@ def test_network_subnet_port_lifecycle(alice, bob):
                                      device_owner="compute:nova")
     assert port.mac_address.startswith("fa:16:3e:")
     ips = {f["subnet_id"]: f["ip_address"] for f in port.fixed_ips}
-    assert ips[sub.id] == "192.168.50.10"
+    # The pool's first address is the DHCP port's (Neutron's DHCP agent takes it).
+    assert ips[sub.id] == "192.168.50.11"
     assert ips[sub6.id].startswith("fd00:50::")
     assert len(port.security_group_ids) == 1 and port.is_port_security_enabled
     fixed = alice.network.create_port(
@@ -82,7 +83,15 @@ def test_network_subnet_port_lifecycle(alice, bob):
 
     # Filters.
     assert [p.id for p in alice.network.ports(device_id="dev-1")] == [port.id]
-    assert {p.id for p in alice.network.ports(network_id=net.id)} == {port.id, fixed.id}
+    on_net = list(alice.network.ports(network_id=net.id))
+    dhcp = [p for p in on_net if p.device_owner == "network:dhcp"]
+    assert sorted(p.fixed_ips[0]["subnet_id"] for p in dhcp) == sorted([sub.id, sub6.id])
+    v4 = [p for p in dhcp if p.fixed_ips[0]["subnet_id"] == sub.id][0]
+    assert v4.fixed_ips[0]["ip_address"] == "192.168.50.10"
+    assert v4.device_id.endswith(net.id) and v4.security_group_ids == []
+    assert [p.id for p in alice.network.ports(device_owner="network:dhcp",
+                                              network_id=net.id)] != []
+    assert {p.id for p in on_net} - {p.id for p in dhcp} == {port.id, fixed.id}
     assert [n.id for n in alice.network.networks(name="net-a")] == [net.id]
 
     # Tenant isolation: bob sees neither the network nor its ports.
@@ -141,6 +150,10 @@ def test_subnet_validation(alice):
     r = alice.network.post("/networks", json={"network": {"bogus": 1}}, raise_exc=False)
     assert r.status_code == 400
     assert neutron_error(r)["message"] == "Unrecognized attribute(s) 'bogus'"
+    # Leave alice one usable network: servers booted with "auto" must not be ambiguous.
+    for sub in alice.network.subnets(network_id=net.id):
+        alice.network.delete_subnet(sub)
+    alice.network.delete_network(net)
 
 
 def test_roles(lb, rita, admin, alice):
@@ -267,6 +280,10 @@ def test_nova_ports_on_neutron_networks(alice):
     alice.compute.wait_for_delete(s2)
     # the brought port outlives the server
     assert alice.network.get_port(p).device_id == ""
+    alice.network.delete_port(p)
+    for sub in alice.network.subnets(network_id=net.id):
+        alice.network.delete_subnet(sub)
+    alice.network.delete_network(net)
 
 
 def test_network_cli(lb, tmp_path):
@@ -310,3 +327,76 @@ def test_network_cli(lb, tmp_path):
     osc("port", "delete", "cli-port")
     osc("subnet", "delete", "cli-sub")
     osc("network", "delete", "cli-net")
+
+
+def test_server_interfaces(alice, bob):
+    """Nova's os-interface through the SDK's compute proxy: attach on a network (a port Nova
+    makes) and by a port made first, list/show with Nova's attachment view, Nova's errors
+    (port in use, both a network and a port, a port not attached, another project's server),
+    detach deleting Nova's port and only unbinding the brought one, and the instance
+    actions."""
+    net = alice.network.create_network(name="net-if")
+    sub = alice.network.create_subnet(network_id=net.id, ip_version=4, cidr="192.168.81.0/24")
+    # Nova 2.37: with two usable networks (the shared `private` and net-if) "auto" is
+    # ambiguous; "none" boots without a network.
+    image = alice.image.find_image("lifeboat-guest")
+    flavor = alice.compute.find_flavor("m1.nano")
+    body = {"server": {"name": "auto", "imageRef": image.id, "flavorRef": flavor.id,
+                       "networks": "auto"}}
+    r = alice.compute.post("/servers", json=body, microversion="2.37")
+    assert r.status_code == 409, r.text
+    assert r.json()["conflictingRequest"]["message"] == (
+        "Multiple possible networks found, use a Network ID to be more specific.")
+    none = boot(alice, "no-net", networks="none")
+    assert alice.compute.get_server(none).addresses == {}
+    assert list(alice.compute.server_interfaces(none)) == []
+    alice.compute.delete_server(none)
+    private = alice.network.find_network("private")
+    s = boot(alice, "with-ifaces", networks=[{"uuid": private.id}])
+    made = alice.compute.create_server_interface(s, net_id=net.id)
+    assert made.net_id == net.id and made.port_state == "ACTIVE"
+    assert made.fixed_ips[0]["subnet_id"] == sub.id
+    assert made.fixed_ips[0]["ip_address"].startswith("192.168.81.")
+    port = alice.network.get_port(made.port_id)
+    assert port.device_id == s.id and port.device_owner == "compute:nova"
+    assert port.mac_address == made.mac_addr
+    p = alice.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "192.168.81.77"}])
+    brought = alice.compute.create_server_interface(s, port_id=p.id)
+    assert brought.port_id == p.id and brought.fixed_ips[0]["ip_address"] == "192.168.81.77"
+    ifaces = {i.port_id: i for i in alice.compute.server_interfaces(s)}
+    assert len(ifaces) == 3 and {made.port_id, p.id} <= set(ifaces)
+    shown = alice.compute.get_server_interface(p.id, server=s)
+    assert shown.mac_addr == p.mac_address and shown.net_id == net.id
+    addrs = [a["addr"] for a in alice.compute.get_server(s).addresses["net-if"]]
+    assert sorted(addrs) == sorted([made.fixed_ips[0]["ip_address"], "192.168.81.77"])
+
+    url = f"/servers/{s.id}/os-interface"
+    r = alice.compute.post(url, json={"interfaceAttachment": {"port_id": p.id}})
+    assert r.status_code == 409, r.text
+    assert r.json() == {"conflictingRequest": {"code": 409,
+                                               "message": f"Port {p.id} is still in use."}}
+    r = alice.compute.post(url, json={"interfaceAttachment": {"port_id": p.id, "net_id": net.id}})
+    assert r.status_code == 400, r.text
+    assert r.json()["badRequest"]["message"] == "Must not input both network_id and port_id"
+    r = alice.compute.post(url, json={"interfaceAttachment": {"net_id": "not-a-uuid"}})
+    assert r.status_code == 400, r.text
+    r = bob.compute.post(url, json={"interfaceAttachment": {"net_id": net.id}})
+    assert r.status_code == 404, r.text
+    with pytest.raises(exceptions.NotFoundException):
+        bob.compute.get_server_interface(p.id, server=s.id)
+
+    alice.compute.delete_server_interface(made.port_id, server=s)
+    alice.compute.delete_server_interface(p.id, server=s)
+    with pytest.raises(exceptions.NotFoundException):
+        alice.network.get_port(made.port_id)
+    assert alice.network.get_port(p.id).device_id == ""
+    assert len(list(alice.compute.server_interfaces(s))) == 1
+    r = alice.compute.delete(f"{url}/{p.id}")
+    assert r.status_code == 404, r.text
+    actions = [a.action for a in alice.compute.server_actions(s)]
+    assert actions.count("attach_interface") == 2 and actions.count("detach_interface") == 2
+    alice.compute.delete_server(s)
+    alice.compute.wait_for_delete(s)
+    alice.network.delete_port(p)
+    alice.network.delete_subnet(sub)
+    alice.network.delete_network(net)

@@ -155,6 +155,7 @@ mod tests {
             user_data: None,
             root_disk: None,
             root_from: None,
+            config_drive: None,
         };
         remote.define(&spec).await.unwrap();
         remote.start("vm1").await.unwrap();

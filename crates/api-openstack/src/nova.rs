@@ -47,6 +47,8 @@ pub fn action_name(action: Action) -> &'static str {
         A::RemoveSecurityGroup => "removeSecurityGroup",
         A::AddFixedIp => "addFixedIp",
         A::RemoveFixedIp => "removeFixedIp",
+        A::AttachInterface => "attach_interface",
+        A::DetachInterface => "detach_interface",
         A::AddFloatingIp => "addFloatingIp",
         A::RemoveFloatingIp => "removeFloatingIp",
         A::RunMaintenance => "run_maintenance",
@@ -112,6 +114,8 @@ pub fn action_policy(action: Action) -> &'static str {
         A::RemoveSecurityGroup => "os_compute_api:os-security-groups:remove",
         A::AddFixedIp => "os_compute_api:os-multinic:add",
         A::RemoveFixedIp => "os_compute_api:os-multinic:remove",
+        A::AttachInterface => "os_compute_api:os-attach-interfaces:create",
+        A::DetachInterface => "os_compute_api:os-attach-interfaces:delete",
         A::AddFloatingIp => "os_compute_api:os-floating-ips:add",
         A::RemoveFloatingIp => "os_compute_api:os-floating-ips:remove",
         // Not a Nova action (native front only); named in Nova's style.

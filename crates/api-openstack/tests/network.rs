@@ -706,7 +706,8 @@ async fn security_groups_routers_floating_ips() {
         )
         .await;
     let pid = port["port"]["id"].as_str().unwrap().to_string();
-    assert_eq!(port["port"]["fixed_ips"][0]["ip_address"], "10.5.0.2");
+    // .2 is the subnet's DHCP port's.
+    assert_eq!(port["port"]["fixed_ips"][0]["ip_address"], "10.5.0.3");
     let (s, v) = env
         .call(
             &env.alice,
@@ -718,7 +719,7 @@ async fn security_groups_routers_floating_ips() {
     assert_eq!(s, 201, "{v}");
     let f = v["floatingip"].clone();
     assert_eq!(f["status"], "ACTIVE");
-    assert_eq!(f["fixed_ip_address"], "10.5.0.2");
+    assert_eq!(f["fixed_ip_address"], "10.5.0.3");
     assert_eq!(f["router_id"], rtid.as_str());
     assert!(f["floating_ip_address"]
         .as_str()

@@ -635,3 +635,266 @@ fn guests_fixed_ips_metadata_floating_ip_security_groups_and_port_reuse() {
         "the floating IP does not answer from the new server on the old port"
     );
 }
+
+/// The service (DHCP/metadata) namespace of the data plane `dp` that has an address in
+/// `prefix` (e.g. "10.1.0."): the far end of the network's service veth.
+fn service_namespace_for(dp: &str, prefix: &str) -> String {
+    wait_for(&format!("a service namespace on {prefix}*"), 60, || {
+        let want = format!("lbh-{dp}-n");
+        for e in std::fs::read_dir("/run/netns").ok()?.flatten() {
+            let ns = e.file_name().to_string_lossy().into_owned();
+            if !ns.starts_with(&want) {
+                continue;
+            }
+            let Ok(out) = netns::run_command(&ns, "ip", &["-4", "-o", "addr", "show"]) else {
+                continue;
+            };
+            if out.contains(&format!("inet {prefix}")) {
+                return Some(ns);
+            }
+        }
+        None
+    })
+}
+
+/// Nova's os-interface on a running guest: an interface attached on a second network is
+/// hot-plugged (PCI, a tap on that network's bridge), the guest gets its address by DHCP and
+/// answers pings over it; the port shows the server as its device; detach unplugs it (the
+/// guest sees the NIC go, the tap goes, the port Nova made is deleted). A port made first keeps
+/// its MAC and fixed IP through attach and detach and is only unbound. Both show as instance
+/// actions.
+#[test]
+fn an_interface_attached_to_a_running_guest_gets_its_address_and_detaches() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let dp = unique("ia");
+    g.dataplanes.push(dp.clone());
+    let _ = lifeboat_hostnet::cleanup_host(&dp);
+    let (_dir, _serve, api) = start_serve(&mut g, &guest, &["--dataplane", &dp]);
+    // A second network with a subnet.
+    let n = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "net2"}})),
+    );
+    let net2 = n["network"]["id"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/subnets",
+        Some(json!({"subnet": {"network_id": net2, "ip_version": 4,
+            "cidr": "10.1.0.0/24", "name": "sub2"}})),
+    );
+    // ICMP from anywhere, so the network's service namespace may ping the guest.
+    let sg = ok(
+        &api,
+        Method::GET,
+        "/network/v2.0/security-groups?name=default",
+        None,
+    )["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/security-group-rules",
+        Some(json!({"security_group_rule": {"security_group_id": sg,
+            "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}})),
+    );
+    // Two networks are usable now: the server names one.
+    let (private, _) = network(&api, "private");
+    let a = create_server(
+        &api,
+        json!({"name": "hotplug", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"uuid": private}]}),
+    );
+    active(&api, &a);
+    console_has(&api, &a, "LIFEBOAT-READY", 120);
+    let ifaces = format!("/compute/v2.1/servers/{a}/os-interface");
+
+    // Attach on net2: 200 with Nova's interfaceAttachment.
+    let att = ok(
+        &api,
+        Method::POST,
+        &ifaces,
+        Some(json!({"interfaceAttachment": {"net_id": net2}})),
+    );
+    let att = &att["interfaceAttachment"];
+    assert_eq!(att["net_id"], net2.as_str(), "{att}");
+    let port = att["port_id"].as_str().unwrap().to_string();
+    let ip = att["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("10.1.0."), "{att}");
+    let con = console_has(&api, &a, &format!("lifeboat-net: eth1 dhcp ip={ip} "), 120);
+    assert!(con.contains("eth0 dhcp ip=10.0."), "{con}");
+    let svc = service_namespace_for(&dp, "10.1.0.");
+    assert!(
+        ping_within(&svc, &ip, 60),
+        "the attached interface {ip} does not answer"
+    );
+    // The tap is on the host's data plane, the port's device is the server.
+    let tap = names::tap(&port);
+    assert!(
+        netns::run_command(&names::host_ns(&dp), "ip", &["link", "show", "dev", &tap]).is_ok(),
+        "no tap {tap}"
+    );
+    let p = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports/{port}"),
+        None,
+    );
+    assert_eq!(p["port"]["device_id"], a.as_str(), "{p}");
+    assert_eq!(p["port"]["device_owner"], "compute:nova", "{p}");
+    assert_eq!(p["port"]["binding:host_id"], "host1", "{p}");
+    let list = ok(&api, Method::GET, &ifaces, None);
+    assert_eq!(
+        list["interfaceAttachments"].as_array().unwrap().len(),
+        2,
+        "{list}"
+    );
+    let s = ok(
+        &api,
+        Method::GET,
+        &format!("/compute/v2.1/servers/{a}"),
+        None,
+    );
+    assert_eq!(
+        s["server"]["addresses"]["net2"][0]["addr"],
+        ip.as_str(),
+        "{s}"
+    );
+
+    // Detach: 202; the guest loses eth1, the tap goes, the port Nova made is deleted.
+    let (st, v) = api.req(Method::DELETE, &format!("{ifaces}/{port}"), None);
+    assert_eq!(st, 202, "{v}");
+    console_has(&api, &a, "lifeboat-net: eth1 removed", 60);
+    assert!(!ping(&svc, &ip), "{ip} still answers after the detach");
+    wait_for("the detached port's tap goes", 30, || {
+        netns::run_command(&names::host_ns(&dp), "ip", &["link", "show", "dev", &tap])
+            .is_err()
+            .then_some(())
+    });
+    let (st, _) = api.req(Method::GET, &format!("/network/v2.0/ports/{port}"), None);
+    assert_eq!(st, 404, "the port the attach made is deleted");
+    let (st, v) = api.req(Method::GET, &format!("{ifaces}/{port}"), None);
+    assert_eq!(st, 404, "{v}");
+
+    // A port made first: attached with its MAC and fixed IP, detached and only unbound.
+    let pb = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/ports",
+        Some(json!({"port": {"network_id": net2, "fixed_ips": [{"ip_address": "10.1.0.77"}]}})),
+    );
+    let pb_id = pb["port"]["id"].as_str().unwrap().to_string();
+    let pb_mac = pb["port"]["mac_address"].as_str().unwrap().to_string();
+    let att = ok(
+        &api,
+        Method::POST,
+        &ifaces,
+        Some(json!({"interfaceAttachment": {"port_id": pb_id}})),
+    );
+    assert_eq!(att["interfaceAttachment"]["mac_addr"], pb_mac.as_str());
+    console_has(&api, &a, "lifeboat-net: eth1 dhcp ip=10.1.0.77 ", 120);
+    assert!(
+        ping_within(&svc, "10.1.0.77", 60),
+        "the brought port does not answer"
+    );
+    // The same port cannot be attached twice.
+    let (st, v) = api.req(
+        Method::POST,
+        &ifaces,
+        Some(json!({"interfaceAttachment": {"port_id": pb_id}})),
+    );
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Port {pb_id} is still in use.")
+    );
+    let (st, v) = api.req(Method::DELETE, &format!("{ifaces}/{pb_id}"), None);
+    assert_eq!(st, 202, "{v}");
+    let p = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports/{pb_id}"),
+        None,
+    );
+    assert_eq!(p["port"]["device_id"], "", "{p}");
+    assert_eq!(p["port"]["mac_address"], pb_mac.as_str());
+    assert_eq!(p["port"]["fixed_ips"][0]["ip_address"], "10.1.0.77");
+
+    // Nova's instance actions.
+    let acts = ok(
+        &api,
+        Method::GET,
+        &format!("/compute/v2.1/servers/{a}/os-instance-actions"),
+        None,
+    );
+    let names: Vec<&str> = acts["instanceActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["action"].as_str())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "attach_interface").count(),
+        2,
+        "{acts}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "detach_interface").count(),
+        2,
+        "{acts}"
+    );
+}
+
+/// Nova's `config_drive: true` on a host without a data plane (so no metadata service can
+/// answer): the VM gets an ISO 9660 `config-2` drive and the guest agent's cloud-init takes
+/// the hostname, the key pair and the user data from it.
+#[test]
+fn a_config_drive_carries_hostname_keys_and_user_data_without_a_metadata_service() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let (dir, _serve, api) = start_serve(&mut g, &guest, &[]);
+    ok(
+        &api,
+        Method::POST,
+        "/compute/v2.1/os-keypairs",
+        Some(json!({"keypair": {"name": "kd"}})),
+    );
+    let script = "#!/bin/sh\necho FROM-CONFIG-DRIVE-USER-DATA\n";
+    let id = create_server(
+        &api,
+        json!({"name": "cd-guest", "flavorRef": "1", "imageRef": IMAGE,
+            "config_drive": true, "key_name": "kd", "user_data": b64(script)}),
+    );
+    let s = active(&api, &id);
+    assert_eq!(s["config_drive"], "True", "{s}");
+    let con = console_has(&api, &id, "lifeboat-cloud:", 120);
+    assert!(con.contains("config drive /dev/vd"), "{con}");
+    assert!(
+        con.contains("source=config-drive hostname=cd-guest keys=kd"),
+        "{con}"
+    );
+    console_has(&api, &id, "FROM-CONFIG-DRIVE-USER-DATA", 60);
+    // The drive is an ISO labelled config-2 with the OpenStack documents.
+    let iso = wait_for("the config drive ISO", 10, || {
+        let vms = dir.path().join("hosts").join("host1").join("vms");
+        std::fs::read_dir(&vms)
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("config.iso"))
+            .find(|p| p.is_file())
+    });
+    let bytes = std::fs::read(&iso).unwrap();
+    assert_eq!(&bytes[0x8001..0x8006], b"CD001", "not ISO 9660");
+    assert_eq!(
+        String::from_utf8_lossy(&bytes[0x8028..0x8028 + 8]),
+        "config-2"
+    );
+}

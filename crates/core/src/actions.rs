@@ -355,6 +355,29 @@ macro_rules! server_actions {
                 request AddFixedIp { network_id: String } => compute::actions::add_fixed_ip,
             RemoveFixedIp = "remove_fixed_ip" as short {}
                 request RemoveFixedIp { address: String } => compute::actions::remove_fixed_ip,
+            /// Plugs a port into the server (hot-plug when it runs); Nova's os-interface create.
+            AttachInterface = "attach_interface" as short {
+                vm_states: Only(&[V::Active, V::Paused, V::Stopped]),
+                task_states: IDLE,
+                needs_host: true,
+            } request
+              /// Plugs an interface into the server: a port (`port_id`), or a new port on a
+              /// network (`network_id`, optionally at `fixed_ip`), or on the only network
+              /// the project can use.
+              AttachInterface {
+                network_id: Option<String>,
+                port_id: Option<String>,
+                fixed_ip: Option<String>,
+            } => network::interfaces::attach,
+            /// Unplugs a port from the server; Nova's os-interface delete.
+            DetachInterface = "detach_interface" as short {
+                vm_states: Only(&[V::Active, V::Paused, V::Stopped]),
+                task_states: IDLE,
+                needs_host: true,
+            } request
+              /// Unplugs the server's port `port_id` (a port made by the attach is deleted,
+              /// a port the user brought is unbound).
+              DetachInterface { port_id: String } => network::interfaces::detach,
             AddFloatingIp = "add_floating_ip" as short { checks_lock: false }
                 request AddFloatingIp {
                     address: String,

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lifeboat_core::{
-    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Network, Permission, Port, Server,
+    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Permission, Port, Server,
 };
-use lifeboat_hypervisor::{ImageRef, Nic, VmSize, VmSpec};
+use lifeboat_hypervisor::{ImageRef, VmSize, VmSpec};
 
 use crate::{ComputeError, Engine};
 
@@ -329,17 +329,7 @@ impl Engine {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
         let mut nics = vec![];
         for p in ports {
-            let net: Network = self.inner.store.must_get(&p.network_id).await?;
-            let prefix = lifeboat_core::parse_cidr(&net.cidr)
-                .map(|c| c.1)
-                .unwrap_or(24);
-            nics.push(Nic {
-                port_id: p.id,
-                mac: p.mac_address,
-                ip: p.fixed_ip,
-                prefix,
-                gateway: net.gateway,
-            });
+            nics.push(self.nic_of(&s.id, &p).await?);
         }
         Ok(VmSpec {
             name: s.instance_name.clone(),
@@ -357,6 +347,11 @@ impl Engine {
             user_data: s.user_data.clone(),
             root_disk: None,
             root_from: None,
+            config_drive: if s.config_drive {
+                Some(self.instance_metadata(s).await?)
+            } else {
+                None
+            },
         })
     }
 

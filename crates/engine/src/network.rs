@@ -9,6 +9,8 @@ use lifeboat_core::{
 use lifeboat_store::StoreError;
 
 pub mod dataplane;
+pub mod dhcp_ports;
+pub mod interfaces;
 pub mod neutron;
 
 use crate::requests::NetworkRequest;
@@ -41,7 +43,10 @@ impl Engine {
                     .await?;
             }
         }
-        self.bootstrap_subnets().await
+        self.bootstrap_subnets().await?;
+        self.ensure_dhcp_ports()
+            .await
+            .map_err(|e| ComputeError::Internal(e.message))
     }
 
     /// Networks visible to the actor.
@@ -61,6 +66,43 @@ impl Engine {
                 kind: "Network",
                 id: key.into(),
             })
+    }
+
+    /// The networks a create asks for, as Nova settles them before accepting it: the given
+    /// ones (checked), none (`networks: "none"`), or, when none are given (`"auto"`, or no
+    /// `networks` before 2.37), the one network the project can use: several are ambiguous
+    /// (409), none fail an `"auto"` request (Nova cannot auto-allocate one here) and boot a
+    /// server without a network otherwise.
+    pub(crate) async fn resolve_networks(
+        &self,
+        actor: &Actor,
+        req: &crate::requests::CreateServer,
+    ) -> Result<(Vec<NetworkRequest>, bool), ComputeError> {
+        if req.no_network {
+            return Ok((vec![], true));
+        }
+        if !req.networks.is_empty() {
+            self.validate_networks(&req.networks).await?;
+            return Ok((req.networks.clone(), false));
+        }
+        let mut usable = self.usable_networks(&actor.project_id).await?;
+        match usable.len() {
+            0 if req.auto_network => Err(ComputeError::BadRequest(format!(
+                "Unable to automatically allocate a network for project {}",
+                actor.project_id
+            ))),
+            0 => Ok((vec![], true)),
+            1 => Ok((
+                vec![NetworkRequest {
+                    network_id: Some(usable.remove(0).id),
+                    ..Default::default()
+                }],
+                false,
+            )),
+            _ => Err(ComputeError::Conflict(
+                "Multiple possible networks found, use a Network ID to be more specific.".into(),
+            )),
+        }
     }
 
     /// Checks a create request's networks before the server is accepted.
@@ -266,7 +308,16 @@ impl Engine {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
         let brought: Vec<String> = self.brought_ports(s).await.unwrap_or_default();
         for p in ports {
-            if brought.contains(&p.id) {
+            let attached_brought = self.brought_by_attach(&s.id, &p.id).await;
+            if let Some(r) = self.inner.store.get::<interfaces::ServerNic>(&p.id).await? {
+                if r.server_id == s.id {
+                    self.inner
+                        .store
+                        .delete::<interfaces::ServerNic>(&p.id)
+                        .await?;
+                }
+            }
+            if brought.contains(&p.id) || attached_brought {
                 let mut p = p;
                 p.server_id = None;
                 self.inner.store.put(&p).await?;
@@ -285,17 +336,19 @@ impl Engine {
         }
     }
 
-    async fn brought_ports(&self, s: &Server) -> Result<Vec<String>, ComputeError> {
+    /// The ports the user brought to the server's create (`networks: [{port}]`), read from its
+    /// create workflow's typed params.
+    pub(crate) async fn brought_ports(&self, s: &Server) -> Result<Vec<String>, ComputeError> {
+        use crate::compute::workflows::WorkflowKind;
         let wfs = self.inner.store.list_workflows(Some(&s.id), 1000).await?;
-        Ok(wfs
-            .iter()
-            .filter(|w| w.kind == "create")
-            .flat_map(|w| {
-                serde_json::from_value::<Vec<NetworkRequest>>(w.params["networks"].clone())
-                    .unwrap_or_default()
-            })
-            .filter_map(|r| r.port_id)
-            .collect())
+        let mut out = vec![];
+        for w in wfs.iter().filter(|w| w.kind == "create") {
+            let WorkflowKind::Create(p) = WorkflowKind::load(&w.kind, &w.params)? else {
+                continue;
+            };
+            out.extend(p.networks.into_iter().filter_map(|r| r.port_id));
+        }
+        Ok(out)
     }
 
     /// Allocates a floating IP from the public network to the actor's project.

@@ -32,6 +32,10 @@ pub struct CreateServer {
     pub networks: Vec<NetworkRequest>,
     /// No network at all (`networks: "none"`).
     pub no_network: bool,
+    /// `networks: "auto"` (2.37+): with no network usable by the project, the create fails
+    /// (Nova cannot auto-allocate one here) instead of booting without a network.
+    #[serde(default)]
+    pub auto_network: bool,
     /// Key pair name.
     pub key_name: Option<String>,
     /// Metadata.
@@ -161,6 +165,11 @@ pub enum ActionOutcome {
         console_type: String,
         /// URL.
         url: String,
+    },
+    /// An interface was attached.
+    InterfaceAttached {
+        /// Its port.
+        port_id: String,
     },
 }
 

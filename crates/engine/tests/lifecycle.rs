@@ -126,7 +126,8 @@ async fn create_and_every_lifecycle_action() {
     assert!(s.launched_at.is_some());
     assert_eq!(s.host.as_deref(), Some("host1"));
     assert_eq!(s.attachments.len(), 1);
-    assert_eq!(s.attachments[0].fixed_ip, "10.0.0.2");
+    // 10.0.0.2 is the subnet's DHCP port (network/dhcp_ports.rs).
+    assert_eq!(s.attachments[0].fixed_ip, "10.0.0.3");
     let id = s.id.clone();
 
     let s = e.act(&u, &id, ServerAction::Stop).await;

@@ -20,7 +20,7 @@ use crate::{netns, Error};
 
 /// What the metadata service and the config drive tell one instance (serde: it crosses the
 /// host agent's RPC; `user_data` travels base64-encoded).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct InstanceMetadata {
     pub uuid: String,

@@ -190,6 +190,11 @@ impl FakeDriver {
         self.op_delay.lock().unwrap().insert(op.to_string(), d);
     }
 
+    /// The spec the fake holds for VM `name` (its NICs follow attach/detach).
+    pub fn vm_spec(&self, name: &str) -> Option<VmSpec> {
+        self.vms.lock().unwrap().get(name).map(|v| v.spec.clone())
+    }
+
     /// Simulates a VM dying outside Lifeboat (for reconciliation tests).
     pub fn kill_outside(&self, name: &str) -> bool {
         let mut vms = self.vms.lock().unwrap();
@@ -557,6 +562,18 @@ impl Hypervisor for FakeDriver {
 
     async fn prepare_incoming(&self, spec: &VmSpec) -> HvResult<MigrationTarget> {
         self.enter("prepare_incoming").await?;
+        // As the qemu driver opens each NIC's tap: once the manager pushes a data plane to
+        // this host, an incoming VM's ports must be in it.
+        if let Some(net) = self.net.lock().unwrap().as_ref() {
+            for n in &spec.nics {
+                if !net.desired.ports.iter().any(|p| p.id == n.port_id) {
+                    return Err(HvError::Other(format!(
+                        "port tap of {} is not plugged on this host",
+                        n.port_id
+                    )));
+                }
+            }
+        }
         let host = self.cfg.lock().unwrap().hostname.clone();
         let mut vms = self.vms.lock().unwrap();
         vms.entry(spec.name.clone()).or_insert_with(|| FakeVm {
@@ -639,10 +656,52 @@ impl Hypervisor for FakeDriver {
         Ok(self.vms.lock().unwrap().values().map(status_of).collect())
     }
 
+    async fn attach_nic(&self, name: &str, nic: &crate::Nic) -> HvResult<Vec<crate::NicSlot>> {
+        self.enter("attach_nic").await?;
+        self.with_vm(name, |vm| {
+            not_offloaded(vm)?;
+            need(vm, &[Running, Paused, Shutdown], "attach an interface")?;
+            if !vm.spec.nics.iter().any(|n| n.port_id == nic.port_id) {
+                let slot = (0x10..=0x1f)
+                    .find(|s| !vm.spec.nics.iter().any(|n| n.pci_slot == Some(*s)))
+                    .ok_or_else(|| HvError::Other("no free PCI slot".into()))?;
+                let mut n = nic.clone();
+                n.pci_slot = Some(slot);
+                vm.spec.nics.push(n);
+                vm.log(format!("nic {} attached", nic.mac));
+            }
+            Ok(fake_slots(&vm.spec))
+        })
+    }
+
+    async fn detach_nic(&self, name: &str, port_id: &str) -> HvResult<Vec<crate::NicSlot>> {
+        self.enter("detach_nic").await?;
+        self.with_vm(name, |vm| {
+            if let Some(i) = vm.spec.nics.iter().position(|n| n.port_id == port_id) {
+                let n = vm.spec.nics.remove(i);
+                vm.log(format!("nic {} detached", n.mac));
+            }
+            Ok(fake_slots(&vm.spec))
+        })
+    }
+
     async fn net_sync(&self, state: &crate::HostNetState) -> HvResult<bool> {
         *self.net.lock().unwrap() = Some(state.clone());
         Ok(false)
     }
+}
+
+/// The fake's PCI layout: create-time NICs from slot 3 in order, hot-plugged ones where they
+/// were put.
+fn fake_slots(spec: &VmSpec) -> Vec<crate::NicSlot> {
+    spec.nics
+        .iter()
+        .enumerate()
+        .map(|(i, n)| crate::NicSlot {
+            port_id: n.port_id.clone(),
+            slot: n.pci_slot.unwrap_or(3 + i as u8),
+        })
+        .collect()
 }
 
 fn status_of(vm: &FakeVm) -> VmStatus {
@@ -770,6 +829,7 @@ mod tests {
             user_data: None,
             root_disk: None,
             root_from: None,
+            config_drive: None,
         }
     }
 

@@ -95,6 +95,14 @@ macro_rules! host_primitives {
             Status => fn status(name: &str as String) -> $crate::VmStatus;
             /// Every VM this host knows.
             List => fn list() -> Vec<$crate::VmStatus>;
+            /// Plugs a NIC into the VM: a running VM gets it at once (QMP `netdev_add` on the
+            /// port's tap + `device_add`, PCI hot-plug), a stopped one at its next boot.
+            /// Idempotent; returns the PCI slot of every NIC of the VM.
+            AttachNic => fn attach_nic(name: &str as String, nic: &$crate::Nic as $crate::Nic) -> Vec<$crate::NicSlot>;
+            /// Unplugs the port's NIC (`device_del`, waiting until the guest released it, then
+            /// `netdev_del`); a NIC that is not there is already detached. Returns the PCI slot
+            /// of every NIC left.
+            DetachNic => fn detach_nic(name: &str as String, port_id: &str as String) -> Vec<$crate::NicSlot>;
             /// Brings the host's network data plane to `state` (idempotent, whole state in);
             /// false when the host has none (its NICs are user-mode, see `qemu::net`).
             NetSync => fn net_sync(state: &$crate::HostNetState as $crate::HostNetState) -> bool;

@@ -154,6 +154,21 @@ pub struct Nic {
     pub prefix: u8,
     /// Gateway.
     pub gateway: String,
+    /// PCI slot of the NIC on the VM's bus, when it was fixed by a hot-plug (the slots of a VM
+    /// whose NICs changed while it ran are kept, so that a migration target or the next boot
+    /// builds the same device layout). None: the slot follows from the NIC's place on the
+    /// command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_slot: Option<u8>,
+}
+
+/// Where a NIC of a VM sits on its PCI bus (see [`Nic::pci_slot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSlot {
+    /// Port id.
+    pub port_id: String,
+    /// PCI slot.
+    pub slot: u8,
 }
 
 /// Everything a driver needs to define a VM.
@@ -179,6 +194,10 @@ pub struct VmSpec {
     /// not an overlay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_from: Option<StoreDisk>,
+    /// Nova's `config_drive: true`: what the ISO 9660 `config-2` drive the VM gets carries
+    /// (the metadata service's documents for this instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_drive: Option<lifeboat_hostnet::InstanceMetadata>,
 }
 
 /// Running status of a VM.

@@ -97,10 +97,12 @@ fn spec(name: &str, image: ImageRef) -> VmSpec {
             ip: "10.0.0.5".into(),
             prefix: 24,
             gateway: "10.0.0.1".into(),
+            pci_slot: None,
         }],
         user_data: None,
         root_disk: None,
         root_from: None,
+        config_drive: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! `actions::parse_action`) and the handlers (`servers`, `actions`), apart.
 
 pub mod actions;
+pub mod interfaces;
 pub mod parse;
 pub mod servers;
 pub mod views;
@@ -15,7 +16,9 @@ use crate::Ctx;
 
 /// The server and server action routes.
 pub fn routes() -> Router<Ctx> {
-    servers::routes().merge(actions::routes())
+    servers::routes()
+        .merge(actions::routes())
+        .merge(interfaces::routes())
 }
 
 #[cfg(test)]

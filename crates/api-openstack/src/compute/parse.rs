@@ -87,6 +87,7 @@ pub fn parse_create(body: &Value, mv: Mv) -> R<(CreateServer, bool)> {
     };
     let image = str_field(s, "imageRef")?.map(|i| id_from_href(&i));
     let mut no_network = false;
+    let mut auto_network = false;
     let mut networks = vec![];
     match &s["networks"] {
         Value::Null => {
@@ -94,7 +95,7 @@ pub fn parse_create(body: &Value, mv: Mv) -> R<(CreateServer, bool)> {
                 return Err(invalid("server", "'networks' is a required property"));
             }
         }
-        Value::String(x) if x == "auto" && mv.ge(37) => {}
+        Value::String(x) if x == "auto" && mv.ge(37) => auto_network = true,
         Value::String(x) if x == "none" && mv.ge(37) => no_network = true,
         Value::Array(list) => {
             for n in list {
@@ -198,6 +199,7 @@ pub fn parse_create(body: &Value, mv: Mv) -> R<(CreateServer, bool)> {
         image: image.filter(|i| !i.is_empty()),
         networks,
         no_network,
+        auto_network,
         key_name: str_field(s, "key_name")?,
         metadata: string_map(s, "metadata")?,
         user_data: str_field(s, "user_data")?,

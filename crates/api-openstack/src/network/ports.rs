@@ -48,7 +48,7 @@ pub fn render(p: &PortView, tags: Vec<String>) -> Value {
             "unbound"
         }),
     );
-    m.insert("binding:host_id".into(), json!(""));
+    m.insert("binding:host_id".into(), json!(p.host_id));
     m.insert("binding:profile".into(), json!({}));
     m.insert("binding:vif_details".into(), json!({}));
     m.insert("extra_dhcp_opts".into(), json!([]));

@@ -94,6 +94,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("remove_security_group", &["*"]),
     ("add_fixed_ip", &["*"]),
     ("remove_fixed_ip", &["*"]),
+    ("attach_interface", &["active", "paused", "stopped"]),
+    ("detach_interface", &["active", "paused", "stopped"]),
     ("add_floating_ip", &["*"]),
     ("remove_floating_ip", &["*"]),
     ("run_maintenance", &["active"]),

@@ -124,10 +124,9 @@ impl Engine {
                 )));
             }
         }
-        self.validate_networks(&req.networks).await?;
+        let (networks, no_network) = self.resolve_networks(actor, &req).await?;
         if max > 1
-            && req
-                .networks
+            && networks
                 .iter()
                 .any(|n| n.port_id.is_some() || n.fixed_ip.is_some())
         {
@@ -182,8 +181,8 @@ impl Engine {
                 )
             };
             let params = json!({
-                "networks": req.networks,
-                "no_network": req.no_network,
+                "networks": networks,
+                "no_network": no_network,
                 "host": host,
             });
             let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params)?;

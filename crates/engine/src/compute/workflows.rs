@@ -165,11 +165,13 @@ workflow_kinds! {
     },
     SyncPowerState = "sync_power_state" { #[serde(default, skip_serializing_if = "Option::is_none")] supersedes: Option<String>, was_active: bool },
     /// The record of a short action (lock, unlock, reset_state,
-    /// trigger_crash_dump): written completed, never run.
+    /// trigger_crash_dump, attach/detach_interface): written completed, never run.
     Lock = "lock" {},
     Unlock = "unlock" {},
     ResetState = "reset_state" {},
     TriggerCrashDump = "trigger_crash_dump" {},
+    AttachInterface = "attach_interface" {},
+    DetachInterface = "detach_interface" {},
 }
 
 /// Brings a row's params to [`PARAMS_VERSION`]. Version 0 (no `"v"`) is the

@@ -161,12 +161,24 @@ impl Engine {
         for n in &nets {
             let subnets: Vec<Subnet> = store.list_by_owner(&n.id).await?;
             let attrs: Option<NetworkAttrs> = store.get(&n.id).await?;
+            let mut subnet_specs = vec![];
+            for sn in &subnets {
+                let Some(mut spec) = subnet_spec(sn) else {
+                    continue;
+                };
+                // The service answers from the subnet's DHCP port (dhcp_ports.rs).
+                spec.dhcp_ip = store
+                    .get::<Port>(&super::dhcp_ports::dhcp_port_id(&sn.id))
+                    .await?
+                    .and_then(|p| p.fixed_ip.parse().ok());
+                subnet_specs.push(spec);
+            }
             specs.insert(
                 n.id.clone(),
                 hn::NetworkSpec {
                     id: n.id.clone(),
                     vni: self.network_vni(&n.id).await?,
-                    subnets: subnets.iter().filter_map(subnet_spec).collect(),
+                    subnets: subnet_specs,
                     mtu: attrs.map(|a| a.mtu).unwrap_or(1500).clamp(576, 8950),
                 },
             );
@@ -377,7 +389,21 @@ impl Engine {
         up.first().map(|s| s.to_string())
     }
 
-    fn metadata_of(&self, s: &Server, p: &Port, w: &World) -> hn::InstanceMetadata {
+    /// What the metadata service tells server `s` (also the content of its config drive).
+    pub(crate) async fn instance_metadata(
+        &self,
+        s: &Server,
+    ) -> Result<hn::InstanceMetadata, ComputeError> {
+        let w = self.read_world().await?;
+        let port = w
+            .ports
+            .iter()
+            .map(|(p, ..)| p)
+            .find(|p| p.server_id.as_deref() == Some(s.id.as_str()));
+        Ok(self.metadata_of(s, port, &w))
+    }
+
+    fn metadata_of(&self, s: &Server, p: Option<&Port>, w: &World) -> hn::InstanceMetadata {
         use base64::Engine as _;
         let user_data = s
             .user_data
@@ -406,7 +432,7 @@ impl Engine {
             meta: s.metadata.clone(),
             ec2_instance_id: hn::metadata::ec2_id(n),
             instance_type: s.flavor.original_name.clone(),
-            local_ipv4: p.fixed_ip.parse().ok(),
+            local_ipv4: p.and_then(|p| p.fixed_ip.parse().ok()),
             public_ipv4: None,
             security_groups: s.security_groups.clone(),
             network_data: hn::metadata::network_data(&mine),
@@ -422,15 +448,21 @@ impl Engine {
         extra: Option<(&str, &str)>,
     ) -> Result<BTreeMap<String, HostNetState>, ComputeError> {
         let w = self.read_world().await?;
-        let mut moves: Vec<(String, String)> = self
-            .inner
-            .dataplane
-            .moving
-            .lock()
-            .unwrap()
+        // A move that ended without `move_done` (it failed, or the manager restarted in
+        // between) leaves its server without a task: its ports are wanted on its own host
+        // only again, so that no stale tap stays on the destination.
+        let moving_ids: Vec<&str> = w
+            .ports
             .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
+            .filter_map(|(_, _, _, s)| s.as_ref())
+            .filter(|s| s.task_state.is_some())
+            .map(|s| s.id.as_str())
             .collect();
+        let mut moves: Vec<(String, String)> = {
+            let mut m = self.inner.dataplane.moving.lock().unwrap();
+            m.retain(|sid, _| moving_ids.contains(&sid.as_str()));
+            m.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+        };
         moves.extend(extra.map(|(a, b)| (a.to_string(), b.to_string())));
         let serving = self.network_host().await;
         let hosts: Vec<String> = self.inner.hosts.read().await.keys().cloned().collect();
@@ -502,7 +534,7 @@ impl Engine {
                         st.metadata.push(MetadataEntry {
                             network_id: n.id.clone(),
                             ip,
-                            instance: self.metadata_of(s, p, &w),
+                            instance: self.metadata_of(s, Some(p), &w),
                         });
                     }
                 }

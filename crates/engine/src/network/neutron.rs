@@ -320,6 +320,8 @@ pub struct PortView {
     pub device_owner: String,
     /// `ACTIVE` when bound, else `DOWN`.
     pub status: &'static str,
+    /// `binding:host_id`: the host of the server the port is bound to ("" when unbound).
+    pub host_id: String,
 }
 
 /// A network create or update request (None = unset / unchanged).
@@ -1087,7 +1089,15 @@ impl Engine {
         let v = self.net_get(actor, id).await?;
         Self::may_modify(actor, v.project_id(), "delete_network")?;
         let ports: Vec<Port> = self.inner.store.list_by_owner(id).await?;
-        if !ports.is_empty() {
+        let dhcp: Vec<String> = self
+            .inner
+            .store
+            .list_by_owner::<Subnet>(id)
+            .await?
+            .iter()
+            .map(|s| super::dhcp_ports::dhcp_port_id(&s.id))
+            .collect();
+        if ports.iter().any(|p| !dhcp.contains(&p.id)) {
             return Err(NetError::conflict(
                 "NetworkInUse",
                 format!(
@@ -1096,6 +1106,7 @@ impl Engine {
             ));
         }
         for s in self.inner.store.list_by_owner::<Subnet>(id).await? {
+            self.drop_dhcp_port(&s.id).await?;
             self.inner.store.delete::<Subnet>(&s.id).await?;
             self.inner.store.delete::<Tags>(&s.id).await?;
         }
@@ -1286,6 +1297,7 @@ impl Engine {
             revision_number: 1,
         };
         self.inner.store.insert(&s).await?;
+        self.ensure_dhcp_port(&s).await?;
         // Nova's port allocation uses the network's first IPv4 range.
         let mut n = v.network;
         if ipv == 4 && n.cidr.is_empty() {
@@ -1337,6 +1349,7 @@ impl Engine {
         s.updated_at = now();
         s.revision_number += 1;
         self.inner.store.put(&s).await?;
+        self.ensure_dhcp_port(&s).await?;
         Ok(s)
     }
 
@@ -1346,8 +1359,10 @@ impl Engine {
         let s = self.subnet_get(actor, id).await?;
         Self::may_modify(actor, &s.project_id, "delete_subnet")?;
         let ports = self.ports_on_network(&s.network_id).await?;
+        let dhcp = super::dhcp_ports::dhcp_port_id(id);
         if ports
             .iter()
+            .filter(|p| p.port.id != dhcp)
             .any(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id))
         {
             return Err(NetError::conflict(
@@ -1357,6 +1372,7 @@ impl Engine {
                 ),
             ));
         }
+        self.drop_dhcp_port(id).await?;
         self.inner.store.delete::<Subnet>(id).await?;
         self.inner.store.delete::<Tags>(id).await?;
         if let Some(mut n) = self.inner.store.get::<Network>(&s.network_id).await? {
@@ -1431,6 +1447,16 @@ impl Engine {
         } else {
             "DOWN"
         };
+        let host_id = match &p.server_id {
+            Some(sid) => self
+                .inner
+                .store
+                .get_server(sid)
+                .await?
+                .and_then(|s| s.host)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         Ok(PortView {
             port: p,
             attrs,
@@ -1438,6 +1464,7 @@ impl Engine {
             device_id,
             device_owner,
             status,
+            host_id,
         })
     }
 
@@ -1482,7 +1509,7 @@ impl Engine {
 
     /// Picks fixed IPs for a port on `net_id` from the requests (or one
     /// address of the first subnet of each IP version when none is asked).
-    async fn pick_ips(
+    pub(crate) async fn pick_ips(
         &self,
         net_id: &str,
         reqs: Option<&[FixedIpReq]>,

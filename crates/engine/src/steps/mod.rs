@@ -79,7 +79,12 @@ pub(crate) fn steps_of(k: &WorkflowKind) -> Vec<&'static Step> {
         K::Evacuate(_) => vec![&SCHEDULE_DEST, &EVACUATE, &PASSWORD],
         K::RunMaintenance(_) => vec![&crate::maintenance::MAINTENANCE],
         K::SyncPowerState(_) => crate::power_sync::plan(),
-        K::Lock(_) | K::Unlock(_) | K::ResetState(_) | K::TriggerCrashDump(_) => vec![],
+        K::Lock(_)
+        | K::Unlock(_)
+        | K::ResetState(_)
+        | K::TriggerCrashDump(_)
+        | K::AttachInterface(_)
+        | K::DetachInterface(_) => vec![],
     };
     if matches!(
         k,

@@ -156,6 +156,9 @@ async fn revert(cx: &mut Cx<'_>) -> StepResult<()> {
     if let Some(src) = s.source_host.clone() {
         let agent = e.server_agent(s).await?;
         let _ = agent.stop(&s.instance_name, 0).await;
+        // The source gets the ports' taps back before the VM returns to it.
+        e.sync_dataplane_for(&src, Some((id.as_str(), src.as_str())))
+            .await?;
         let mut spec = e.vm_spec(s).await?;
         spec.size = size_of(&old);
         let target = e.agent_for(&src).await?.prepare_incoming(&spec).await?;
@@ -176,6 +179,7 @@ async fn revert(cx: &mut Cx<'_>) -> StepResult<()> {
         Ok(())
     })
     .await?;
+    e.move_done(id).await;
     Ok(())
 }
 

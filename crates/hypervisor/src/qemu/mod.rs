@@ -23,6 +23,7 @@ mod backup;
 mod console;
 pub mod disk;
 mod guest;
+mod hotplug;
 mod migrate;
 pub mod net;
 pub mod process;
@@ -613,6 +614,13 @@ impl QemuDriver {
         append.push_str(&format!(" lifeboat.hostname={}", spec.hostname));
         let nics = self.inner.net.backends(&spec.nics);
         append.push_str(net::cmdline(&nics));
+        let config_drive = spec
+            .config_drive
+            .clone()
+            .map(|md| (dir.join("config.iso"), md));
+        if config_drive.is_some() {
+            append.push_str(" lifeboat.configdrive=1");
+        }
         Launch {
             qemu_binary: self.inner.cfg.qemu_binary.clone(),
             name: spec.name.clone(),
@@ -625,6 +633,8 @@ impl QemuDriver {
             append,
             disks,
             nics,
+            nic_slots: spec.nics.iter().map(|n| n.pci_slot).collect(),
+            config_drive,
             incoming: None,
             start_paused: false,
         }
@@ -1548,6 +1558,14 @@ impl Hypervisor for QemuDriver {
 
     async fn net_sync(&self, state: &crate::HostNetState) -> HvResult<bool> {
         self.inner.net.sync(state).await
+    }
+
+    async fn attach_nic(&self, name: &str, nic: &crate::Nic) -> HvResult<Vec<crate::NicSlot>> {
+        hotplug::attach(self, name, nic).await
+    }
+
+    async fn detach_nic(&self, name: &str, port_id: &str) -> HvResult<Vec<crate::NicSlot>> {
+        hotplug::detach(self, name, port_id).await
     }
 
     async fn list(&self) -> HvResult<Vec<VmStatus>> {

@@ -156,8 +156,9 @@ pub fn open_taps(nics: &[NicBackend]) -> HvResult<Vec<Option<OwnedFd>>> {
         .collect()
 }
 
-/// The `-netdev`/`-device` arguments of the NICs; `fds` from [`open_taps`].
-pub fn nic_args(nics: &[NicBackend], fds: &[Option<OwnedFd>]) -> Vec<String> {
+/// The `-netdev`/`-device` arguments of the NICs; `fds` from [`open_taps`], `slots` the PCI
+/// slots fixed by hot-plugs (None: the next free one, in command-line order).
+pub fn nic_args(nics: &[NicBackend], fds: &[Option<OwnedFd>], slots: &[Option<u8>]) -> Vec<String> {
     let mut a = Vec::new();
     for (i, n) in nics.iter().enumerate() {
         let netdev = match (n, fds.get(i).and_then(|f| f.as_ref())) {
@@ -171,7 +172,14 @@ pub fn nic_args(nics: &[NicBackend], fds: &[Option<OwnedFd>]) -> Vec<String> {
         a.push("-netdev".to_string());
         a.push(netdev);
         a.push("-device".to_string());
-        a.push(format!("virtio-net-pci,netdev=net{i},mac={}", n.mac()));
+        let addr = match slots.get(i).copied().flatten() {
+            Some(slot) => format!(",addr=0x{slot:x}"),
+            None => String::new(),
+        };
+        a.push(format!(
+            "virtio-net-pci,netdev=net{i},mac={}{addr}",
+            n.mac()
+        ));
     }
     a
 }
@@ -194,7 +202,7 @@ mod tests {
             mac: "fa:16:3e:00:00:01".into(),
         }];
         assert_eq!(
-            nic_args(&nics, &[None]),
+            nic_args(&nics, &[None], &[]),
             vec![
                 "-netdev",
                 "user,id=net0,restrict=on",
@@ -213,6 +221,7 @@ mod tests {
             ip: "10.0.0.2".into(),
             prefix: 24,
             gateway: "10.0.0.1".into(),
+            pci_slot: None,
         }]);
         assert_eq!(
             b,

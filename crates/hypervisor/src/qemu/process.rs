@@ -45,6 +45,11 @@ pub struct Launch {
     pub disks: Vec<DiskSlot>,
     /// NICs: taps of the host's data plane or user-mode fallbacks (see [`super::net`]).
     pub nics: Vec<NicBackend>,
+    /// PCI slots of the NICs fixed by hot-plugs ([`crate::Nic::pci_slot`]), same order.
+    pub nic_slots: Vec<Option<u8>>,
+    /// The config drive: its ISO (`config.iso` in the VM's directory, built at the first
+    /// launch that needs it) and what it carries.
+    pub config_drive: Option<(PathBuf, lifeboat_hostnet::InstanceMetadata)>,
     /// `-incoming` URI.
     pub incoming: Option<String>,
     /// Start with vCPUs stopped (`-S`).
@@ -141,8 +146,23 @@ impl Launch {
                 &format!("virtio-blk-pci,drive={0},id={0}-dev", disk.node),
             ]);
         }
-        a.extend(net::nic_args(&self.nics, fds));
+        a.extend(net::nic_args(&self.nics, fds, &self.nic_slots));
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        // After the NICs, so that their PCI slots do not depend on it.
+        if let Some((iso, _)) = &self.config_drive {
+            let bd = serde_json::json!({
+                "driver": "raw",
+                "node-name": "config",
+                "read-only": true,
+                "file": {"driver": "file", "filename": iso, "read-only": true},
+            });
+            push(&[
+                "-blockdev",
+                &bd.to_string(),
+                "-device",
+                "virtio-blk-pci,drive=config,id=config-dev",
+            ]);
+        }
         if let Some(k) = &self.kernel {
             push(&["-kernel", &k.to_string_lossy(), "-append", &self.append]);
             if let Some(i) = &self.initrd {
@@ -163,6 +183,17 @@ impl Launch {
     pub async fn spawn(&self) -> HvResult<u32> {
         for f in [files::QMP, files::QMP_POLL, files::GA, files::PID] {
             let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        if let Some((iso, md)) = &self.config_drive {
+            if !iso.is_file() {
+                let (iso, md) = (iso.clone(), md.clone());
+                tokio::task::spawn_blocking(move || {
+                    lifeboat_hostnet::configdrive::build(&md, &iso)
+                })
+                .await
+                .map_err(|e| HvError::Other(format!("config drive: {e}")))?
+                .map_err(|e| HvError::Other(format!("{}: config drive: {e}", self.name)))?;
+            }
         }
         // Tap queues are opened here (close-on-exec in this process) and inherited by this
         // one child only: the fds are made inheritable after the fork.

@@ -151,6 +151,65 @@ impl Qmp {
             .map_err(|_| QmpError::Timeout(command.to_string()))?
     }
 
+    /// `getfd fdname`: hands `fd` to qemu (SCM_RIGHTS on the QMP socket) under `fdname`, for
+    /// a later `netdev_add ... fd=<fdname>`.
+    pub async fn send_fd(
+        &mut self,
+        fdname: &str,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), QmpError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let text = format!(
+            "{}\n",
+            json!({"execute": "getfd", "arguments": {"fdname": fdname}, "id": id})
+        );
+        let deadline = self.command_timeout;
+        let sock: &UnixStream = self.writer.as_ref();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let send = async {
+            loop {
+                sock.writable()
+                    .await
+                    .map_err(|e| QmpError::Io(e.to_string()))?;
+                match sock.try_io(tokio::io::Interest::WRITABLE, || {
+                    send_with_fd(sock, text.as_bytes(), raw)
+                }) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(QmpError::Io(format!("getfd: {e}"))),
+                }
+            }
+        };
+        timeout(deadline, send)
+            .await
+            .map_err(|_| QmpError::Timeout("getfd".into()))??;
+        let fut = async {
+            loop {
+                let m = self.read_msg().await?;
+                if m.get("event").is_some() {
+                    self.events.push_back(m);
+                    continue;
+                }
+                if m.get("id").and_then(Value::as_u64) != Some(id) {
+                    continue;
+                }
+                if m.get("return").is_some() {
+                    return Ok(());
+                }
+                let e = m.get("error").cloned().unwrap_or_default();
+                return Err(QmpError::Command {
+                    command: "getfd".into(),
+                    class: e["class"].as_str().unwrap_or("Unknown").to_string(),
+                    desc: e["desc"].as_str().unwrap_or("").to_string(),
+                });
+            }
+        };
+        timeout(deadline, fut)
+            .await
+            .map_err(|_| QmpError::Timeout("getfd".into()))?
+    }
+
     /// Removes and returns every queued event.
     pub fn take_events(&mut self) -> Vec<Value> {
         self.events.drain(..).collect()
@@ -203,6 +262,45 @@ impl Qmp {
         let r = self.execute("query-status", None).await?;
         Ok(r["status"].as_str().unwrap_or("unknown").to_string())
     }
+}
+
+/// One `sendmsg(2)` of all of `data` with `fd` as SCM_RIGHTS (QMP commands are small: a short
+/// write is reported as an error rather than split, since the fd rides on the first byte).
+fn send_with_fd(sock: &UnixStream, data: &[u8], fd: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` bytes, enough for one cmsg carrying one int.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
+    }
+    // SAFETY: a valid socket fd and a msghdr whose buffers are alive.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n as usize != data.len() {
+        return Err(std::io::Error::other(format!(
+            "short write ({n} of {} bytes)",
+            data.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

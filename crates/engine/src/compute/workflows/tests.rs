@@ -162,6 +162,8 @@ fn samples() -> Vec<WorkflowKind> {
         K::Unlock(p::Unlock {}),
         K::ResetState(p::ResetState {}),
         K::TriggerCrashDump(p::TriggerCrashDump {}),
+        K::AttachInterface(p::AttachInterface {}),
+        K::DetachInterface(p::DetachInterface {}),
     ];
     for k in &all {
         match k {
@@ -198,7 +200,9 @@ fn samples() -> Vec<WorkflowKind> {
             | K::Lock(_)
             | K::Unlock(_)
             | K::ResetState(_)
-            | K::TriggerCrashDump(_) => {}
+            | K::TriggerCrashDump(_)
+            | K::AttachInterface(_)
+            | K::DetachInterface(_) => {}
         }
     }
     all
