@@ -106,10 +106,12 @@ fn spec(name: &str, gdir: &Path) -> VmSpec {
             ip: "10.0.0.6".into(),
             prefix: 24,
             gateway: "10.0.0.1".into(),
+            pci_slot: None,
         }],
         user_data: None,
         root_disk: None,
         root_from: None,
+        config_drive: None,
     }
 }
 
