@@ -281,7 +281,7 @@ async fn networks_subnets_ports() {
             "/subnets",
             Some(
                 json!({"subnet": {"network_id": nid, "ip_version": 4, "cidr": "10.1.0.0/24",
-                "allocation_pools": [{"start": "10.1.0.100", "end": "10.1.0.101"}],
+                "allocation_pools": [{"start": "10.1.0.100", "end": "10.1.0.102"}],
                 "dns_nameservers": ["10.1.0.2"]}}),
             ),
         )
@@ -335,9 +335,10 @@ async fn networks_subnets_ports() {
     assert_eq!(s, 201, "{v}");
     let p1 = v["port"].clone();
     assert!(p1["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    // The pool's first address is the subnet's DHCP port's (network:dhcp).
     assert_eq!(
         p1["fixed_ips"][0],
-        json!({"subnet_id": sid, "ip_address": "10.1.0.100"})
+        json!({"subnet_id": sid, "ip_address": "10.1.0.101"})
     );
     assert_eq!(p1["fixed_ips"][1]["subnet_id"], sid6);
     assert_eq!(p1["status"], "DOWN");
@@ -386,7 +387,7 @@ async fn networks_subnets_ports() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], "10.1.0.101");
+    assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], "10.1.0.102");
     assert_eq!(v["port"]["status"], "ACTIVE");
     let (s, v) = env
         .call(
@@ -413,7 +414,7 @@ async fn networks_subnets_ports() {
         .call(
             &env.alice,
             "GET",
-            "/ports?fixed_ips=ip_address%3D10.1.0.100",
+            "/ports?fixed_ips=ip_address%3D10.1.0.101",
             None,
         )
         .await;
@@ -426,7 +427,8 @@ async fn networks_subnets_ports() {
             None,
         )
         .await;
-    assert_eq!(v["ports"].as_array().unwrap().len(), 2);
+    // p1, d2 and the DHCP ports of the IPv4 and IPv6 subnets.
+    assert_eq!(v["ports"].as_array().unwrap().len(), 4);
     assert_eq!(v["ports"][0].as_object().unwrap().len(), 2);
     let (_, v) = env.call(&env.bob, "GET", "/ports", None).await;
     assert!(v["ports"].as_array().unwrap().is_empty());
