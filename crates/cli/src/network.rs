@@ -30,6 +30,28 @@ fn rows(v: &Value) -> &[Value] {
     v.as_array().map(|v| v.as_slice()).unwrap_or(&[])
 }
 
+/// Prints a list: as it came in JSON, else with the columns `derive` adds
+/// to each row for the table.
+fn print_derived(
+    opts: &ClientOpts,
+    list: &Value,
+    derive: impl Fn(&mut Value),
+    cols: &[(&str, &str)],
+) {
+    if opts.output == crate::OutputFormat::Json {
+        return print_list(opts.output, rows(list), cols);
+    }
+    let shown: Vec<Value> = rows(list)
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            derive(&mut r);
+            r
+        })
+        .collect();
+    print_list(opts.output, &shown, cols);
+}
+
 /// Parses `subnet=ID,ip=ADDR` (either part optional) into a fixed IP.
 fn fixed_ip(s: &str) -> anyhow::Result<Value> {
     let mut o = Map::new();
@@ -353,26 +375,16 @@ pub async fn port(cmd: PortCmd) -> anyhow::Result<()> {
         PortCmd::List { opts } => {
             let c = Client::login(&opts).await?;
             let l = c.get("/api/v1/ports").await?;
-            let shown: Vec<Value> = rows(&l)
-                .iter()
-                .map(|p| {
-                    let mut p = p.clone();
+            print_derived(
+                &opts,
+                &l,
+                |p| {
                     let ips: Vec<Value> = rows(&p["fixed_ips"])
                         .iter()
                         .map(|f| f["ip_address"].clone())
                         .collect();
                     p["_ips"] = json!(ips);
-                    p
-                })
-                .collect();
-            let out: &[Value] = if opts.output == crate::OutputFormat::Json {
-                rows(&l)
-            } else {
-                &shown
-            };
-            print_list(
-                opts.output,
-                out,
+                },
                 &[
                     ("ID", "/id"),
                     ("NAME", "/name"),
@@ -691,22 +703,10 @@ pub async fn security_group(cmd: SecurityGroupCmd) -> anyhow::Result<()> {
         SecurityGroupCmd::List { opts } => {
             let c = Client::login(&opts).await?;
             let l = c.get("/api/v1/security-groups").await?;
-            let shown: Vec<Value> = rows(&l)
-                .iter()
-                .map(|g| {
-                    let mut g = g.clone();
-                    g["_rules"] = json!(rows(&g["rules"]).len());
-                    g
-                })
-                .collect();
-            let out: &[Value] = if opts.output == crate::OutputFormat::Json {
-                rows(&l)
-            } else {
-                &shown
-            };
-            print_list(
-                opts.output,
-                out,
+            print_derived(
+                &opts,
+                &l,
+                |g| g["_rules"] = json!(rows(&g["rules"]).len()),
                 &[
                     ("ID", "/id"),
                     ("NAME", "/name"),
