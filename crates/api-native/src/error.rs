@@ -16,7 +16,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine code: not_found, conflict, locked, bad_request,
-    /// forbidden, unauthorized, no_valid_host, over_limit, internal.
+    /// forbidden, unauthorized, no_valid_host, over_limit, failed (an
+    /// operation failed; the message says which), internal.
     pub code: String,
     /// Message.
     pub message: String,
@@ -63,6 +64,7 @@ impl From<ComputeError> for ApiError {
             ComputeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ComputeError::NoValidHost(_) => (StatusCode::CONFLICT, "no_valid_host"),
             ComputeError::OverLimit(_) => (StatusCode::FORBIDDEN, "over_limit"),
+            ComputeError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
             ComputeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

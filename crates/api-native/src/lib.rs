@@ -35,7 +35,9 @@ pub use error::{not_found, not_found_response, ApiError};
         network::show_floating_ip, network::update_floating_ip, network::delete_floating_ip,
         network::list_security_groups, network::create_security_group,
         network::show_security_group, network::delete_security_group, network::create_rule,
-        network::delete_rule,
+        network::delete_rule, network::list_routers, network::create_router, network::show_router,
+        network::update_router, network::delete_router, network::add_router_interface,
+        network::remove_router_interface,
         handlers::list_keypairs, handlers::create_keypair, handlers::delete_keypair,
         handlers::list_projects, handlers::create_project, handlers::create_user,
     ),
@@ -56,7 +58,9 @@ pub use error::{not_found, not_found_response, ApiError};
         network::SubnetCreate, network::FixedIpOut, network::FixedIpIn, network::PortOut,
         network::PortCreate, network::PortUpdate, network::FloatingIpOut, network::FloatingIpCreate,
         network::FloatingIpUpdate, network::RuleOut, network::SecurityGroupOut,
-        network::SecurityGroupCreate, network::RuleCreate,
+        network::SecurityGroupCreate, network::RuleCreate, network::RouterOut,
+        network::GatewayOut, network::RouterInterfaceOut, network::RouterCreate,
+        network::RouterUpdate, network::RouterInterfaceIn,
         error::ErrorDetail,
     )),
     modifiers(&SecurityAddon, &ErrorResponses),
@@ -195,6 +199,24 @@ pub fn router(engine: Engine) -> Router {
         .route(
             "/api/v1/security-group-rules/:id",
             axum::routing::delete(network::delete_rule),
+        )
+        .route(
+            "/api/v1/routers",
+            get(network::list_routers).post(network::create_router),
+        )
+        .route(
+            "/api/v1/routers/:id",
+            get(network::show_router)
+                .patch(network::update_router)
+                .delete(network::delete_router),
+        )
+        .route(
+            "/api/v1/routers/:id/interfaces",
+            post(network::add_router_interface),
+        )
+        .route(
+            "/api/v1/routers/:id/interfaces/:key",
+            axum::routing::delete(network::remove_router_interface),
         )
         .route("/api/v1/keypairs", get(list_keypairs).post(create_keypair))
         .route(

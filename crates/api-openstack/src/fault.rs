@@ -99,6 +99,10 @@ impl From<ComputeError> for Fault {
             ComputeError::NoValidHost(_) => Fault::bad_request(e.to_string()),
             // Nova maps quota errors to 403.
             ComputeError::OverLimit(m) => Fault::forbidden(m.clone()),
+            ComputeError::Failed(m) => {
+                tracing::warn!("operation failed: {m}");
+                Fault::new(StatusCode::INTERNAL_SERVER_ERROR, m.clone())
+            }
             ComputeError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 Fault::new(

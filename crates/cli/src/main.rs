@@ -104,6 +104,9 @@ enum Command {
     /// Manage security groups and their rules.
     #[command(subcommand)]
     SecurityGroup(network::SecurityGroupCmd),
+    /// Manage routers: gateways to external networks and interfaces on subnets.
+    #[command(subcommand)]
+    Router(network::RouterCmd),
     /// Print a clouds.yaml for the OpenStack clients.
     OpenstackConfig(commands::OpenstackConfigArgs),
     /// Snapshot store: create, list, show, restore, delete, verify, prune, gc, key create.
@@ -150,6 +153,7 @@ fn main() {
             Command::Port(c) => network::port(c).await,
             Command::FloatingIp(c) => network::floating_ip(c).await,
             Command::SecurityGroup(c) => network::security_group(c).await,
+            Command::Router(c) => network::router(c).await,
             Command::OpenstackConfig(a) => commands::openstack_config(a).await,
             Command::Backup { .. } => unreachable!("handled before the runtime starts"),
         }

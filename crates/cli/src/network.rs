@@ -1,4 +1,4 @@
-//! `lifeboat network|subnet|port|floating-ip|security-group`: the
+//! `lifeboat network|subnet|port|floating-ip|security-group|router`: the
 //! networking resources of the native API. Every resource is named by id
 //! or name (a floating IP also by its address).
 
@@ -799,6 +799,187 @@ pub async fn security_group(cmd: SecurityGroupCmd) -> anyhow::Result<()> {
             c.delete(&format!("/api/v1/security-group-rules/{}", seg(&rule)))
                 .await?;
             deleted(&opts, "security group rule", &rule);
+        }
+    }
+    Ok(())
+}
+
+/// Router commands.
+#[derive(Debug, Subcommand)]
+pub enum RouterCmd {
+    /// List routers.
+    List {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show a router, its gateway and interfaces.
+    Show {
+        /// Id or name.
+        router: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Create a router.
+    Create {
+        /// Name.
+        name: String,
+        /// External network id or name for its gateway.
+        #[arg(long)]
+        external_network: Option<String>,
+        /// No source NAT through the gateway.
+        #[arg(long, requires = "external_network")]
+        disable_snat: bool,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Delete a router (remove its interfaces first).
+    Delete {
+        /// Id or name.
+        router: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Connect a subnet (the router takes its gateway address) or a port.
+    AddInterface {
+        /// Router id or name.
+        router: String,
+        /// Subnet id or name.
+        #[arg(long, required_unless_present = "port", conflicts_with = "port")]
+        subnet: Option<String>,
+        /// Port id or name.
+        #[arg(long)]
+        port: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Disconnect a subnet or a port.
+    RemoveInterface {
+        /// Router id or name.
+        router: String,
+        /// Subnet id or name.
+        #[arg(long, required_unless_present = "port", conflicts_with = "port")]
+        subnet: Option<String>,
+        /// The interface's port id.
+        #[arg(long)]
+        port: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Set the gateway on an external network, or remove it (`--clear`).
+    SetGateway {
+        /// Router id or name.
+        router: String,
+        /// External network id or name.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        network: Option<String>,
+        /// Remove the gateway.
+        #[arg(long)]
+        clear: bool,
+        /// No source NAT through the gateway.
+        #[arg(long, conflicts_with = "clear")]
+        disable_snat: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `lifeboat router`.
+pub async fn router(cmd: RouterCmd) -> anyhow::Result<()> {
+    let path = |r: &str| format!("/api/v1/routers/{}", seg(r));
+    match cmd {
+        RouterCmd::List { opts } => {
+            let c = Client::login(&opts).await?;
+            let l = c.get("/api/v1/routers").await?;
+            print_derived(
+                &opts,
+                &l,
+                |r| {
+                    r["_gateway"] = r["gateway"]["network_id"].clone();
+                    r["_interfaces"] = json!(rows(&r["interfaces"]).len());
+                },
+                &[
+                    ("ID", "/id"),
+                    ("NAME", "/name"),
+                    ("GATEWAY NETWORK", "/_gateway"),
+                    ("INTERFACES", "/_interfaces"),
+                ],
+            );
+        }
+        RouterCmd::Show { router, opts } => {
+            let c = Client::login(&opts).await?;
+            print_object(opts.output, &c.get(&path(&router)).await?);
+        }
+        RouterCmd::Create {
+            name,
+            external_network,
+            disable_snat,
+            description,
+            opts,
+        } => {
+            let c = Client::login(&opts).await?;
+            let b = body(vec![
+                ("name", Some(json!(name))),
+                ("external_network", external_network.map(Value::from)),
+                ("enable_snat", disable_snat.then_some(json!(false))),
+                ("description", description.map(Value::from)),
+            ]);
+            print_object(opts.output, &c.post("/api/v1/routers", b).await?);
+        }
+        RouterCmd::Delete { router, opts } => {
+            let c = Client::login(&opts).await?;
+            c.delete(&path(&router)).await?;
+            deleted(&opts, "router", &router);
+        }
+        RouterCmd::AddInterface {
+            router,
+            subnet,
+            port,
+            opts,
+        } => {
+            let c = Client::login(&opts).await?;
+            let b = body(vec![
+                ("subnet", subnet.map(Value::from)),
+                ("port", port.map(Value::from)),
+            ]);
+            let v = c.post(&format!("{}/interfaces", path(&router)), b).await?;
+            print_object(opts.output, &v);
+        }
+        RouterCmd::RemoveInterface {
+            router,
+            subnet,
+            port,
+            opts,
+        } => {
+            let c = Client::login(&opts).await?;
+            let key = subnet.or(port).unwrap_or_default();
+            let v = c
+                .delete(&format!("{}/interfaces/{}", path(&router), seg(&key)))
+                .await?;
+            print_object(opts.output, &v);
+        }
+        RouterCmd::SetGateway {
+            router,
+            network,
+            clear,
+            disable_snat,
+            opts,
+        } => {
+            let c = Client::login(&opts).await?;
+            let b = if clear {
+                json!({"external_network": null})
+            } else {
+                body(vec![
+                    ("external_network", network.map(Value::from)),
+                    ("enable_snat", Some(json!(!disable_snat))),
+                ])
+            };
+            let v = c
+                .call(reqwest::Method::PATCH, &path(&router), Some(b))
+                .await?;
+            print_object(opts.output, &v);
         }
     }
     Ok(())

@@ -709,3 +709,88 @@ fn cli_manages_networks_and_endpoints() {
         "{nets}"
     );
 }
+
+/// `lifeboat router`: a gateway on the external network, an interface on a subnet (the router
+/// takes the gateway address), list/show, the gateway cleared and set again without SNAT, the
+/// in-use refusal, and deletion; names or ids everywhere, `--output json`.
+#[test]
+fn cli_manages_routers() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), free_port(), &[], &[]);
+    let cli = Cli { serve: &serve };
+    cli.json(&["network", "create", "red"]);
+    let sub = cli.json(&[
+        "subnet",
+        "create",
+        "red-v4",
+        "--network",
+        "red",
+        "--cidr",
+        "10.30.0.0/24",
+    ]);
+    let public = cli.json(&["network", "show", "public"]);
+
+    let r = cli.json(&["router", "create", "edge", "--external-network", "public"]);
+    assert_eq!(r["name"], "edge", "{r}");
+    assert_eq!(r["gateway"]["network_id"], public["id"], "{r}");
+    assert_eq!(r["gateway"]["enable_snat"], true);
+    let gw_ip = r["gateway"]["addresses"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gw_ip.starts_with("172.24.4."), "{r}");
+    assert_eq!(r["interfaces"], json!([]));
+
+    let r = cli.json(&["router", "add-interface", "edge", "--subnet", "red-v4"]);
+    let ifs = r["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 1, "{r}");
+    assert_eq!(ifs[0]["subnet_id"], sub["id"]);
+    assert_eq!(ifs[0]["ip_address"], "10.30.0.1");
+    let port = cli.json(&["port", "show", ifs[0]["port_id"].as_str().unwrap()]);
+    assert_eq!(port["device_owner"], "network:router_interface", "{port}");
+    assert_eq!(port["device_id"], r["id"]);
+    let (code, table, _) = cli.run(&["router", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with("ID") && table.contains("edge") && table.contains("GATEWAY NETWORK"),
+        "{table}"
+    );
+    let listed = cli.json(&["router", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(cli.json(&["router", "show", "edge"])["id"], r["id"]);
+
+    // The same subnet twice, a router in use, a missing subnet: exit 1 with the reason.
+    for (args, says) in [
+        (
+            &["router", "add-interface", "edge", "--subnet", "red-v4"][..],
+            "already has a port on subnet",
+        ),
+        (&["router", "delete", "edge"][..], "still has ports"),
+        (
+            &["router", "add-interface", "edge", "--subnet", "nosuch"][..],
+            "no subnet with id or name nosuch",
+        ),
+        (&["router", "add-interface", "edge"][..], "--subnet"),
+        (
+            &["router", "show", "nosuch"][..],
+            "no router with id or name nosuch",
+        ),
+    ] {
+        let (code, _, err) = cli.run(args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    let r = cli.json(&["router", "set-gateway", "edge", "--clear"]);
+    assert_eq!(r["gateway"], Value::Null, "{r}");
+    let r = cli.json(&["router", "set-gateway", "edge", "public", "--disable-snat"]);
+    assert_eq!(r["gateway"]["enable_snat"], false, "{r}");
+    let r = cli.json(&["router", "remove-interface", "edge", "--subnet", "red-v4"]);
+    assert_eq!(r["interfaces"], json!([]), "{r}");
+    let d = cli.json(&["router", "delete", "edge"]);
+    assert_eq!(d["deleted"], "router", "{d}");
+    assert_eq!(cli.json(&["router", "list"]), json!([]));
+    // The gateway port went with the router: the subnet and network can go.
+    cli.json(&["subnet", "delete", "red-v4"]);
+    cli.json(&["network", "delete", "red"]);
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lifeboat_core::{
-    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Permission, Port, Server,
+    now, Actor, Flavor, Image, ImageKind, ImageStatus, Keypair, Permission, Server,
 };
 use lifeboat_hypervisor::{ImageRef, VmSize, VmSpec};
 
@@ -326,7 +326,7 @@ impl Engine {
             Some(i) => self.image_ref(i).await?,
             None => self.image_ref(DEFAULT_IMAGE_ID).await?,
         };
-        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        let ports = self.ports_in_order(&s.id).await?;
         let mut nics = vec![];
         for p in ports {
             nics.push(self.nic_of(&s.id, &p).await?);

@@ -35,6 +35,11 @@ pub enum ComputeError {
     /// A quota or limit would be exceeded.
     #[error("{0}")]
     OverLimit(String),
+    /// An operation failed and the message says so to the caller (Nova's
+    /// `HTTPInternalServerError` with an explanation, e.g. `InterfaceAttachFailed`): a 500
+    /// whose message is shown, unlike [`ComputeError::Internal`]'s.
+    #[error("{0}")]
+    Failed(String),
     /// Internal failure (store, agent).
     #[error("{0}")]
     Internal(String),

@@ -399,6 +399,9 @@ impl Engine {
                 }
             }
         }
+        if let Err(e) = self.settle_interface_ops().await {
+            tracing::warn!("interrupted interface changes: {e}");
+        }
         self.dataplane_best_effort().await;
         self.reclaim().await
     }

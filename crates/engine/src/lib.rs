@@ -197,6 +197,9 @@ impl Engine {
     /// Resumes or rolls back every unfinished workflow and starts the
     /// periodic tasks (power-state sync, soft-delete reclaim).
     pub async fn start(&self) -> Result<(), ComputeError> {
+        // Interface changes a crash interrupted first: no workflow that resumes (a boot)
+        // may find a port bound whose attach never finished.
+        self.settle_interface_ops().await?;
         self.recover().await?;
         let me = self.clone();
         tokio::spawn(async move {

@@ -144,16 +144,6 @@ impl Engine {
         Ok(())
     }
 
-    async fn new_port(
-        &self,
-        net: &Network,
-        server: &Server,
-        fixed: Option<&str>,
-    ) -> Result<Port, ComputeError> {
-        self.new_port_with_id(net, server, fixed, &ids::uuid())
-            .await
-    }
-
     async fn new_port_with_id(
         &self,
         net: &Network,
@@ -207,30 +197,39 @@ impl Engine {
         })
     }
 
-    fn attachment(net: &Network, p: &Port, fips: Vec<String>) -> Attachment {
+    fn attachment(net: &Network, p: &Port, extra: Vec<String>, fips: Vec<String>) -> Attachment {
         Attachment {
             port_id: p.id.clone(),
             network_id: net.id.clone(),
             network_name: net.name.clone(),
             mac_address: p.mac_address.clone(),
             fixed_ip: p.fixed_ip.clone(),
+            extra_fixed_ips: extra,
             floating_ips: fips,
         }
     }
 
-    /// Rebuilds `server.attachments` from the ports bound to it.
+    /// Rebuilds `server.attachments` from the ports bound to it, in NIC order.
     pub(crate) async fn refresh_attachments(
         &self,
         server_id: &str,
     ) -> Result<Server, ComputeError> {
-        let ports: Vec<Port> = self.inner.store.list_by_ref(server_id).await?;
+        let ports = self.ports_in_order(server_id).await?;
         let mut atts = vec![];
         for p in &ports {
             let net: Network = self.inner.store.must_get(&p.network_id).await?;
             let fips: Vec<FloatingIp> = self.inner.store.list_by_ref(&p.id).await?;
+            let extra = self
+                .inner
+                .store
+                .get::<neutron::PortAttrs>(&p.id)
+                .await?
+                .map(|a| a.extra_ips.into_iter().map(|f| f.ip_address).collect())
+                .unwrap_or_default();
             atts.push(Self::attachment(
                 &net,
                 p,
+                extra,
                 fips.into_iter().map(|f| f.address).collect(),
             ));
         }
@@ -274,22 +273,47 @@ impl Engine {
             // Each request is checked on its own (a re-run after a crash
             // finds the ports already made): a brought port is bound once,
             // a new port has an id derived from (workflow, request index).
+            // The NICs follow the request's order (the guest's eth0 is the first network
+            // asked for): each port's place is kept in its ServerNic record.
             for (i, r) in reqs.iter().enumerate() {
-                if let Some(pid) = &r.port_id {
-                    let mut p: Port = self.inner.store.must_get(pid).await?;
-                    if p.server_id.as_deref() != Some(sid.as_str()) {
-                        p.server_id = Some(sid.clone());
-                        self.inner.store.put(&p).await?;
+                let pid = match &r.port_id {
+                    Some(pid) => {
+                        let mut p: Port = self.inner.store.must_get(pid).await?;
+                        if p.server_id.as_deref() != Some(sid.as_str()) {
+                            p.server_id = Some(sid.clone());
+                            self.inner.store.put(&p).await?;
+                        }
+                        pid.clone()
                     }
-                } else {
-                    let id = request_port_id(&wf.id, i);
-                    if self.inner.store.get::<Port>(&id).await?.is_some() {
-                        continue;
+                    None => {
+                        let id = request_port_id(&wf.id, i);
+                        if self.inner.store.get::<Port>(&id).await?.is_none() {
+                            let net = self
+                                .network_by_id_or_name(
+                                    r.network_id.as_deref().unwrap_or(DEFAULT_NETWORK),
+                                )
+                                .await?;
+                            self.new_port_with_id(&net, &server, r.fixed_ip.as_deref(), &id)
+                                .await?;
+                        }
+                        id
                     }
-                    let net = self
-                        .network_by_id_or_name(r.network_id.as_deref().unwrap_or(DEFAULT_NETWORK))
-                        .await?;
-                    self.new_port_with_id(&net, &server, r.fixed_ip.as_deref(), &id)
+                };
+                let order = u32::try_from(i).unwrap_or(u32::MAX);
+                let nic = self.inner.store.get::<interfaces::ServerNic>(&pid).await?;
+                if !nic
+                    .as_ref()
+                    .is_some_and(|n| n.server_id == sid && n.order == Some(order))
+                {
+                    self.inner
+                        .store
+                        .put(&interfaces::ServerNic {
+                            id: pid.clone(),
+                            server_id: sid.clone(),
+                            brought: nic.filter(|n| n.server_id == sid).and_then(|n| n.brought),
+                            slot: None,
+                            order: Some(order),
+                        })
                         .await?;
                 }
                 // test hook `create:network#<i>:after`: killed between ports
@@ -488,39 +512,168 @@ impl Engine {
         Ok(())
     }
 
-    /// addFixedIp: a new port on `network`.
-    pub(crate) async fn add_fixed_ip(&self, s: &Server, network: &str) -> Result<(), ComputeError> {
-        let net = self.network_by_id_or_name(network).await.map_err(|_| {
-            ComputeError::BadRequest(format!("Network {network} could not be found."))
-        })?;
-        self.new_port(&net, s, None).await?;
-        self.refresh_attachments(&s.id).await?;
-        Ok(())
+    /// addFixedIp as Nova's `add_fixed_ip_to_instance` does it on Neutron: the server's
+    /// first port on `network` gets one more address, from the first of the network's subnets
+    /// that has one free (a Neutron port update appending `{"subnet_id"}` to its
+    /// `fixed_ips`). The data plane follows: the DHCP host entry, the port's anti-spoofing
+    /// set and its security groups' member sets carry the new address. Synchronous here;
+    /// the errors are the ones Nova's compute manager raises, as its multinic controller's
+    /// 400.
+    pub(crate) async fn add_fixed_ip(
+        &self,
+        actor: &Actor,
+        s: &Server,
+        network: &str,
+    ) -> Result<(), ComputeError> {
+        let nf = || {
+            ComputeError::BadRequest(format!("Network could not be found for instance {}.", s.id))
+        };
+        let net = self
+            .network_by_id_or_name(network)
+            .await
+            .map_err(|_| nf())?;
+        let mut subnets: Vec<neutron::Subnet> = self.inner.store.list_by_owner(&net.id).await?;
+        subnets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        if subnets.is_empty() {
+            return Err(nf());
+        }
+        let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
+        for p in ports.iter().filter(|p| p.network_id == net.id) {
+            for sub in &subnets {
+                let mut want = self.fixed_ip_reqs(actor, &p.id).await?;
+                want.push(neutron::FixedIpReq {
+                    subnet_id: Some(sub.id.clone()),
+                    ip_address: None,
+                });
+                match self.update_port_ips(actor, p, want).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => tracing::debug!(
+                        port = %p.id, subnet = %sub.id,
+                        "Unable to update port {} on subnet {}: {}", p.id, sub.id, e.message
+                    ),
+                }
+            }
+        }
+        Err(nf())
     }
 
-    /// removeFixedIp: drops the port holding `address`.
+    /// removeFixedIp as Nova's `remove_fixed_ip_from_instance`: the server's port holding
+    /// `address` keeps its other addresses (a Neutron port update without it); the port, its
+    /// MAC and floating IPs stay.
     pub(crate) async fn remove_fixed_ip(
         &self,
+        actor: &Actor,
         s: &Server,
         address: &str,
     ) -> Result<(), ComputeError> {
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
-        let p = ports
-            .iter()
-            .find(|p| p.fixed_ip == address)
-            .ok_or_else(|| {
-                ComputeError::BadRequest(format!(
-                    "Unable to find address {address} on instance {}",
-                    s.id
-                ))
-            })?;
-        for mut f in self.inner.store.list_by_ref::<FloatingIp>(&p.id).await? {
-            f.port_id = None;
-            self.inner.store.put(&f).await?;
+        for p in &ports {
+            let have = self.fixed_ip_reqs(actor, &p.id).await?;
+            if !have
+                .iter()
+                .any(|f| f.ip_address.as_deref() == Some(address))
+            {
+                continue;
+            }
+            let keep = have
+                .into_iter()
+                .filter(|f| f.ip_address.as_deref() != Some(address))
+                .collect();
+            return self
+                .update_port_ips(actor, p, keep)
+                .await
+                .map_err(|e| ComputeError::BadRequest(e.message));
         }
-        self.inner.store.delete::<Port>(&p.id).await?;
-        self.refresh_attachments(&s.id).await?;
+        Err(ComputeError::BadRequest(format!(
+            "Instance {} has zero fixed IPs.",
+            s.id
+        )))
+    }
+
+    /// A port's fixed IPs as the requests that keep them.
+    async fn fixed_ip_reqs(
+        &self,
+        actor: &Actor,
+        port_id: &str,
+    ) -> Result<Vec<neutron::FixedIpReq>, ComputeError> {
+        let v = self
+            .port_get(&Self::acting_admin(actor), port_id)
+            .await
+            .map_err(|e| ComputeError::Internal(e.message))?;
+        Ok(v.fixed_ips
+            .into_iter()
+            .map(|f| neutron::FixedIpReq {
+                subnet_id: (!f.subnet_id.is_empty()).then_some(f.subnet_id),
+                ip_address: Some(f.ip_address),
+            })
+            .collect())
+    }
+
+    /// Sets a server's port's fixed IPs through the networking service (its checks and
+    /// allocation), then the server's addresses and its host's data plane.
+    async fn update_port_ips(
+        &self,
+        actor: &Actor,
+        p: &Port,
+        fixed_ips: Vec<neutron::FixedIpReq>,
+    ) -> Result<(), neutron::NetError> {
+        // A port Nova's create made has no networking attributes yet: it is in its
+        // project's default group (as the data plane treats it), which they must keep.
+        if self
+            .inner
+            .store
+            .get::<neutron::PortAttrs>(&p.id)
+            .await?
+            .is_none()
+        {
+            let g = self.default_security_group(&p.project_id).await?.id;
+            let t = chrono::Utc::now();
+            self.inner
+                .store
+                .put(&neutron::PortAttrs {
+                    id: p.id.clone(),
+                    name: String::new(),
+                    description: String::new(),
+                    admin_state_up: true,
+                    device_owner: "compute:nova".into(),
+                    device_id: String::new(),
+                    extra_ips: vec![],
+                    security_groups: vec![g],
+                    allowed_address_pairs: vec![],
+                    port_security_enabled: true,
+                    created_at: t,
+                    updated_at: t,
+                    revision_number: 1,
+                })
+                .await?;
+        }
+        self.port_update(
+            &Self::acting_admin(actor),
+            &p.id,
+            neutron::PortReq {
+                fixed_ips: Some(fixed_ips),
+                ..Default::default()
+            },
+        )
+        .await?;
+        if let Some(sid) = &p.server_id {
+            self.refresh_attachments(sid).await?;
+            if let Some(host) = self.inner.store.get_server(sid).await?.and_then(|s| s.host) {
+                if let Err(e) = self.sync_dataplane_for(&host, None).await {
+                    tracing::warn!(host = %host, "data plane not pushed yet: {e}");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The actor Nova's own calls to the networking service act as: its service user, here
+    /// an administrator of the caller's project (the server's policy was checked already).
+    fn acting_admin(actor: &Actor) -> Actor {
+        Actor {
+            role: lifeboat_core::Role::Admin,
+            ..actor.clone()
+        }
     }
 }
 

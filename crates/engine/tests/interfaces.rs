@@ -9,7 +9,7 @@ use std::time::Duration;
 use lifeboat_core::{Actor, Role, Server, VmState};
 use lifeboat_engine::neutron::{NetworkReq, PortReq, SubnetReq};
 use lifeboat_engine::{
-    ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, ServerAction,
+    ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, NetworkRequest, ServerAction,
 };
 use lifeboat_hypervisor::fake::{FakeConfig, FakeDriver};
 
@@ -32,8 +32,18 @@ fn attach(net: Option<&str>, port: Option<&str>, ip: Option<&str>) -> ServerActi
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interfaces_attach_and_detach_on_a_running_server() {
+/// An engine on two fake hosts with a second network (`net2`, 10.1.0.0/24) beside the
+/// bootstrap ones, and an administrator.
+struct Env {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    fakes: Vec<Arc<FakeDriver>>,
+    admin: Actor,
+    net2: String,
+    private: String,
+}
+
+async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store =
         lifeboat_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
@@ -61,20 +71,6 @@ async fn interfaces_attach_and_detach_on_a_running_server() {
         project_id: engine.project("admin").await.unwrap().id,
         role: Role::Admin,
     };
-    let c = engine
-        .create_servers(
-            &admin,
-            CreateServer {
-                name: "vm1".into(),
-                flavor: "m1.nano".into(),
-                availability_zone: Some("nova:host2".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let s = settle(&engine, &c[0].server.id).await;
-    assert_eq!(s.vm_state, VmState::Active);
     let net2 = engine
         .net_create(
             &admin,
@@ -99,6 +95,65 @@ async fn interfaces_attach_and_detach_on_a_running_server() {
         )
         .await
         .unwrap();
+    let private = engine
+        .net_list(&admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.network.name == "private")
+        .unwrap()
+        .network
+        .id;
+    Env {
+        _dir: dir,
+        engine,
+        fakes,
+        admin,
+        net2,
+        private,
+    }
+}
+
+impl Env {
+    /// A server on `host` with the given networks (empty: `private`), settled ACTIVE.
+    async fn server(&self, name: &str, host: &str, mut networks: Vec<NetworkRequest>) -> Server {
+        if networks.is_empty() {
+            networks.push(NetworkRequest {
+                network_id: Some(self.private.clone()),
+                ..Default::default()
+            });
+        }
+        let c = self
+            .engine
+            .create_servers(
+                &self.admin,
+                CreateServer {
+                    name: name.into(),
+                    flavor: "m1.nano".into(),
+                    availability_zone: Some(format!("nova:{host}")),
+                    networks,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let s = settle(&self.engine, &c[0].server.id).await;
+        assert_eq!(s.vm_state, VmState::Active, "{:?}", s.fault);
+        s
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interfaces_attach_and_detach_on_a_running_server() {
+    let env = env().await;
+    let s = env.server("vm1", "host2", vec![]).await;
+    let Env {
+        engine,
+        fakes,
+        admin,
+        net2,
+        ..
+    } = env;
 
     // Nova's request errors.
     let err = |r: Result<ActionOutcome, ComputeError>| r.unwrap_err().to_string();
@@ -289,4 +344,313 @@ async fn interfaces_attach_and_detach_on_a_running_server() {
         kinds.iter().filter(|k| **k == "detach_interface").count(),
         2
     );
+}
+
+/// The ports of `net` that Nova-style attaches made (device owner `compute:nova`).
+async fn nova_ports(e: &Engine, a: &Actor, net: &str) -> Vec<String> {
+    e.port_list(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.port.network_id == net && p.device_owner == "compute:nova")
+        .map(|p| p.port.id)
+        .collect()
+}
+
+/// A failed plug answers Nova's `InterfaceAttachFailed` and releases the port (a made one is
+/// deleted, a brought one unbound and kept); a port of another project is Nova's
+/// `PortNotUsable`; a failed unplug keeps the interface and records the error as the
+/// instance action's (Nova's detach is a cast: its caller has its 202).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attach_or_detach_leaves_the_server_as_it_was() {
+    let env = env().await;
+    let (e, a, net2) = (&env.engine, &env.admin, env.net2.as_str());
+    let s = env.server("vm", "host1", vec![]).await;
+    let fake = &env.fakes[0];
+    let nics = || fake.vm_spec(&s.instance_name).unwrap().nics.len();
+
+    fake.inject_failure("attach_nic", 1);
+    let err = e
+        .server_action(a, &s.id, attach(Some(net2), None, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ComputeError::Failed(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("Failed to attach network adapter device to {}", s.id)
+    );
+    assert_eq!(nova_ports(e, a, net2).await, Vec::<String>::new());
+    assert_eq!(nics(), 1);
+    let got = e.store().get_server(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.attachments.len(), 1, "{:?}", got.attachments);
+
+    let brought = e
+        .port_create(
+            a,
+            PortReq {
+                network_id: Some(net2.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fake.inject_failure("attach_nic", 1);
+    let err = e
+        .server_action(a, &s.id, attach(None, Some(&brought.port.id), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ComputeError::Failed(_)), "{err:?}");
+    let pv = e.port_get(a, &brought.port.id).await.unwrap();
+    assert_eq!(pv.device_id, "", "the brought port is free again");
+    assert_eq!(pv.port.mac_address, brought.port.mac_address);
+    assert_eq!(nics(), 1);
+
+    let theirs = e
+        .port_create(
+            a,
+            PortReq {
+                network_id: Some(net2.into()),
+                project_id: Some("another-project".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = e
+        .server_action(a, &s.id, attach(None, Some(&theirs.port.id), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ComputeError::BadRequest(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("Port {} not usable for instance {}.", theirs.port.id, s.id)
+    );
+
+    // Now it plugs; the unplug fails once: nothing changes but the record.
+    e.server_action(a, &s.id, attach(None, Some(&brought.port.id), None))
+        .await
+        .unwrap();
+    assert_eq!(nics(), 2);
+    fake.inject_failure("detach_nic", 1);
+    e.server_action(
+        a,
+        &s.id,
+        ServerAction::DetachInterface {
+            port_id: brought.port.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(nics(), 2, "the NIC is still in");
+    let pv = e.port_get(a, &brought.port.id).await.unwrap();
+    assert_eq!(pv.device_id, s.id, "still bound");
+    let wfs = e.server_workflows(a, &s.id).await.unwrap();
+    let failed: Vec<_> = wfs
+        .iter()
+        .filter(|w| w.state == lifeboat_core::WorkflowState::Failed)
+        .map(|w| w.kind.as_str())
+        .collect();
+    // Newest first.
+    assert_eq!(
+        failed,
+        ["detach_interface", "attach_interface", "attach_interface"],
+        "{wfs:?}"
+    );
+    e.server_action(
+        a,
+        &s.id,
+        ServerAction::DetachInterface {
+            port_id: brought.port.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(nics(), 1);
+    assert_eq!(e.port_get(a, &brought.port.id).await.unwrap().device_id, "");
+}
+
+/// The NICs follow the order of the create request's networks (eth0 is the first asked for),
+/// whatever order their ports were made in; an interface attached later comes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nics_follow_the_order_of_the_requested_networks() {
+    let env = env().await;
+    let (e, a, net2, private) = (
+        &env.engine,
+        &env.admin,
+        env.net2.clone(),
+        env.private.clone(),
+    );
+    let port_on = |net: String| async move {
+        e.port_create(
+            a,
+            PortReq {
+                network_id: Some(net),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .port
+        .id
+    };
+    let on = |net: &str| NetworkRequest {
+        network_id: Some(net.into()),
+        ..Default::default()
+    };
+    let by = |port: &str| NetworkRequest {
+        port_id: Some(port.into()),
+        ..Default::default()
+    };
+    // A port made before the server, asked for second.
+    let early = port_on(private.clone()).await;
+    let s = env
+        .server("ordered", "host1", vec![on(&net2), by(&early)])
+        .await;
+    let spec = env.fakes[0].vm_spec(&s.instance_name).unwrap();
+    assert_eq!(spec.nics.len(), 2);
+    assert!(spec.nics[0].ip.starts_with("10.1.0."), "{:?}", spec.nics);
+    assert_eq!(spec.nics[1].port_id, early);
+    let nets: Vec<&str> = s
+        .attachments
+        .iter()
+        .map(|x| x.network_id.as_str())
+        .collect();
+    assert_eq!(nets, [net2.as_str(), private.as_str()]);
+    // The other way round, with two made ports and the brought one first.
+    let early2 = port_on(net2.clone()).await;
+    let s2 = env
+        .server(
+            "ordered2",
+            "host1",
+            vec![by(&early2), on(&private), on(&net2)],
+        )
+        .await;
+    let spec = env.fakes[0].vm_spec(&s2.instance_name).unwrap();
+    let ips: Vec<&str> = spec.nics.iter().map(|n| n.ip.as_str()).collect();
+    assert_eq!(spec.nics[0].port_id, early2, "{ips:?}");
+    assert!(
+        ips[1].starts_with("10.0.") && ips[2].starts_with("10.1.0."),
+        "{ips:?}"
+    );
+    // Attached later: last.
+    let late = port_on(private.clone()).await;
+    e.server_action(a, &s.id, attach(None, Some(&late), None))
+        .await
+        .unwrap();
+    let got = e.store().get_server(&s.id).await.unwrap().unwrap();
+    let ports: Vec<&str> = got.attachments.iter().map(|x| x.port_id.as_str()).collect();
+    assert_eq!(ports.len(), 3);
+    assert_eq!(ports[1..], [early.as_str(), late.as_str()]);
+}
+
+/// addFixedIp as Nova does it on Neutron: the server's port on the network gets a second
+/// address (same port, same MAC), the addresses view shows both, and the host's data plane
+/// carries it (the port's anti-spoofing addresses and its group's members); removeFixedIp
+/// takes one address off that port and leaves the port. Nova's errors otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_ips_are_added_to_and_removed_from_the_servers_port() {
+    let env = env().await;
+    let (e, a) = (&env.engine, &env.admin);
+    let s = env.server("multi", "host2", vec![]).await;
+    let private = s.attachments[0].network_id.clone();
+    let port = s.attachments[0].port_id.clone();
+    let mac = s.attachments[0].mac_address.clone();
+    let first = s.attachments[0].fixed_ip.clone();
+
+    e.server_action(
+        a,
+        &s.id,
+        ServerAction::AddFixedIp {
+            network_id: private.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let got = e.store().get_server(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.attachments.len(), 1, "{:?}", got.attachments);
+    let att = &got.attachments[0];
+    assert_eq!(
+        (att.port_id.as_str(), att.mac_address.as_str()),
+        (port.as_str(), mac.as_str())
+    );
+    assert_eq!(att.extra_fixed_ips.len(), 1, "{att:?}");
+    let second = att.extra_fixed_ips[0].clone();
+    assert_ne!(second, first);
+    let shown: Vec<String> = got.addresses()["private"]
+        .iter()
+        .map(|x| x.0.clone())
+        .collect();
+    assert_eq!(shown, [first.clone(), second.clone()]);
+    let pv = e.port_get(a, &port).await.unwrap();
+    let ips: Vec<&str> = pv.fixed_ips.iter().map(|f| f.ip_address.as_str()).collect();
+    assert_eq!(ips, [first.as_str(), second.as_str()]);
+    let default_group = e.default_security_group(&s.project_id).await.unwrap().id;
+    assert_eq!(
+        pv.attrs.security_groups,
+        std::slice::from_ref(&default_group),
+        "still in its group"
+    );
+    // The data plane of the server's host.
+    let ip2: std::net::IpAddr = second.parse().unwrap();
+    let st = env.fakes[1].net_state().unwrap();
+    let spec = st.desired.ports.iter().find(|p| p.id == port).unwrap();
+    assert!(spec.fixed_ips.contains(&ip2), "{spec:?}");
+    assert_eq!(spec.security_groups, std::slice::from_ref(&default_group));
+    let g = st
+        .desired
+        .security_groups
+        .iter()
+        .find(|g| g.id == default_group)
+        .unwrap();
+    assert!(g.members.contains(&ip2), "{g:?}");
+
+    // removeFixedIp of the first address: the port keeps the second.
+    e.server_action(
+        a,
+        &s.id,
+        ServerAction::RemoveFixedIp {
+            address: first.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let pv = e.port_get(a, &port).await.unwrap();
+    let ips: Vec<&str> = pv.fixed_ips.iter().map(|f| f.ip_address.as_str()).collect();
+    assert_eq!(ips, [second.as_str()]);
+    assert_eq!(pv.port.mac_address, mac);
+    let got = e.store().get_server(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.attachments[0].fixed_ip, second);
+    let st = env.fakes[1].net_state().unwrap();
+    let spec = st.desired.ports.iter().find(|p| p.id == port).unwrap();
+    assert_eq!(spec.fixed_ips, [ip2]);
+
+    // Nova's errors.
+    let err = |r: Result<ActionOutcome, ComputeError>| r.unwrap_err().to_string();
+    assert_eq!(
+        err(e
+            .server_action(
+                a,
+                &s.id,
+                ServerAction::RemoveFixedIp {
+                    address: "10.9.9.9".into()
+                }
+            )
+            .await),
+        format!("Instance {} has zero fixed IPs.", s.id)
+    );
+    for net in ["nosuch", env.net2.as_str()] {
+        assert_eq!(
+            err(e
+                .server_action(
+                    a,
+                    &s.id,
+                    ServerAction::AddFixedIp {
+                        network_id: net.into()
+                    }
+                )
+                .await),
+            format!("Network could not be found for instance {}.", s.id),
+            "{net}"
+        );
+    }
 }

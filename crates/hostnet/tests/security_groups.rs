@@ -182,3 +182,73 @@ async fn default_group_allows_members_and_denies_others() {
         "other group denies us"
     );
 }
+
+/// A fixed IP added to a port (Nova's addFixedIp grows the port's `fixed_ips`): before the port
+/// has it, the guest answering from it is dropped as spoofed; once the port carries it, the
+/// address passes anti-spoofing, is a member of the port's group (so the peer's default group
+/// admits it) and is in the port's DHCP host entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_fixed_ip_is_carried_by_the_data_plane() {
+    require_tools();
+    let mut g = Guard::new();
+    let host = g.host("sf");
+    let (a, b) = (g.ns("a"), g.ns("b"));
+    let hn = HostNetwork::open(&host, HostOptions::default())
+        .await
+        .unwrap();
+    let n = net("n", 104, "10.77.4.0/24", None);
+    hn.ensure_network(&n).await.unwrap();
+    let groups = |a_ips: &[&str]| {
+        let mut members: Vec<IpAddr> = a_ips.iter().map(|x| x.parse().unwrap()).collect();
+        members.push("10.77.4.2".parse().unwrap());
+        vec![SecurityGroup {
+            id: "default".into(),
+            rules: SecurityGroup::default_rules("default"),
+            members,
+        }]
+    };
+    let pa = port("a", "n", 1, "10.77.4.1", &["default"]);
+    let pb = port("b", "n", 2, "10.77.4.2", &["default"]);
+    hn.apply_security_groups(&groups(&["10.77.4.1"]))
+        .await
+        .unwrap();
+    hn.ensure_port_namespace(&pa, &a).await.unwrap();
+    hn.ensure_port_namespace(&pb, &b).await.unwrap();
+    for (ns, ip) in [
+        (&a, "10.77.4.1/24"),
+        (&a, "10.77.4.9/24"),
+        (&b, "10.77.4.2/24"),
+    ] {
+        netns::run_command(ns, "ip", &["addr", "add", ip, "dev", "eth0"]).unwrap();
+    }
+    tcp_server(&a, 8080, "from-the-added-ip");
+    let (first, added): (IpAddr, IpAddr) =
+        ("10.77.4.1".parse().unwrap(), "10.77.4.9".parse().unwrap());
+    assert!(
+        ping_within(&b, first, 3),
+        "the port's first address answers"
+    );
+    assert!(
+        !ping(&b, added),
+        "an address the port does not have is spoofed"
+    );
+    assert_eq!(tcp_get(&b, added, 8080), None);
+
+    let mut grown = pa.clone();
+    grown.fixed_ips.push(added);
+    hn.apply_security_groups(&groups(&["10.77.4.1", "10.77.4.9"]))
+        .await
+        .unwrap();
+    hn.ensure_port_namespace(&grown, &a).await.unwrap();
+    assert!(ping_within(&b, added, 5), "the added address answers");
+    assert_eq!(
+        tcp_get(&b, added, 8080).as_deref(),
+        Some("from-the-added-ip")
+    );
+    let hosts = lifeboat_hostnet::dhcp::hosts(&n, &[grown, pb]);
+    assert!(
+        hosts.lines().any(|l| l.ends_with(",10.77.4.1,10.77.4.9")),
+        "{hosts}"
+    );
+    drop(hn);
+}

@@ -41,6 +41,7 @@ fn server() -> Server {
             network_name: "private".into(),
             mac_address: "fa:16:3e:00:00:01".into(),
             fixed_ip: "10.0.0.2".into(),
+            extra_fixed_ips: vec![],
             floating_ips: vec!["172.24.4.2".into()],
         }],
         admin_password_set: true,

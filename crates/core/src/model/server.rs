@@ -43,6 +43,9 @@ pub struct Attachment {
     pub mac_address: String,
     /// Fixed IPv4.
     pub fixed_ip: String,
+    /// The port's other fixed IPs (addFixedIp, a second subnet), in the port's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fixed_ips: Vec<String>,
     /// Floating IPs associated with this port.
     pub floating_ips: Vec<String>,
 }
@@ -242,6 +245,9 @@ impl Server {
         for a in &self.attachments {
             let e = out.entry(a.network_name.clone()).or_default();
             e.push((a.fixed_ip.clone(), "fixed", a.mac_address.clone()));
+            for x in &a.extra_fixed_ips {
+                e.push((x.clone(), "fixed", a.mac_address.clone()));
+            }
             for f in &a.floating_ips {
                 e.push((f.clone(), "floating", a.mac_address.clone()));
             }

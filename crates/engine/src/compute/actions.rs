@@ -716,24 +716,24 @@ pub(crate) async fn remove_security_group(
 /// Adds a fixed IP on a network.
 pub(crate) async fn add_fixed_ip(
     e: &Engine,
-    _actor: &Actor,
+    actor: &Actor,
     s: Server,
     _action: Action,
     network_id: String,
 ) -> Result<ActionOutcome, ComputeError> {
-    e.add_fixed_ip(&s, &network_id).await?;
+    e.add_fixed_ip(actor, &s, &network_id).await?;
     Ok(ActionOutcome::Done)
 }
 
 /// Removes a fixed IP.
 pub(crate) async fn remove_fixed_ip(
     e: &Engine,
-    _actor: &Actor,
+    actor: &Actor,
     s: Server,
     _action: Action,
     address: String,
 ) -> Result<ActionOutcome, ComputeError> {
-    e.remove_fixed_ip(&s, &address).await?;
+    e.remove_fixed_ip(actor, &s, &address).await?;
     Ok(ActionOutcome::Done)
 }
 

@@ -2812,6 +2812,12 @@ impl Engine {
         Ok(r)
     }
 
+    /// The interface ports of a router the actor can see.
+    pub async fn router_interfaces(&self, actor: &Actor, id: &str) -> NetResult<Vec<PortView>> {
+        self.router_get(actor, id).await?;
+        self.router_ports(id).await
+    }
+
     async fn router_ports(&self, id: &str) -> NetResult<Vec<PortView>> {
         let attrs: Vec<PortAttrs> = self.inner.store.list().await?;
         let mut out = vec![];
