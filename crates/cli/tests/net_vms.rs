@@ -898,3 +898,124 @@ fn a_config_drive_carries_hostname_keys_and_user_data_without_a_metadata_service
         "config-2"
     );
 }
+
+/// The NICs follow the order of the requested networks (eth0 on the first one asked for), and
+/// a fixed IP added with Nova's addFixedIp is usable by the guest: it reads the address from
+/// the metadata service's `network_data.json`, configures it, and the data plane lets it
+/// through; an address the port does not have stays dropped, and the added one is dropped
+/// again once removeFixedIp takes it off the port.
+#[test]
+fn nics_follow_the_request_and_an_added_fixed_ip_is_usable() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let dp = unique("fx");
+    g.dataplanes.push(dp.clone());
+    let _ = lifeboat_hostnet::cleanup_host(&dp);
+    let (_dir, _serve, api) = start_serve(&mut g, &guest, &["--dataplane", &dp]);
+    let n = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "net2"}})),
+    );
+    let net2 = n["network"]["id"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/subnets",
+        Some(json!({"subnet": {"network_id": net2, "ip_version": 4,
+            "cidr": "10.1.0.0/24", "name": "sub2"}})),
+    );
+    let sg = ok(
+        &api,
+        Method::GET,
+        "/network/v2.0/security-groups?name=default",
+        None,
+    )["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/security-group-rules",
+        Some(json!({"security_group_rule": {"security_group_id": sg,
+            "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}})),
+    );
+    let (private, _) = network(&api, "private");
+    // The guest configures a second private address once the metadata service lists one,
+    // and an address no port has (10.0.250.250).
+    let script = r#"#!/bin/sh
+md=http://169.254.169.254/openstack/latest/network_data.json
+for i in $(seq 1 300); do
+  ips=$(wget -q -O - $md 2>/dev/null | grep -o '"ip_address":"10\.0\.[0-9.]*"' | grep -o '10\.0\.[0-9.]*')
+  set -- $ips
+  if [ $# -ge 2 ]; then
+    ip addr add $2/16 dev eth1 && ip addr add 10.0.250.250/16 dev eth1 && echo "ADDED-IP-$2"
+    exit 0
+  fi
+  sleep 1
+done
+echo ADD-IP-TIMEOUT
+"#;
+    let a = create_server(
+        &api,
+        json!({"name": "multi", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"uuid": net2}, {"uuid": private}], "user_data": b64(script)}),
+    );
+    active(&api, &a);
+    // eth0 is on net2, the first network asked for.
+    let con = console_has(&api, &a, "lifeboat-net: eth1 dhcp ip=10.0.", 180);
+    assert!(con.contains("eth0 dhcp ip=10.1.0."), "{con}");
+
+    let ports = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports?device_id={a}&network_id={private}"),
+        None,
+    );
+    let port = ports["ports"][0]["id"].as_str().unwrap().to_string();
+    let action = format!("/compute/v2.1/servers/{a}/action");
+    let (st, v) = api.req(
+        Method::POST,
+        &action,
+        Some(json!({"addFixedIp": {"networkId": private}})),
+    );
+    assert_eq!(st, 202, "{v}");
+    let p = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports/{port}"),
+        None,
+    );
+    let ips = p["port"]["fixed_ips"].as_array().unwrap().clone();
+    assert_eq!(ips.len(), 2, "the same port got the address: {p}");
+    let added = ips[1]["ip_address"].as_str().unwrap().to_string();
+    console_has(&api, &a, &format!("ADDED-IP-{added}"), 240);
+    let svc = service_namespace_for(&dp, "10.0.");
+    assert!(
+        ping_within(&svc, &added, 60),
+        "the added address {added} does not answer"
+    );
+    assert!(
+        !ping(&svc, "10.0.250.250"),
+        "an address the port does not have answers"
+    );
+
+    let (st, v) = api.req(
+        Method::POST,
+        &action,
+        Some(json!({"removeFixedIp": {"address": added}})),
+    );
+    assert_eq!(st, 202, "{v}");
+    wait_for("the removed address is dropped", 30, || {
+        (!ping(&svc, &added)).then_some(())
+    });
+    let p = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports/{port}"),
+        None,
+    );
+    assert_eq!(p["port"]["fixed_ips"].as_array().unwrap().len(), 1, "{p}");
+}
