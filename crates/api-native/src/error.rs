@@ -63,7 +63,9 @@ impl From<ComputeError> for ApiError {
             ComputeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ComputeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ComputeError::NoValidHost(_) => (StatusCode::CONFLICT, "no_valid_host"),
-            ComputeError::OverLimit(_) => (StatusCode::FORBIDDEN, "over_limit"),
+            ComputeError::QuotaExceeded(_) | ComputeError::OverLimit(_) => {
+                (StatusCode::FORBIDDEN, "over_limit")
+            }
             ComputeError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
             ComputeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -98,6 +98,7 @@ impl From<ComputeError> for Fault {
             // Synchronous NoValidHost (migrate/unshelve to a host) is a 400 in Nova.
             ComputeError::NoValidHost(_) => Fault::bad_request(e.to_string()),
             // Nova maps quota errors to 403.
+            ComputeError::QuotaExceeded(q) => Fault::forbidden(crate::nova::quota_message(q)),
             ComputeError::OverLimit(m) => Fault::forbidden(m.clone()),
             ComputeError::Failed(m) => {
                 tracing::warn!("operation failed: {m}");

@@ -5,6 +5,7 @@
 //! Nova's text.
 
 use lifeboat_core::{Action, ActionDenied, Permission};
+use lifeboat_engine::{OverQuota, QuotaExceeded};
 
 /// The name Nova uses for `action` in `Cannot '<name>' instance ...`.
 pub fn action_name(action: Action) -> &'static str {
@@ -257,6 +258,63 @@ mod tests {
                 server_id: "x".into()
             }),
             "Instance x is in an invalid state for 'forceDelete'"
+        );
+    }
+}
+
+/// Nova's over-quota text (`TooManyInstances`, `MetadataLimitExceeded`,
+/// `KeypairLimitExceeded`, `ServerGroupLimitExceeded`,
+/// `GroupMemberLimitExceeded`); Nova answers each with a 403.
+pub fn quota_message(q: &QuotaExceeded) -> String {
+    match q {
+        QuotaExceeded::Resources(v) => {
+            fn join(v: &[OverQuota], f: impl Fn(&OverQuota) -> String) -> String {
+                v.iter().map(f).collect::<Vec<_>>().join(", ")
+            }
+            let names = join(v, |o| o.resource.to_string());
+            format!(
+                "Quota exceeded for {names}: Requested {}, but already used {} of {} {names}",
+                join(v, |o| o.requested.clone()),
+                join(v, |o| o.used.to_string()),
+                join(v, |o| o.limit.to_string()),
+            )
+        }
+        QuotaExceeded::MetadataItems { limit } => {
+            format!("Maximum number of metadata items exceeds {limit}")
+        }
+        QuotaExceeded::KeyPairs => "Quota exceeded, too many key pairs.".into(),
+        QuotaExceeded::ServerGroups => "Quota exceeded, too many server groups.".into(),
+        QuotaExceeded::GroupMembers => "Quota exceeded, too many servers in group".into(),
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    fn over(resource: &'static str, requested: &str, used: i64, limit: i64) -> OverQuota {
+        OverQuota {
+            resource,
+            requested: requested.into(),
+            used,
+            limit,
+        }
+    }
+
+    #[test]
+    fn nova_texts() {
+        let q = QuotaExceeded::Resources(vec![over("instances", "1", 10, 10)]);
+        assert_eq!(
+            quota_message(&q),
+            "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
+        );
+        let q = QuotaExceeded::Resources(vec![
+            over("cores", "4", 20, 20),
+            over("ram", "2048", 51200, 51200),
+        ]);
+        assert_eq!(
+            quota_message(&q),
+            "Quota exceeded for cores, ram: Requested 4, 2048, but already used 20, 51200 of 20, 51200 cores, ram"
         );
     }
 }

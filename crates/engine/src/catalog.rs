@@ -1,4 +1,6 @@
-//! Flavors, images, key pairs, and the VM spec a driver gets.
+//! The catalog: flavors (and who may use a private one, `flavor_access`),
+//! images (and their upload, `image_upload`), key pairs, and the VM spec a
+//! driver gets.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +11,9 @@ use lifeboat_core::{
 use lifeboat_hypervisor::{ImageRef, VmSize, VmSpec};
 
 use crate::{ComputeError, Engine};
+
+pub(crate) mod flavor_access;
+pub(crate) mod image_upload;
 
 /// Id of the default image registered on first start.
 pub const DEFAULT_IMAGE_ID: &str = "5f0c8d7e-4a3b-4c1e-9d2f-0b1a2c3d4e5f";

@@ -32,7 +32,10 @@ pub enum ComputeError {
     /// No host can take the server.
     #[error("No valid host was found. {0}")]
     NoValidHost(String),
-    /// A quota or limit would be exceeded.
+    /// A quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
+    /// A size limit (not a quota) would be exceeded.
     #[error("{0}")]
     OverLimit(String),
     /// An operation failed and the message says so to the caller (Nova's
@@ -43,6 +46,63 @@ pub enum ComputeError {
     /// Internal failure (store, agent).
     #[error("{0}")]
     Internal(String),
+}
+
+/// A quota a request would exceed, in Lifeboat's terms; each front words
+/// it in its vendor's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    /// Counted resources over their limits, in the order of their names.
+    Resources(Vec<OverQuota>),
+    /// More metadata items than the limit allows.
+    MetadataItems {
+        /// The limit.
+        limit: i64,
+    },
+    /// One more key pair than the limit allows.
+    KeyPairs,
+    /// One more server group than the limit allows.
+    ServerGroups,
+    /// More servers in a group than the limit allows.
+    GroupMembers,
+}
+
+/// One resource over its quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverQuota {
+    /// The quota's name (`instances`, `cores`, `ram`, `metadata_items`).
+    pub resource: &'static str,
+    /// What was asked (a count, or a range `min-max` of servers).
+    pub requested: String,
+    /// Already used.
+    pub used: i64,
+    /// The limit.
+    pub limit: i64,
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaExceeded::Resources(v) => {
+                f.write_str("quota exceeded:")?;
+                for (i, o) in v.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(
+                        f,
+                        "{sep}{} (requested {}, used {} of {})",
+                        o.resource, o.requested, o.used, o.limit
+                    )?;
+                }
+                Ok(())
+            }
+            QuotaExceeded::MetadataItems { limit } => {
+                write!(f, "quota exceeded: more than {limit} metadata items")
+            }
+            QuotaExceeded::KeyPairs => f.write_str("quota exceeded: key pairs"),
+            QuotaExceeded::ServerGroups => f.write_str("quota exceeded: server groups"),
+            QuotaExceeded::GroupMembers => f.write_str("quota exceeded: servers in the group"),
+        }
+    }
 }
 
 /// Error of a workflow step.
@@ -63,6 +123,12 @@ impl From<StoreError> for ComputeError {
 
 impl From<HvError> for ComputeError {
     fn from(e: HvError) -> Self {
+        ComputeError::Internal(e.to_string())
+    }
+}
+
+impl From<lifeboat_core::workflows::ParamsError> for ComputeError {
+    fn from(e: lifeboat_core::workflows::ParamsError) -> Self {
         ComputeError::Internal(e.to_string())
     }
 }

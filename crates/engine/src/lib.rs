@@ -5,39 +5,35 @@
 //! a request, calls one [`Engine`] method with an [`Actor`], and renders the
 //! result or the [`ComputeError`] in its vendor's format.
 
+mod backup;
 mod catalog;
 mod compute;
 mod console;
 mod error;
-mod flavor_access;
 mod hosts;
 mod identity;
-mod image_upload;
 mod maintenance;
 mod network;
-mod power_sync;
-mod quota;
 mod requests;
 mod secrets;
 mod server_groups;
 mod steps;
-mod steps_backup;
 mod workflow;
 
+pub use backup::{parse_store_location, store_location, ShelvedDisk};
+pub use catalog::flavor_access::FlavorAccess;
+pub use catalog::image_upload::{NewImage, CONTAINER_FORMATS, DISK_FORMATS};
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
+pub use compute::quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use console::ConsoleTarget;
-pub use error::ComputeError;
-pub use flavor_access::FlavorAccess;
+pub use error::{ComputeError, OverQuota, QuotaExceeded};
 pub use identity::{
     hash_password, hash_rounds, verify_password, write_private, AdminCredentials, Authenticated,
     PBKDF2_ROUNDS,
 };
-pub use image_upload::{NewImage, CONTAINER_FORMATS, DISK_FORMATS};
 pub use network::neutron;
-pub use quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
 pub use requests::*;
-pub use server_groups::{ServerGroup, TOO_MANY_GROUPS, TOO_MANY_MEMBERS};
-pub use steps_backup::{parse_store_location, store_location, ShelvedDisk};
+pub use server_groups::ServerGroup;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -58,8 +54,6 @@ pub struct EngineConfig {
     pub reclaim_instance_interval: u64,
     /// Seconds a shelved server waits before offload (0 = at once, negative = never).
     pub shelved_offload_time: i64,
-    /// Default availability zone.
-    pub default_az: String,
     /// Seconds between power-state reconciliations.
     pub sync_interval: Duration,
     /// Test hook (set only when test hooks are enabled explicitly, see
@@ -89,7 +83,6 @@ impl EngineConfig {
         EngineConfig {
             reclaim_instance_interval: 0,
             shelved_offload_time: 0,
-            default_az: "nova".into(),
             sync_interval: Duration::from_secs(5),
             hang_at: None,
             host_down_after: 3,

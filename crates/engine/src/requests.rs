@@ -6,16 +6,8 @@ use lifeboat_core::{Status, Time};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// A network request at create: a network, a port, or a fixed IP.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct NetworkRequest {
-    /// Network UUID.
-    pub network_id: Option<String>,
-    /// Existing port UUID.
-    pub port_id: Option<String>,
-    /// Fixed IPv4 address wanted.
-    pub fixed_ip: Option<String>,
-}
+/// A network request at create (a network, a port, or a fixed IP).
+pub use lifeboat_core::NetworkRequest;
 
 /// Create one or more servers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -14,6 +14,7 @@ use lifeboat_core::{ids, now, Actor, Role, Server, Time};
 use lifeboat_store::{Record, ServerQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::error::QuotaExceeded;
 use crate::{ComputeError, Engine};
 
 /// A server group.
@@ -61,11 +62,6 @@ fn group_not_found(id: &str) -> ComputeError {
     }
 }
 
-/// Nova's `Quota exceeded, too many servers in group` (GroupMemberLimitExceeded).
-pub const TOO_MANY_MEMBERS: &str = "Quota exceeded, too many servers in group";
-/// Nova's `Quota exceeded, too many server groups.` (ServerGroupLimitExceeded).
-pub const TOO_MANY_GROUPS: &str = "Quota exceeded, too many server groups.";
-
 impl Engine {
     /// Creates a group in the actor's project (members and admins; counts
     /// against `server_groups`). Only anti-affinity takes a rule.
@@ -86,12 +82,12 @@ impl Engine {
                 "Only anti-affinity policy supports rules.".into(),
             ));
         }
-        let _quota = crate::quota::QUOTA_LOCK.lock().await;
+        let _quota = crate::compute::quota::QUOTA_LOCK.lock().await;
         let limit = self.project_quotas(&actor.project_id).await?["server_groups"];
         if limit >= 0 {
             let used = self.count_server_groups(&actor.project_id).await?;
             if used + 1 > limit {
-                return Err(ComputeError::OverLimit(TOO_MANY_GROUPS.into()));
+                return Err(ComputeError::QuotaExceeded(QuotaExceeded::ServerGroups));
             }
         }
         let g = ServerGroup {
@@ -226,7 +222,7 @@ impl Engine {
             let members = self.server_group_members(std::slice::from_ref(&g)).await?;
             let used = members.get(&g.id).map_or(0, |m| m.len() as i64);
             if used + count as i64 > limit {
-                return Err(ComputeError::OverLimit(TOO_MANY_MEMBERS.into()));
+                return Err(ComputeError::QuotaExceeded(QuotaExceeded::GroupMembers));
             }
         }
         Ok(Some(g))

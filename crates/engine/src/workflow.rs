@@ -40,7 +40,9 @@ impl Engine {
         let now = now();
         // Every row is written in its kind's typed form (an unknown field
         // or a missing one is refused here, not defaulted later).
-        let typed = WorkflowKind::load(kind, &params)?;
+        let action = lifeboat_core::Action::parse(kind)
+            .ok_or_else(|| ComputeError::Internal(format!("unknown workflow kind {kind}")))?;
+        let typed = WorkflowKind::new_row(action, &params)?;
         let params = typed.store();
         let step_names = steps::plan(&typed);
         Ok(Workflow {
@@ -348,6 +350,15 @@ impl Engine {
                 self.inner.store.put_workflow_secret(&wf.id, &sec).await?;
                 steps::scrub_secrets(&mut wf.params);
                 self.persist(wf).await?;
+            }
+            // Params of an older version are written again in this one's
+            // (a row that does not load is left for its run to fail).
+            if let Ok(k) = WorkflowKind::load(&wf.kind, &wf.params) {
+                let current = k.store();
+                if current != wf.params {
+                    wf.params = current;
+                    self.persist(wf).await?;
+                }
             }
         }
         let orphans = self.inner.store.delete_orphan_secrets().await?;

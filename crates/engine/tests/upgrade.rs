@@ -1,6 +1,6 @@
-//! Workflows in flight survive an upgrade: a row written in the params
-//! format of the release before versioned params (no `"v"`) resumes after
-//! a restart and completes.
+//! Workflows in flight survive an upgrade: rows written in the params
+//! formats of earlier releases (no `"v"`; version 1, whose create did not
+//! record `was_active`) resume after a restart and complete.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +15,21 @@ use lifeboat_hypervisor::Hypervisor;
 use serde_json::json;
 
 async fn engine(dir: &std::path::Path, fake: Arc<FakeDriver>, start: bool) -> (Engine, Actor) {
+    engine_with(dir, fake, start, None).await
+}
+
+async fn engine_with(
+    dir: &std::path::Path,
+    fake: Arc<FakeDriver>,
+    start: bool,
+    hang_at: Option<&str>,
+) -> (Engine, Actor) {
     let store = lifeboat_store::Store::open(&format!("sqlite://{}", dir.join("db").display()))
         .await
         .unwrap();
     let mut cfg = EngineConfig::new(dir.to_path_buf());
     cfg.ready_timeout = Duration::from_secs(5);
+    cfg.hang_at = hang_at.map(str::to_string);
     let engine = Engine::new(store, cfg);
     engine.bootstrap_identity().await.unwrap();
     engine.bootstrap_catalog(&Default::default()).await.unwrap();
@@ -124,6 +134,61 @@ async fn an_unversioned_workflow_row_resumes_after_upgrade() {
         .unwrap();
     assert_eq!(wf.state, WorkflowState::Completed, "{wf:#?}");
     assert!(wf.steps.iter().all(|s| s.state == StepState::Done));
+    let st = fake.status(&s.instance_name).await.unwrap();
+    assert_eq!(st.power_state, PowerState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_create_row_resumes_after_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeDriver::new(FakeConfig::from_env("host1")));
+    let (wf_id, id) = {
+        // The old release accepted a create and was killed at its first step.
+        let (e, admin) =
+            engine_with(dir.path(), fake.clone(), false, Some("create:schedule")).await;
+        let c = e
+            .create_servers(
+                &admin,
+                CreateServer {
+                    name: "v1".into(),
+                    flavor: "m1.nano".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let id = c[0].server.id.clone();
+        let wf_id = c[0].workflow_id.clone();
+        let mut parked = false;
+        for _ in 0..400 {
+            let wf = e.store().get_workflow(&wf_id).await.unwrap().unwrap();
+            if wf.steps[0].state == StepState::Running {
+                parked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(parked, "the create started its first step");
+        // Its params as version 1 wrote them: no was_active.
+        let mut wf = e.store().get_workflow(&wf_id).await.unwrap().unwrap();
+        assert_eq!(wf.params["was_active"], json!(false), "{}", wf.params);
+        wf.params = json!({"v": 1, "networks": [], "no_network": false});
+        e.store().put_workflow(&wf).await.unwrap();
+        (wf_id, id)
+    };
+
+    let (e, admin) = engine(dir.path(), fake.clone(), true).await;
+    let s = settle(&e, &id).await;
+    assert_eq!(s.status(), Status::Active, "{s:?}");
+    let wf = e.workflow(&admin, &wf_id).await.unwrap();
+    assert_eq!(wf.state, WorkflowState::Completed, "{wf:#?}");
+    assert!(wf.steps.iter().all(|s| s.state == StepState::Done));
+    // Read forward: stored again in this release's version.
+    assert_eq!(
+        wf.params["v"],
+        json!(lifeboat_core::workflows::PARAMS_VERSION)
+    );
+    assert_eq!(wf.params["was_active"], json!(false));
     let st = fake.status(&s.instance_name).await.unwrap();
     assert_eq!(st.power_state, PowerState::Running);
 }

@@ -1,6 +1,17 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// A network request at create: a network, a port, or a fixed IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkRequest {
+    /// Network UUID.
+    pub network_id: Option<String>,
+    /// Existing port UUID.
+    pub port_id: Option<String>,
+    /// Fixed IPv4 address wanted.
+    pub fixed_ip: Option<String>,
+}
+
 /// A tenant or shared network with an IPv4 subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Network {

@@ -152,6 +152,8 @@ macro_rules! define_dispatch {
         $(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }
         $(request $(#[$rm:meta])* $req:ident $({ $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? })?
             $(kind($k:expr))? => $($h:ident)::+)?
+        $(params { $($(#[$pm:meta])* $pf:ident : $pt:ty),* $(,)? })?
+        $(steps $plan:tt)?
     ),+ $(,)?) => {
         /// Runs a request the action table accepted: its row's handler.
         async fn dispatch(

@@ -184,6 +184,7 @@ impl Engine {
                 "networks": networks,
                 "no_network": no_network,
                 "host": host,
+                "was_active": false,
             });
             let wf = self.new_workflow("create", Some(&server), Some(&actor.user_id), params)?;
             let mut server = server;

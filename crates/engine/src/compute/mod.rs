@@ -1,9 +1,13 @@
 //! The compute service: servers (`servers`: read, list, update, metadata,
 //! tags, instance actions), their creation (`create`) and their actions
-//! (`actions`: the action table's check, then a record update or a workflow).
+//! (`actions`: the action table's check, then a record update or a workflow),
+//! their workflow kinds (`workflows`), the power-state sync action
+//! (`power_sync`) and the project quotas (`quota`).
 
 pub(crate) mod actions;
 mod create;
+pub(crate) mod power_sync;
+pub(crate) mod quota;
 mod servers;
 pub(crate) mod workflows;
 

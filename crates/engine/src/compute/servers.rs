@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use lifeboat_core::{actions, Action, Actor, Server, Status, VmState, Workflow};
 use lifeboat_store::ServerQuery;
 
+use crate::error::{OverQuota, QuotaExceeded};
 use crate::requests::*;
 use crate::{ComputeError, Engine};
 
@@ -163,7 +164,14 @@ impl Engine {
                     s.metadata.extend(meta.clone());
                 }
                 if s.metadata.len() > 128 {
-                    return Err(ComputeError::OverLimit("Quota exceeded for metadata_items: Requested 1, but already used 128 of 128 metadata_items".into()));
+                    return Err(ComputeError::QuotaExceeded(QuotaExceeded::Resources(vec![
+                        OverQuota {
+                            resource: "metadata_items",
+                            requested: "1".into(),
+                            used: 128,
+                            limit: 128,
+                        },
+                    ])));
                 }
                 Ok(())
             })

@@ -9,16 +9,12 @@
 use lifeboat_core::{ids, Network, Port};
 use lifeboat_store::StoreError;
 
+pub use super::neutron::dhcp_port_id;
 use super::neutron::{derived_id, FixedIpReq, NetResult, NetworkAttrs, PortAttrs, Subnet};
 use crate::Engine;
 
 /// Neutron's device owner of DHCP ports.
 pub const OWNER_DHCP: &str = "network:dhcp";
-
-/// The id of subnet `subnet_id`'s DHCP port.
-pub fn dhcp_port_id(subnet_id: &str) -> String {
-    derived_id(subnet_id, "dhcp")
-}
 
 impl Engine {
     /// Makes subnet `s`'s DHCP port if it needs one and has none (see the module docs).

@@ -1095,7 +1095,7 @@ impl Engine {
             .list_by_owner::<Subnet>(id)
             .await?
             .iter()
-            .map(|s| super::dhcp_ports::dhcp_port_id(&s.id))
+            .map(|s| dhcp_port_id(&s.id))
             .collect();
         if ports.iter().any(|p| !dhcp.contains(&p.id)) {
             return Err(NetError::conflict(
@@ -1359,7 +1359,7 @@ impl Engine {
         let s = self.subnet_get(actor, id).await?;
         Self::may_modify(actor, &s.project_id, "delete_subnet")?;
         let ports = self.ports_on_network(&s.network_id).await?;
-        let dhcp = super::dhcp_ports::dhcp_port_id(id);
+        let dhcp = dhcp_port_id(id);
         if ports
             .iter()
             .filter(|p| p.port.id != dhcp)
@@ -2981,6 +2981,11 @@ impl Engine {
             subnet_ids,
         })
     }
+}
+
+/// The id of subnet `subnet_id`'s DHCP port (see `dhcp_ports`).
+pub fn dhcp_port_id(subnet_id: &str) -> String {
+    derived_id(subnet_id, "dhcp")
 }
 
 /// A UUID derived from `base` and `what` (stable across calls).

@@ -1,7 +1,8 @@
 //! The steps of create_image, create_backup and shelve (their bodies are
-//! in `crate::steps_backup`).
+//! in `crate::backup`).
 
-use super::{step, wrong_kind, Cx};
+use super::power::POWER_OFF;
+use super::{step, wrong_kind, Cx, Step};
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 use lifeboat_core::ImageStatus;
@@ -16,9 +17,18 @@ step!(SHELVE_SNAPSHOT = "shelve_snapshot", shelve_snapshot);
 step!(OFFLOAD = "offload", offload);
 step!(FORGET_SHELVED = "forget_shelved", forget_shelved);
 
-/// See [`crate::steps_backup::snapshot`].
+/// The plan of shelve: offloaded at once when `shelved_offload_time` is 0.
+pub(crate) fn shelve_plan(k: &WorkflowKind) -> Vec<&'static Step> {
+    let mut v: Vec<&'static Step> = vec![&POWER_OFF, &SHELVE_SNAPSHOT];
+    if matches!(k, WorkflowKind::Shelve(p) if p.offload) {
+        v.push(&OFFLOAD);
+    }
+    v
+}
+
+/// See [`crate::backup::snapshot`].
 async fn snapshot(cx: &mut Cx<'_>) -> StepResult<()> {
-    crate::steps_backup::snapshot(cx.e, cx.wf, &cx.s).await
+    crate::backup::snapshot(cx.e, cx.wf, &cx.s).await
 }
 
 /// Undoes `snapshot`.
@@ -40,14 +50,14 @@ async fn rotate(cx: &mut Cx<'_>) -> StepResult<()> {
     Ok(())
 }
 
-/// See [`crate::steps_backup::shelve_snapshot`].
+/// See [`crate::backup::shelve_snapshot`].
 async fn shelve_snapshot(cx: &mut Cx<'_>) -> StepResult<()> {
-    crate::steps_backup::shelve_snapshot(cx.e, cx.wf, &cx.s).await
+    crate::backup::shelve_snapshot(cx.e, cx.wf, &cx.s).await
 }
 
-/// See [`crate::steps_backup::offload`].
+/// See [`crate::backup::offload`].
 async fn offload(cx: &mut Cx<'_>) -> StepResult<()> {
-    crate::steps_backup::offload(cx.e, &cx.s).await
+    crate::backup::offload(cx.e, &cx.s).await
 }
 
 /// Deletes the shelved disk once the server runs again.

@@ -4,17 +4,19 @@
 //! `build.rs` (create, unshelve, delete), `moves.rs` (resize, migrate, live
 //! migration, evacuation, rebuild), `images.rs` (snapshots, backups,
 //! shelve) and the maintenance service's own (`crate::maintenance`).
-//! [`plan`] lists a kind's steps; the runner stores their names and finds a
-//! stored name again in the kind's own plan, so no step is looked up by a
-//! match on its name. Every step is idempotent: the runner re-runs a step
+//! [`plan`] lists a kind's steps (its row's `steps` in the action list,
+//! [`plans`]); the runner stores their names and finds a stored name again
+//! in the kind's own plan, so no step is looked up by a match on its name. Every step is idempotent: the runner re-runs a step
 //! that was interrupted by a crash.
 
 mod build;
 mod images;
 mod moves;
+mod plans;
 mod power;
 pub(crate) mod step;
 
+pub(crate) use plans::steps_of;
 pub(crate) use step::{step, wrong_kind, Cx, Step};
 
 use std::sync::Arc;
@@ -29,77 +31,6 @@ use serde_json::Value;
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 use crate::{ComputeError, Engine};
-
-/// The steps of a workflow, given its kind and params.
-pub(crate) fn steps_of(k: &WorkflowKind) -> Vec<&'static Step> {
-    use build::*;
-    use images::*;
-    use moves::*;
-    use power::*;
-    use WorkflowKind as K;
-    let was_active = k.was_active();
-    let mut v: Vec<&'static Step> = match k {
-        K::Create(_) => vec![
-            &SCHEDULE,
-            &ALLOCATE_PORTS,
-            &DEFINE,
-            &SPAWN,
-            &READY,
-            &PASSWORD,
-        ],
-        K::Delete(_) | K::ForceDelete(_) => {
-            vec![&WAIT_SUPERSEDED, &POWER_OFF, &DESTROY, &RELEASE_PORTS]
-        }
-        K::SoftDelete(_) => vec![&WAIT_SUPERSEDED, &POWER_OFF],
-        K::Restore(_) => vec![&POWER_ON, &READY],
-        K::RebootSoft(_) | K::RebootHard(_) => vec![&REBOOT, &READY],
-        K::Start(_) => vec![&POWER_ON, &READY],
-        K::Stop(_) => vec![&POWER_OFF],
-        K::Pause(_) => vec![&PAUSE],
-        K::Unpause(_) => vec![&UNPAUSE],
-        K::Suspend(_) => vec![&SUSPEND],
-        K::Resume(_) => vec![&RESUME],
-        K::Rescue(_) => vec![&RESCUE, &PASSWORD],
-        K::Unrescue(_) => vec![&UNRESCUE],
-        K::Rebuild(_) => vec![&POWER_OFF, &REBUILD],
-        K::Resize(_) | K::Migrate(_) => vec![&SCHEDULE_DEST, &POWER_OFF, &RESIZE],
-        K::ConfirmResize(_) => vec![&CONFIRM],
-        K::RevertResize(_) => vec![&REVERT],
-        K::CreateImage(_) => vec![&SNAPSHOT],
-        K::CreateBackup(_) => vec![&SNAPSHOT, &ROTATE],
-        K::ChangePassword(_) => vec![&PASSWORD],
-        K::Shelve(p) if p.offload => vec![&POWER_OFF, &SHELVE_SNAPSHOT, &OFFLOAD],
-        K::Shelve(_) => vec![&POWER_OFF, &SHELVE_SNAPSHOT],
-        K::ShelveOffload(_) => vec![&SHELVE_SNAPSHOT, &OFFLOAD],
-        K::Unshelve(_) => vec![&SCHEDULE, &DEFINE, &POWER_ON, &READY, &FORGET_SHELVED],
-        K::LiveMigrate(_) => vec![&SCHEDULE_DEST, &LIVE_MIGRATE],
-        K::Evacuate(_) if was_active => {
-            vec![&SCHEDULE_DEST, &EVACUATE, &POWER_ON, &READY, &PASSWORD]
-        }
-        K::Evacuate(_) => vec![&SCHEDULE_DEST, &EVACUATE, &PASSWORD],
-        K::RunMaintenance(_) => vec![&crate::maintenance::MAINTENANCE],
-        K::SyncPowerState(_) => crate::power_sync::plan(),
-        K::Lock(_)
-        | K::Unlock(_)
-        | K::ResetState(_)
-        | K::TriggerCrashDump(_)
-        | K::AttachInterface(_)
-        | K::DetachInterface(_) => vec![],
-    };
-    if matches!(
-        k,
-        K::Rebuild(_) | K::Resize(_) | K::Migrate(_) | K::RevertResize(_)
-    ) && was_active
-    {
-        v.push(&POWER_ON);
-        v.push(&READY);
-    }
-    if matches!(k, K::Rebuild(_)) {
-        // The password goes into the rebuilt guest once it runs.
-        v.push(&PASSWORD);
-    }
-    v
-}
 
 /// Step names of a workflow, given its kind and params (as stored).
 pub(crate) fn plan(k: &WorkflowKind) -> Vec<&'static str> {
@@ -229,9 +160,7 @@ pub(crate) async fn undo(e: &Engine, wf: &mut Workflow, step: &str) -> StepResul
 
 /// The image a rebuild or snapshot step works on.
 fn need_image(k: &WorkflowKind) -> StepResult<String> {
-    k.image_id()
-        .map(str::to_string)
-        .ok_or_else(|| ComputeError::Internal(format!("{} has no image", k.name())))
+    Ok(k.need_image()?)
 }
 
 /// Whether `agent`'s host has the VM `name`.

@@ -2,7 +2,8 @@
 
 use lifeboat_core::{PowerState, TaskState, VmState};
 
-use super::{need_image, present, set_task, size_of, step, Cx};
+use super::power::{PASSWORD, POWER_OFF, POWER_ON, READY};
+use super::{need_image, present, set_task, size_of, step, Cx, Step};
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
 
@@ -13,6 +14,43 @@ step!(REVERT = "revert", revert);
 step!(LIVE_MIGRATE = "live_migrate", live_migrate);
 step!(EVACUATE = "evacuate", evacuate);
 step!(REBUILD = "rebuild", rebuild);
+
+/// The error of a move of a server that has no host.
+fn no_host(s: &lifeboat_core::Server) -> crate::ComputeError {
+    crate::ComputeError::Internal(format!("server {} has no host to move from", s.id))
+}
+
+/// A guest that was running runs again at the end of a move.
+fn then_running(k: &WorkflowKind, mut v: Vec<&'static Step>) -> Vec<&'static Step> {
+    if k.was_active() {
+        v.extend([&POWER_ON, &READY]);
+    }
+    v
+}
+
+/// The plan of resize and cold migration.
+pub(crate) fn resize_plan(k: &WorkflowKind) -> Vec<&'static Step> {
+    then_running(k, vec![&SCHEDULE_DEST, &POWER_OFF, &RESIZE])
+}
+
+/// The plan of revert_resize.
+pub(crate) fn revert_plan(k: &WorkflowKind) -> Vec<&'static Step> {
+    then_running(k, vec![&REVERT])
+}
+
+/// The plan of rebuild: the password goes into the rebuilt guest once it runs.
+pub(crate) fn rebuild_plan(k: &WorkflowKind) -> Vec<&'static Step> {
+    let mut v = then_running(k, vec![&POWER_OFF, &REBUILD]);
+    v.push(&PASSWORD);
+    v
+}
+
+/// The plan of evacuate: a guest that was running is started on its new host.
+pub(crate) fn evacuate_plan(k: &WorkflowKind) -> Vec<&'static Step> {
+    let mut v = then_running(k, vec![&SCHEDULE_DEST, &EVACUATE]);
+    v.push(&PASSWORD);
+    v
+}
 
 /// Picks the destination (resize prefers the same host) and records it in the params.
 async fn schedule_dest(cx: &mut Cx<'_>) -> StepResult<()> {
@@ -28,19 +66,20 @@ async fn schedule_dest(cx: &mut Cx<'_>) -> StepResult<()> {
         let dest = match k {
             // Resizing prefers the same host (allow_resize_to_same_host).
             WorkflowKind::Resize(_) => {
-                let same = e
-                    .host_fits(
-                        current.as_deref().unwrap_or_default(),
-                        &need,
-                        &s.flavor.resources(),
-                    )
-                    .await;
-                if same {
-                    current.clone().unwrap_or_default()
-                } else {
-                    e.schedule(&need, None, None, current.as_deref(), false, Some(&*s))
-                        .await?
-                        .name
+                let same = match current.as_deref() {
+                    Some(h) => e
+                        .host_fits(h, &need, &s.flavor.resources())
+                        .await
+                        .then(|| h.to_string()),
+                    None => None,
+                };
+                match same {
+                    Some(h) => h,
+                    None => {
+                        e.schedule(&need, None, None, current.as_deref(), false, Some(&*s))
+                            .await?
+                            .name
+                    }
                 }
             }
             _ => {
@@ -82,7 +121,7 @@ async fn resize(cx: &mut Cx<'_>) -> StepResult<()> {
         _ => s.flavor.clone(),
     };
     let size = size_of(&new_flavor);
-    let src = s.host.clone().unwrap_or_default();
+    let src = s.host.clone().ok_or_else(|| no_host(s))?;
     if dest == src {
         e.agent_for(&src)
             .await?

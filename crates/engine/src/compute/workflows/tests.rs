@@ -1,6 +1,8 @@
-//! Every workflow kind's params round-trip through the store; older rows
-//! migrate; unknown or missing params are errors.
+//! Every workflow kind's params round-trip through the store (the samples
+//! are derived from the action list, so a new kind cannot be left out);
+//! older rows migrate; unknown or missing params are errors.
 
+use lifeboat_core::{Action, FlavorSnapshot, NetworkRequest};
 use serde_json::json;
 
 use super::params as p;
@@ -10,211 +12,79 @@ fn flavor() -> FlavorSnapshot {
     (&lifeboat_core::Flavor::defaults()[0]).into()
 }
 
-/// One sample of every kind (the match makes a new kind fail to compile
-/// here until it has a sample).
-fn samples() -> Vec<WorkflowKind> {
-    use WorkflowKind as K;
-    let sup = Some("11111111-2222-3333-4444-555555555555".to_string());
-    let all = vec![
-        K::Create(p::Create {
-            networks: vec![NetworkRequest {
-                network_id: Some("net".into()),
-                port_id: None,
-                fixed_ip: Some("10.0.0.9".into()),
-            }],
-            no_network: false,
-            host: Some("host2".into()),
-        }),
-        K::Delete(p::Delete {
-            supersedes: sup.clone(),
-            was_active: true,
-        }),
-        K::SoftDelete(p::SoftDelete {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::ForceDelete(p::ForceDelete {
-            supersedes: sup.clone(),
-            was_active: false,
-        }),
-        K::Restore(p::Restore {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::RebootSoft(p::RebootSoft {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::RebootHard(p::RebootHard {
-            supersedes: sup.clone(),
-            was_active: true,
-        }),
-        K::Start(p::Start {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::Stop(p::Stop {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::Pause(p::Pause {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::Unpause(p::Unpause {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::Suspend(p::Suspend {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::Resume(p::Resume {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::Rescue(p::Rescue {
-            supersedes: None,
-            was_active: true,
-            rescue_image: Some("img".into()),
-        }),
-        K::Unrescue(p::Unrescue {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::Rebuild(p::Rebuild {
-            supersedes: None,
-            was_active: true,
-            image_id: "img".into(),
-        }),
-        K::Resize(p::Resize {
-            supersedes: None,
-            was_active: true,
-            flavor: flavor(),
-            dest: Some("host2".into()),
-        }),
-        K::Migrate(p::Migrate {
-            supersedes: None,
-            was_active: false,
-            host: None,
-            dest: None,
-        }),
-        K::ConfirmResize(p::ConfirmResize {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::RevertResize(p::RevertResize {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::LiveMigrate(p::LiveMigrate {
-            supersedes: None,
-            was_active: true,
-            host: Some("host3".into()),
-            dest: Some("host3".into()),
-        }),
-        K::Evacuate(p::Evacuate {
-            supersedes: sup.clone(),
-            was_active: true,
-            host: None,
-            dest: Some("host2".into()),
-        }),
-        K::CreateImage(p::CreateImage {
-            supersedes: None,
-            was_active: true,
-            image_id: "i1".into(),
-        }),
-        K::CreateBackup(p::CreateBackup {
-            supersedes: None,
-            was_active: false,
-            image_id: "i2".into(),
-            backup_type: "daily".into(),
-            rotation: 3,
-        }),
-        K::ChangePassword(p::ChangePassword {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::Shelve(p::Shelve {
-            supersedes: None,
-            was_active: true,
-            offload: true,
-        }),
-        K::ShelveOffload(p::ShelveOffload {
-            supersedes: None,
-            was_active: false,
-        }),
-        K::Unshelve(p::Unshelve {
-            supersedes: None,
-            was_active: false,
-            host: Some("host1".into()),
-        }),
-        K::RunMaintenance(p::RunMaintenance {
-            supersedes: None,
-            was_active: true,
-            procedure: "fstrim".into(),
-        }),
-        K::SyncPowerState(p::SyncPowerState {
-            supersedes: None,
-            was_active: true,
-        }),
-        K::Lock(p::Lock {}),
-        K::Unlock(p::Unlock {}),
-        K::ResetState(p::ResetState {}),
-        K::TriggerCrashDump(p::TriggerCrashDump {}),
-        K::AttachInterface(p::AttachInterface {}),
-        K::DetachInterface(p::DetachInterface {}),
-    ];
-    for k in &all {
-        match k {
-            K::Create(_)
-            | K::Delete(_)
-            | K::SoftDelete(_)
-            | K::ForceDelete(_)
-            | K::Restore(_)
-            | K::RebootSoft(_)
-            | K::RebootHard(_)
-            | K::Start(_)
-            | K::Stop(_)
-            | K::Pause(_)
-            | K::Unpause(_)
-            | K::Suspend(_)
-            | K::Resume(_)
-            | K::Rescue(_)
-            | K::Unrescue(_)
-            | K::Rebuild(_)
-            | K::Resize(_)
-            | K::Migrate(_)
-            | K::ConfirmResize(_)
-            | K::RevertResize(_)
-            | K::LiveMigrate(_)
-            | K::Evacuate(_)
-            | K::CreateImage(_)
-            | K::CreateBackup(_)
-            | K::ChangePassword(_)
-            | K::Shelve(_)
-            | K::ShelveOffload(_)
-            | K::Unshelve(_)
-            | K::RunMaintenance(_)
-            | K::SyncPowerState(_)
-            | K::Lock(_)
-            | K::Unlock(_)
-            | K::ResetState(_)
-            | K::TriggerCrashDump(_)
-            | K::AttachInterface(_)
-            | K::DetachInterface(_) => {}
+/// A value of each param type that is not its type's default, so a field
+/// lost on the way is seen.
+trait Sample {
+    fn sample() -> Self;
+}
+impl Sample for String {
+    fn sample() -> Self {
+        "s4mple".into()
+    }
+}
+impl Sample for bool {
+    fn sample() -> Self {
+        true
+    }
+}
+impl Sample for u32 {
+    fn sample() -> Self {
+        7
+    }
+}
+impl<T: Sample> Sample for Option<T> {
+    fn sample() -> Self {
+        Some(T::sample())
+    }
+}
+impl<T: Sample> Sample for Vec<T> {
+    fn sample() -> Self {
+        vec![T::sample(), T::sample()]
+    }
+}
+impl Sample for FlavorSnapshot {
+    fn sample() -> Self {
+        flavor()
+    }
+}
+impl Sample for NetworkRequest {
+    fn sample() -> Self {
+        NetworkRequest {
+            network_id: Some("net".into()),
+            port_id: None,
+            fixed_ip: Some("10.0.0.9".into()),
         }
     }
-    all
 }
 
-#[tokio::test]
-async fn every_kind_round_trips_through_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        lifeboat_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-            .await
-            .unwrap();
+/// One sample of every kind, from the action list.
+macro_rules! samples {
+    (@one $var:ident [short] $($f:ident)*) => {
+        WorkflowKind::$var(p::$var { $($f: Sample::sample()),* })
+    };
+    (@one $var:ident [] $($f:ident)*) => {
+        WorkflowKind::$var(p::$var {
+            supersedes: Some("11111111-2222-3333-4444-555555555555".into()),
+            was_active: true,
+            $($f: Sample::sample()),*
+        })
+    };
+    ($(
+        $(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }
+        $(request $(#[$rm:meta])* $req:ident $({ $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? })?
+            $(kind($kx:expr))? => $($h:ident)::+)?
+        $(params { $($(#[$pm:meta])* $pf:ident : $pt:ty),* $(,)? })?
+        $(steps $plan:tt)?
+    ),+ $(,)?) => {
+        fn samples() -> Vec<WorkflowKind> {
+            vec![$(samples!(@one $var [$($base)?] $($($pf)*)?)),+]
+        }
+    };
+}
+lifeboat_core::server_actions!(samples);
+
+async fn round_trip(url: &str) {
+    let store = lifeboat_store::Store::open(url).await.unwrap();
     let now = lifeboat_core::now();
     let kinds = samples();
     for (i, k) in kinds.iter().enumerate() {
@@ -237,22 +107,39 @@ async fn every_kind_round_trips_through_the_store() {
         assert_eq!(back.params["v"], json!(PARAMS_VERSION), "{}", k.name());
         let loaded = WorkflowKind::load(&back.kind, &back.params).unwrap();
         assert_eq!(&loaded, k, "{}", k.name());
+        // What a new row of this kind is written from reads the same.
+        let fresh = WorkflowKind::new_row(k.action(), &back.params).unwrap();
+        assert_eq!(&fresh, k, "{}", k.name());
     }
-    // Every kind has a sample with a distinct name.
-    let mut names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), kinds.len());
+    // One kind per action, in the list's order.
+    let names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
+    let actions: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+    assert_eq!(names, actions);
+}
+
+#[tokio::test]
+async fn every_kind_round_trips_through_the_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(&format!("sqlite://{}", dir.path().join("db").display())).await;
+}
+
+#[tokio::test]
+async fn every_kind_round_trips_through_the_postgres_store() {
+    round_trip(&lifeboat_store::testing::fresh_pg_database().await).await;
 }
 
 #[test]
-fn every_long_action_has_a_workflow_kind_of_its_name() {
-    for a in lifeboat_core::Action::ALL {
-        let r = a.rule();
-        let known = samples().iter().any(|k| k.name() == a.as_str());
-        if r.long {
-            assert!(known, "{a} is long but has no workflow kind");
+fn every_long_action_has_steps_and_every_record_update_none() {
+    for k in samples() {
+        let a = k.action();
+        let steps = crate::steps::plan(&k);
+        if a.rule().long {
+            assert!(!steps.is_empty(), "{a} is long but has no steps");
+        } else {
+            assert!(steps.is_empty(), "{a} is a record update with steps");
         }
+        // A long action's workflow records what it superseded.
+        assert_eq!(k.supersedes().is_some(), a.rule().long, "{a}");
     }
 }
 
@@ -288,6 +175,23 @@ fn todays_unversioned_rows_load() {
         })
     );
     assert_eq!(soft.store()["was_active"], json!(false));
+    // Version 1: a create did not record was_active (false: never active before).
+    let create = WorkflowKind::load(
+        "create",
+        &json!({"v": 1, "networks": [], "no_network": false, "host": "h1"}),
+    )
+    .unwrap();
+    assert!(!create.was_active());
+    assert_eq!(create.host().as_deref(), Some("h1"));
+    assert_eq!(create.store()["v"], json!(2));
+    assert_eq!(create.store()["was_active"], json!(false));
+    // ... but a version-2 row (or a new one) must say it.
+    let v2 = json!({"v": 2, "networks": [], "no_network": false, "host": null});
+    assert!(WorkflowKind::load("create", &v2).is_err());
+    assert!(WorkflowKind::new_row(Action::Create, &v2).is_err());
+    assert!(WorkflowKind::new_row(Action::SoftDelete, &json!({"supersedes": "y"})).is_err());
+    // A new row is never migrated from an older version.
+    assert!(WorkflowKind::new_row(Action::Stop, &json!({"v": 1, "was_active": true})).is_err());
     let migrate =
         WorkflowKind::load("live_migrate", &json!({"host": null, "was_active": true})).unwrap();
     assert_eq!(migrate.dest(), None);

@@ -10,7 +10,7 @@ use lifeboat_core::{Actor, Flavor, Permission};
 use lifeboat_store::{Record, ServerQuery};
 use serde::{Deserialize, Serialize};
 
-use crate::error::forbidden;
+use crate::error::{forbidden, OverQuota, QuotaExceeded};
 use crate::{ComputeError, Engine};
 
 /// The resources Lifeboat counts, with Nova's default limits.
@@ -77,15 +77,21 @@ impl QuotaUsage {
 /// pass a check that only one of them fits (Nova rechecks instead).
 pub(crate) static QUOTA_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Nova's `TooManyInstances` text for the resources over quota.
-fn too_many(overs: &[&str], req: &[String], used: &[i64], allowed: &[i64]) -> ComputeError {
-    let j = |v: Vec<String>| v.join(", ");
-    let overs_s = overs.join(", ");
-    ComputeError::OverLimit(format!(
-        "Quota exceeded for {overs_s}: Requested {}, but already used {} of {} {overs_s}",
-        j(req.to_vec()),
-        j(used.iter().map(|u| u.to_string()).collect()),
-        j(allowed.iter().map(|a| a.to_string()).collect()),
+/// The resources over quota (each front words them; Nova's
+/// `TooManyInstances` in the OpenStack front).
+fn too_many(overs: &[&'static str], req: &[String], used: &[i64], allowed: &[i64]) -> ComputeError {
+    ComputeError::QuotaExceeded(QuotaExceeded::Resources(
+        overs
+            .iter()
+            .zip(req)
+            .zip(used.iter().zip(allowed))
+            .map(|((r, q), (u, a))| OverQuota {
+                resource: r,
+                requested: q.clone(),
+                used: *u,
+                limit: *a,
+            })
+            .collect(),
     ))
 }
 
@@ -240,9 +246,9 @@ impl Engine {
         let q = self.project_quotas(&actor.project_id).await?;
         let meta = q["metadata_items"];
         if meta >= 0 && metadata_items as i64 > meta {
-            return Err(ComputeError::OverLimit(format!(
-                "Maximum number of metadata items exceeds {meta}"
-            )));
+            return Err(ComputeError::QuotaExceeded(QuotaExceeded::MetadataItems {
+                limit: meta,
+            }));
         }
         let (qi, qc, qr) = (q["instances"], q["cores"], q["ram"]);
         if qi < 0 && qc < 0 && qr < 0 {
@@ -343,9 +349,7 @@ impl Engine {
         let kps: Vec<lifeboat_core::Keypair> =
             self.inner.store.list_by_owner(&actor.user_id).await?;
         if kps.len() as i64 >= limit {
-            return Err(ComputeError::OverLimit(
-                "Quota exceeded, too many key pairs.".into(),
-            ));
+            return Err(ComputeError::QuotaExceeded(QuotaExceeded::KeyPairs));
         }
         Ok(())
     }
@@ -365,12 +369,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nova_texts() {
-        let e = too_many(&["instances"], &["1".into()], &[10], &[10]);
-        assert_eq!(
-            e.to_string(),
-            "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
-        );
+    fn over_quota_resources_in_order() {
         let e = too_many(
             &["cores", "ram"],
             &["4".into(), "2048".into()],
@@ -379,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "Quota exceeded for cores, ram: Requested 4, 2048, but already used 20, 51200 of 20, 51200 cores, ram"
+            "quota exceeded: cores (requested 4, used 20 of 20); ram (requested 2048, used 51200 of 51200)"
         );
     }
 }

@@ -15,7 +15,7 @@ use lifeboat_datastore::backup::{BackupRequest, DiskSource, FileReader};
 use lifeboat_datastore::{SnapshotKind, SnapshotMeta};
 use md5::Digest;
 
-use crate::steps_backup::store_location;
+use crate::backup::store_location;
 use crate::{ComputeError, Engine};
 
 /// Glance's `image_size_cap` default (1 TiB).
@@ -199,7 +199,7 @@ impl Engine {
             let cur = if slot.is_none() {
                 "saving"
             } else {
-                crate::image_upload::status_name(img.status)
+                crate::catalog::image_upload::status_name(img.status)
             };
             return Err(ComputeError::Conflict(format!(
                 "Image status transition from {cur} to saving is not allowed"

@@ -2,15 +2,15 @@
 //! now (what the periodic power sync does for idle servers, for one server
 //! on demand) and records it, marking an ACTIVE server whose VM is off as
 //! stopped. The worked example of docs/ARCHITECTURE.md: its row in
-//! `lifeboat_core::server_actions!`, this file (its handler, its step and
-//! its plan), its params line and its front rendering.
+//! `lifeboat_core::server_actions!` (columns, request, steps), this file
+//! (its handler and its step) and its front rendering.
 
 use lifeboat_core::{Action, Actor, Level, NewEvent, PowerState, Server, VmState};
 use serde_json::json;
 
 use crate::error::StepResult;
 use crate::requests::accepted;
-use crate::steps::step::{step, Cx, Step};
+use crate::steps::step::{step, Cx};
 use crate::{ActionOutcome, ComputeError, Engine};
 
 /// The action's handler: a workflow with no params of its own.
@@ -29,11 +29,6 @@ step!(
     /// Reads the VM's power state from its host and records it.
     SYNC_POWER = "sync_power", sync_power
 );
-
-/// The workflow's plan.
-pub(crate) fn plan() -> Vec<&'static Step> {
-    vec![&SYNC_POWER]
-}
 
 async fn sync_power(cx: &mut Cx<'_>) -> StepResult<()> {
     let st =
