@@ -15,8 +15,7 @@ const CREATE_STEPS: &[&str] = &[
 ];
 
 fn fake_vms(data_dir: &std::path::Path) -> Value {
-    let p = data_dir.join("hosts/host1/fake-host1.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|_| "{}".into())).unwrap()
+    lifeboat_hypervisor::fake::read_state_file(&data_dir.join("hosts/host1/fake-host1.json"))
 }
 
 fn creds(s: &Serve) -> (String, String) {
@@ -284,8 +283,7 @@ impl Agent {
     }
 
     fn vms(&self) -> Value {
-        let p = self.dir.path().join("fake-host2.json");
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|_| "{}".into())).unwrap()
+        lifeboat_hypervisor::fake::read_state_file(&self.dir.path().join("fake-host2.json"))
     }
 }
 

@@ -29,8 +29,7 @@ fn host_up(api: &Api, host: &str) -> bool {
 }
 
 fn vms(dir: &std::path::Path) -> Value {
-    let p = dir.join("fake-host2.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|_| "{}".into())).unwrap()
+    lifeboat_hypervisor::fake::read_state_file(&dir.join("fake-host2.json"))
 }
 
 fn login(s: &Serve) -> Api {

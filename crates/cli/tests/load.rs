@@ -265,10 +265,8 @@ fn concurrent_random_actions_with_kills_leave_nothing_behind() {
     }
     // no leak: the host's VMs are those of live servers; servers that
     // should run have their VM
-    let host: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("hosts/host1/fake-host1.json")).unwrap(),
-    )
-    .unwrap();
+    let host: Value =
+        lifeboat_hypervisor::fake::read_state_file(&dir.path().join("hosts/host1/fake-host1.json"));
     let vms: BTreeSet<String> = host.as_object().unwrap().keys().cloned().collect();
     let live: Vec<&Value> = servers
         .as_array()

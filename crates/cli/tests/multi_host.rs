@@ -60,7 +60,9 @@ fn remote_agent_migration_and_evacuation() {
         "{s}"
     );
     // the VM now lives in the agent process's state
-    let state = std::fs::read_to_string(agent_dir.path().join("fake-host2.json")).unwrap();
+    let state =
+        lifeboat_hypervisor::fake::read_state_file(&agent_dir.path().join("fake-host2.json"))
+            .to_string();
     assert!(state.contains(s["instance_name"].as_str().unwrap()));
     // Its serial console is carried through the agent.
     let (st, con) = api.post(

@@ -12,9 +12,15 @@
 //!   hook: honoured only with `LIFEBOAT_ENABLE_TEST_HOOKS=1` (or the CLI's
 //!   `--enable-test-hooks`), ignored with a warning otherwise.
 //!
-//! With a `state_file`, every change is written to that JSON file and read
-//! back at start, the way a real host keeps its VMs running while the
-//! manager restarts.
+//! With a `state_file`, every change is kept on disk and read back at
+//! start, the way a real host keeps its VMs running while the manager
+//! restarts: the file holds a JSON object of every VM, and each change
+//! appends the changed VM's new state (or its removal) as one line to a
+//! journal beside it (`<state_file>` with extension `journal`), written
+//! before the operation returns. Once the journal outgrows the VMs, the
+//! whole state is written to the file again and the journal emptied, so a
+//! change costs one short append, not a rewrite of every VM.
+//! [`read_state_file`] reads both, as the driver does at start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -137,11 +143,12 @@ pub struct FakeDriver {
     vms: Mutex<BTreeMap<String, FakeVm>>,
     /// The last network state the manager pushed (`net_sync`).
     net: Mutex<Option<crate::HostNetState>>,
-    /// Held across snapshot, write and rename of the state file, so the
-    /// file is always the newest snapshot: two unserialised persists could
-    /// rename an older snapshot over a newer one (a destroyed VM came back
-    /// after a kill -9), or write one tmp file at once (torn JSON).
-    persist_lock: Mutex<()>,
+    /// The open journal and its length in lines, held across reading a VM
+    /// and appending it (and across a compaction), so the journal's last
+    /// line for a VM is its newest state: two unserialised appends could
+    /// write an older state after a newer one (a destroyed VM came back
+    /// after a kill -9).
+    journal: Mutex<Journal>,
     /// Per-operation delays that override the common one.
     op_delay: Mutex<BTreeMap<String, Duration>>,
 }
@@ -153,19 +160,29 @@ impl FakeDriver {
         self.net.lock().unwrap().clone()
     }
 
-    /// A fake host; loads `state_file` if it exists.
+    /// A fake host; loads `state_file` (and its journal) if it exists.
     pub fn new(cfg: FakeConfig) -> FakeDriver {
-        let vms = cfg
-            .state_file
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let (vms, lines) = match &cfg.state_file {
+            Some(p) => {
+                let (vms, lines, valid) = load(p);
+                // A torn last line goes, so that the next append starts a line.
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(journal_path(p))
+                {
+                    if f.metadata().is_ok_and(|m| m.len() > valid) {
+                        let _ = f.set_len(valid);
+                    }
+                }
+                (vms, lines)
+            }
+            None => (BTreeMap::new(), 0),
+        };
         FakeDriver {
             cfg: Mutex::new(cfg),
             vms: Mutex::new(vms),
             net: Mutex::new(None),
-            persist_lock: Mutex::new(()),
+            journal: Mutex::new(Journal { file: None, lines }),
             op_delay: Mutex::new(BTreeMap::new()),
         }
     }
@@ -203,7 +220,7 @@ impl FakeDriver {
             .map(|v| v.power = PowerState::Shutdown)
             .is_some();
         drop(vms);
-        self.persist();
+        self.persist(name);
         found
     }
 
@@ -229,19 +246,64 @@ impl FakeDriver {
         Ok(())
     }
 
-    fn persist(&self) {
-        let path = self.cfg.lock().unwrap().state_file.clone();
-        if let Some(p) = path {
-            let _one_writer = self.persist_lock.lock().unwrap();
-            let data = serde_json::to_vec(&*self.vms.lock().unwrap()).expect("serialisable");
-            let tmp = p.with_extension("tmp");
-            if std::fs::write(&tmp, data).is_ok() {
-                let _ = std::fs::rename(tmp, p);
-            }
+    /// Makes VM `name`'s current state (or its absence) durable: appends it
+    /// to the journal, or rewrites the state file when the journal has
+    /// grown past the VMs it describes. A failure to write is logged (the
+    /// fake has no disk errors to report).
+    fn persist(&self, name: &str) {
+        let Some(path) = self.cfg.lock().unwrap().state_file.clone() else {
+            return;
+        };
+        let mut j = self.journal.lock().unwrap();
+        if let Err(e) = self.persist_locked(&path, &mut j, name) {
+            tracing::warn!("fake driver state {}: {e}", path.display());
+            j.file = None;
         }
     }
 
-    /// Runs `f` on the named VM and persists.
+    fn persist_locked(
+        &self,
+        path: &std::path::Path,
+        j: &mut Journal,
+        name: &str,
+    ) -> std::io::Result<()> {
+        use std::io::Write;
+        let vms = self.vms.lock().unwrap();
+        if j.lines >= COMPACT_AFTER.max(2 * vms.len()) {
+            // Compaction: the whole state to the file (write, rename), then
+            // the journal emptied. A crash in between replays the journal
+            // over the new file, which ends in the same states.
+            let data = serde_json::to_vec(&*vms).expect("serialisable");
+            drop(vms);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, data)?;
+            std::fs::rename(tmp, path)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(journal_path(path))?;
+            f.set_len(0)?;
+            j.file = Some(f);
+            j.lines = 0;
+            return Ok(());
+        }
+        let mut line = serde_json::to_vec(&(name, vms.get(name))).expect("serialisable");
+        drop(vms);
+        line.push(b'\n');
+        if j.file.is_none() {
+            j.file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(journal_path(path))?,
+            );
+        }
+        j.file.as_mut().expect("opened").write_all(&line)?;
+        j.lines += 1;
+        Ok(())
+    }
+
+    /// Runs `f` on the named VM and persists it.
     fn with_vm<T>(&self, name: &str, f: impl FnOnce(&mut FakeVm) -> HvResult<T>) -> HvResult<T> {
         let r = {
             let mut vms = self.vms.lock().unwrap();
@@ -250,9 +312,70 @@ impl FakeDriver {
                 .ok_or_else(|| HvError::NotFound(name.to_string()))?;
             f(vm)
         };
-        self.persist();
+        self.persist(name);
         r
     }
+
+    /// Reads the named VM (nothing is written).
+    fn read_vm<T>(&self, name: &str, f: impl FnOnce(&FakeVm) -> HvResult<T>) -> HvResult<T> {
+        let vms = self.vms.lock().unwrap();
+        let vm = vms
+            .get(name)
+            .ok_or_else(|| HvError::NotFound(name.to_string()))?;
+        f(vm)
+    }
+}
+
+/// The journal is rewritten into the state file after this many lines (or
+/// twice as many as there are VMs, if more).
+const COMPACT_AFTER: usize = 1024;
+
+/// The open journal of the state file.
+struct Journal {
+    file: Option<std::fs::File>,
+    /// Lines in it.
+    lines: usize,
+}
+
+/// The journal beside a state file.
+fn journal_path(state_file: &std::path::Path) -> PathBuf {
+    state_file.with_extension("journal")
+}
+
+/// The VMs in a state file and its journal (the journal's whole lines
+/// applied in order; a torn last line, from a kill during its write, is
+/// ignored), the journal's length in lines and the bytes of those lines.
+fn load(state_file: &std::path::Path) -> (BTreeMap<String, FakeVm>, usize, u64) {
+    let mut vms: BTreeMap<String, FakeVm> = std::fs::read(state_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let (mut lines, mut valid) = (0, 0u64);
+    if let Ok(j) = std::fs::read(journal_path(state_file)) {
+        let mut rest = &j[..];
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            match serde_json::from_slice::<(String, Option<FakeVm>)>(&rest[..end]) {
+                Ok((name, Some(vm))) => {
+                    vms.insert(name, vm);
+                }
+                Ok((name, None)) => {
+                    vms.remove(&name);
+                }
+                Err(_) => break,
+            }
+            lines += 1;
+            valid += end as u64 + 1;
+            rest = &rest[end + 1..];
+        }
+    }
+    (vms, lines, valid)
+}
+
+/// The VMs a fake host keeps in `state_file` (with its journal), as one
+/// JSON object from VM name to its record: what the host would find after
+/// a restart. For tests that look at a fake host from outside.
+pub fn read_state_file(state_file: &std::path::Path) -> serde_json::Value {
+    serde_json::to_value(load(state_file).0).expect("serialisable")
 }
 
 fn need(vm: &FakeVm, ok: &[PowerState], what: &str) -> HvResult<()> {
@@ -335,14 +458,14 @@ impl Hypervisor for FakeDriver {
             }
         }
         drop(vms);
-        self.persist();
+        self.persist(&spec.name);
         Ok(())
     }
 
     async fn destroy(&self, name: &str) -> HvResult<()> {
         self.enter("destroy").await?;
         self.vms.lock().unwrap().remove(name);
-        self.persist();
+        self.persist(name);
         Ok(())
     }
 
@@ -488,7 +611,7 @@ impl Hypervisor for FakeDriver {
 
     async fn snapshot_disk(&self, name: &str, dest: &str) -> HvResult<SnapshotInfo> {
         self.enter("snapshot_disk").await?;
-        let spec = self.with_vm(name, |vm| Ok(vm.spec.clone()))?;
+        let spec = self.read_vm(name, |vm| Ok(vm.spec.clone()))?;
         let body = serde_json::to_vec(&spec).expect("serialisable");
         std::fs::write(dest, &body).map_err(|e| HvError::Other(format!("{dest}: {e}")))?;
         Ok(SnapshotInfo {
@@ -504,7 +627,7 @@ impl Hypervisor for FakeDriver {
         req: &crate::DiskBackupRequest,
     ) -> HvResult<crate::DiskBackupInfo> {
         self.enter("backup_disk").await?;
-        let spec = self.with_vm(name, |vm| Ok(vm.spec.clone()))?;
+        let spec = self.read_vm(name, |vm| Ok(vm.spec.clone()))?;
         let req = req.clone();
         tokio::task::spawn_blocking(move || fake_backup(&spec, &req))
             .await
@@ -513,7 +636,7 @@ impl Hypervisor for FakeDriver {
 
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
         self.enter("console_output").await?;
-        self.with_vm(name, |vm| {
+        self.read_vm(name, |vm| {
             let n = lines.unwrap_or(vm.console.len()).min(vm.console.len());
             let mut s = vm.console[vm.console.len() - n..].join("\n");
             if n > 0 {
@@ -587,7 +710,7 @@ impl Hypervisor for FakeDriver {
             boots: 0,
         });
         drop(vms);
-        self.persist();
+        self.persist(&spec.name);
         Ok(MigrationTarget {
             host,
             uri: format!("fake:{}", spec.name),
@@ -601,7 +724,7 @@ impl Hypervisor for FakeDriver {
         // learns the power state in finish_incoming from the manager.
         let _ = target;
         self.vms.lock().unwrap().remove(name);
-        self.persist();
+        self.persist(name);
         Ok(())
     }
 
@@ -615,7 +738,7 @@ impl Hypervisor for FakeDriver {
     }
 
     async fn console_socket(&self, name: &str) -> HvResult<String> {
-        let hostname = self.with_vm(name, |vm| {
+        let hostname = self.read_vm(name, |vm| {
             need(vm, &[Running, Paused], "open a console")?;
             Ok(vm.spec.hostname.clone())
         })?;
@@ -649,7 +772,7 @@ impl Hypervisor for FakeDriver {
     }
 
     async fn status(&self, name: &str) -> HvResult<VmStatus> {
-        self.with_vm(name, |vm| Ok(status_of(vm)))
+        self.read_vm(name, |vm| Ok(status_of(vm)))
     }
 
     async fn list(&self) -> HvResult<Vec<VmStatus>> {
@@ -885,5 +1008,65 @@ mod tests {
         cfg.failures.clear();
         let again = FakeDriver::new(cfg);
         assert_eq!(again.status("vm1").await.unwrap().power_state, Running);
+    }
+
+    /// Changes go to the journal, which is folded into the state file once
+    /// it outgrows the VMs; a restart sees the newest state of each VM
+    /// either way, also after a torn last line.
+    #[tokio::test]
+    async fn journal_and_compaction_keep_the_newest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fake.json");
+        let mut cfg = FakeConfig::from_env("h1");
+        cfg.state_file = Some(file.clone());
+        let d = FakeDriver::new(cfg.clone());
+        const N: usize = 600;
+        for i in 0..N {
+            d.define(&spec(&format!("vm{i}"))).await.unwrap();
+        }
+        // 600 lines so far; the journal is folded in at 1200 (twice the VMs).
+        for i in 0..700 {
+            if i % 2 == 0 {
+                d.start("vm3").await.unwrap();
+            } else {
+                d.stop("vm3", 0).await.unwrap();
+            }
+        }
+        d.start("vm3").await.unwrap();
+        d.destroy("vm4").await.unwrap();
+        assert!(d.journal.lock().unwrap().lines < 200);
+        // Reads write nothing.
+        let before = std::fs::metadata(journal_path(&file)).unwrap().len();
+        d.status("vm3").await.unwrap();
+        d.console_output("vm3", None).await.unwrap();
+        assert_eq!(
+            std::fs::metadata(journal_path(&file)).unwrap().len(),
+            before
+        );
+        // The file was written once, before vm4 was destroyed.
+        let file_only: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(file_only.len(), N);
+        let seen = read_state_file(&file);
+        assert_eq!(seen.as_object().unwrap().len(), N - 1);
+        assert!(seen.get("vm4").is_none());
+        assert_eq!(seen["vm3"]["power"], serde_json::json!(Running));
+        // A torn last line (killed mid-write) is ignored.
+        {
+            use std::io::Write;
+            let mut j = std::fs::OpenOptions::new()
+                .append(true)
+                .open(journal_path(&file))
+                .unwrap();
+            j.write_all(br#"["vm3",{"spec":"#).unwrap();
+        }
+        let again = FakeDriver::new(cfg.clone());
+        assert_eq!(again.status("vm3").await.unwrap().power_state, Running);
+        assert!(again.status("vm4").await.is_err());
+        assert_eq!(again.list().await.unwrap().len(), N - 1);
+        // The next change after the torn line is read back.
+        again.stop("vm3", 0).await.unwrap();
+        let third = FakeDriver::new(cfg);
+        assert_eq!(third.status("vm3").await.unwrap().power_state, Shutdown);
     }
 }
