@@ -49,6 +49,7 @@ impl Engine {
             None => host,
         };
         self.inner.store.put(&host).await?;
+        self.dataplane_forget(name).await;
         self.inner.hosts.write().await.insert(
             name.to_string(),
             HostHandle {

@@ -149,6 +149,9 @@ pub(crate) struct Inner {
     pub vault_key: std::sync::Mutex<Option<[u8; 32]>>,
     /// What each host's data plane was last told (`network/dataplane.rs`).
     pub dataplane: network::dataplane::DataplaneCache,
+    /// Slots of workflows running steps at once, handed out first come,
+    /// first served (`workflow.rs`).
+    pub slots: tokio::sync::Semaphore,
 }
 
 /// The compute service. Cheap to clone.
@@ -173,6 +176,7 @@ impl Engine {
                 consoles: Default::default(),
                 vault_key: Default::default(),
                 dataplane: Default::default(),
+                slots: tokio::sync::Semaphore::new(workflow::MAX_RUNNING),
             }),
         }
     }

@@ -28,6 +28,17 @@ pub(crate) struct LaunchWith {
 
 use crate::error::StepResult;
 
+/// At most this many workflows run steps at once; the others wait for a
+/// slot in the order they were started. Thousands of workflows started
+/// together otherwise all run at once and share the store's few
+/// connections, so none finishes until nearly all do.
+pub(crate) const MAX_RUNNING: usize = 128;
+
+/// The step that waits for the workflows its request superseded: a
+/// workflow in it gives its slot back while it waits, since those
+/// workflows may be waiting for a slot themselves.
+const WAIT_SUPERSEDED: &str = "wait_superseded";
+
 impl Engine {
     /// A new workflow record for `server` with the given kind and params.
     pub(crate) fn new_workflow(
@@ -82,25 +93,18 @@ impl Engine {
     ) -> Result<Server, ComputeError> {
         server.task_workflow = Some(wf.id.clone());
         let extras = self.extras(&wf, with)?;
-        let saved = self
+        let (saved, ids) = self
             .inner
             .store
             .cas_server_with_workflow(&server, &wf, &extras)
             .await?;
-        self.event(NewEvent {
-            level: Level::Info,
-            server_id: Some(saved.id.clone()),
-            project_id: Some(saved.project_id.clone()),
-            workflow_id: Some(wf.id.clone()),
-            step: None,
-            message: format!("{} accepted ({})", wf.kind, wf.request_id),
-        })
-        .await;
+        self.announce(ids, extras);
         self.spawn_run(wf.id.clone());
         Ok(saved)
     }
 
-    /// The rows written with a new workflow.
+    /// The rows written with a new workflow, its `accepted` event among
+    /// them (one transaction with the workflow, not one more of its own).
     pub(crate) fn extras(
         &self,
         wf: &Workflow,
@@ -108,12 +112,26 @@ impl Engine {
     ) -> Result<lifeboat_store::WorkflowExtras, ComputeError> {
         let mut x = lifeboat_store::WorkflowExtras {
             records: with.records,
+            events: vec![Self::step_event(
+                wf,
+                Level::Info,
+                None,
+                format!("{} accepted ({})", wf.kind, wf.request_id),
+            )],
             ..Default::default()
         };
         if let Some(AdminPass(p)) = &with.admin_pass {
             x.secrets.push(self.seal_secret(&wf.id, ADMIN_PASS, p)?);
         }
         Ok(x)
+    }
+
+    /// Tells the event subscribers of the events written with a new
+    /// workflow (`ids` as the store returned them).
+    pub(crate) fn announce(&self, ids: Vec<i64>, extras: lifeboat_store::WorkflowExtras) {
+        for (id, e) in ids.into_iter().zip(extras.events) {
+            self.notify_event(id, e);
+        }
     }
 
     /// Runs a workflow in the background (no-op if already running here).
@@ -185,6 +203,8 @@ impl Engine {
     /// with the workflow's end: one commit per step boundary. A crash in
     /// between only re-runs that (idempotent) step.
     async fn run(&self, id: &str) -> StepResult<()> {
+        let slots = &self.inner.slots;
+        let mut slot = Some(slots.acquire().await.map_err(closed)?);
         let mut wf = self
             .inner
             .store
@@ -237,7 +257,14 @@ impl Engine {
                 eprintln!("LIFEBOAT-HANG {}:{} {}", wf.kind, name, wf.id);
                 std::future::pending::<()>().await;
             }
-            match steps::run(self, &mut wf, &name).await {
+            if name == WAIT_SUPERSEDED {
+                slot = None;
+            }
+            let ran = steps::run(self, &mut wf, &name).await;
+            if slot.is_none() {
+                slot = Some(slots.acquire().await.map_err(closed)?);
+            }
+            match ran {
                 Ok(()) => {
                     self.hang_after(&wf, &name).await;
                     wf.steps[i].state = StepState::Done;
@@ -270,6 +297,7 @@ impl Engine {
         if wf.state == WorkflowState::RollingBack {
             return self.rollback(&mut wf).await;
         }
+        drop(slot);
         Ok(())
     }
 
@@ -424,4 +452,9 @@ impl Engine {
             "server {id} is too busy; retry"
         )))
     }
+}
+
+/// The error of a closed slot semaphore (never closed: the engine owns it).
+fn closed(_: tokio::sync::AcquireError) -> ComputeError {
+    ComputeError::Internal("workflow slots closed".into())
 }

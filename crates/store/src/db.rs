@@ -21,7 +21,16 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
     sqlite_file: Option<std::path::PathBuf>,
+    /// SQLite writes one transaction at a time; a second connection that
+    /// tries meanwhile gets SQLITE_BUSY and its busy handler sleeps (1 ms,
+    /// then up to 100 ms) before trying again. Writers queue here instead
+    /// (first come, first served) and each is woken the moment the one
+    /// before it commits. Unused with PostgreSQL (row locks).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Held while this process writes to a SQLite store (see `Store::writer`).
+pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// SQLite's `synchronous` setting on every connection. In WAL mode `NORMAL`
 /// syncs the WAL at checkpoints, not at every commit: a committed
@@ -112,6 +121,7 @@ impl Store {
             pool,
             backend,
             sqlite_file,
+            writer: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -120,6 +130,16 @@ impl Store {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This process's turn to write (SQLite; nothing to wait for with
+    /// PostgreSQL). Taken before a write transaction or statement starts
+    /// and held until it ends; never taken twice by one task.
+    pub(crate) async fn write_turn(&self) -> WriteTurn {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Makes this process the one manager of the database, or fails with
@@ -254,6 +274,7 @@ impl Store {
 
     /// Atomically increments and returns a named counter (starts at 1).
     pub async fn next_counter(&self, name: &str) -> StoreResult<i64> {
+        let _turn = self.write_turn().await;
         let v: i64 = sqlx::query_scalar(
             "INSERT INTO counters (name, value) VALUES ($1, 1)
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1
@@ -274,6 +295,7 @@ impl Store {
             "counters",
             "events",
             "workflow_secrets",
+            "host_usage",
         ] {
             sqlx::query(&format!("DELETE FROM {t}"))
                 .execute(&self.pool)

@@ -42,6 +42,7 @@ pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, e: &NewEvent) -> Stor
 impl Store {
     /// Appends an event; returns its id.
     pub async fn append_event(&self, e: &NewEvent) -> StoreResult<i64> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert(&mut conn, e).await
     }

@@ -263,6 +263,7 @@ impl Store {
             "INSERT INTO records (kind, id, owner, name, ref_id, created_at, data)
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         };
+        let _turn = self.write_turn().await;
         sqlx::query(sql)
             .bind(R::KIND)
             .bind(r.id())
@@ -305,6 +306,7 @@ impl Store {
 
     /// Deletes a record; returns whether it existed.
     pub async fn delete<R: Record>(&self, id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let r = sqlx::query("DELETE FROM records WHERE kind = $1 AND id = $2")
             .bind(R::KIND)
             .bind(id)

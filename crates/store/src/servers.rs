@@ -140,48 +140,53 @@ async fn cas(conn: &mut sqlx::AnyConnection, s: &Server) -> StoreResult<Server> 
 impl Store {
     /// Inserts a new server (its `version` becomes 1).
     pub async fn insert_server(&self, s: &Server) -> StoreResult<Server> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert(&mut conn, s).await
     }
 
     /// Inserts a new server, its first workflow and the workflow's extras
-    /// in one transaction.
+    /// in one transaction; returns the server and the ids of the extras'
+    /// events.
     pub async fn insert_server_with_workflow(
         &self,
         s: &Server,
         w: &Workflow,
         extras: &WorkflowExtras,
-    ) -> StoreResult<Server> {
+    ) -> StoreResult<(Server, Vec<i64>)> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let out = insert(&mut tx, s).await?;
         crate::workflows::put(&mut tx, w).await?;
-        crate::workflows::put_extras(&mut tx, w, extras).await?;
+        let ids = crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok((out, ids))
     }
 
     /// Writes `s` if the stored version is still `s.version`; returns the
     /// server with its new version, or [`StoreError::Conflict`].
     pub async fn cas_server(&self, s: &Server) -> StoreResult<Server> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         cas(&mut conn, s).await
     }
 
     /// Compare-and-sets the server and records the workflow that owns its
     /// new task and the workflow's extras, in one transaction: all happen
-    /// or none.
+    /// or none. Returns the server and the ids of the extras' events.
     pub async fn cas_server_with_workflow(
         &self,
         s: &Server,
         w: &Workflow,
         extras: &WorkflowExtras,
-    ) -> StoreResult<Server> {
+    ) -> StoreResult<(Server, Vec<i64>)> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let out = cas(&mut tx, s).await?;
         crate::workflows::put(&mut tx, w).await?;
-        crate::workflows::put_extras(&mut tx, w, extras).await?;
+        let ids = crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok((out, ids))
     }
 
     /// A server by id.
@@ -191,6 +196,24 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(decode(rows)?.pop())
+    }
+
+    /// The servers with these ids (those that exist, in no order), in a few queries.
+    pub async fn get_servers(&self, ids: &[String]) -> StoreResult<Vec<Server>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT data, version FROM servers WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(decode(q.fetch_all(&self.pool).await?)?);
+        }
+        Ok(out)
     }
 
     /// The workflow that owns a server's current task (None when it has no
@@ -213,6 +236,7 @@ impl Store {
 
     /// Removes a server row for good.
     pub async fn purge_server(&self, id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let r = sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -287,27 +311,22 @@ impl Store {
     }
 
     /// Resources allocated per host (servers on it plus resize/migration
-    /// sources): host → (vcpus, ram MiB, disk GiB).
+    /// sources): host → (vcpus, ram MiB, disk GiB). Kept per host by
+    /// triggers on `servers` (migration 0003), so this reads one row per
+    /// host, not every server.
     pub async fn host_usage(
         &self,
     ) -> StoreResult<std::collections::HashMap<String, (i64, i64, i64)>> {
         let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
-        for sql in [
-            "SELECT host AS h, CAST(SUM(vcpus) AS BIGINT) AS c, CAST(SUM(ram_mb) AS BIGINT) AS r, CAST(SUM(disk_gb) AS BIGINT) AS d FROM servers
-             WHERE host IS NOT NULL GROUP BY host",
-            "SELECT source_host AS h, CAST(SUM(src_vcpus) AS BIGINT) AS c, CAST(SUM(src_ram_mb) AS BIGINT) AS r, CAST(SUM(src_disk_gb) AS BIGINT) AS d
-             FROM servers WHERE source_host IS NOT NULL GROUP BY source_host",
-        ] {
-            for row in sqlx::query(sql).fetch_all(&self.pool).await? {
-                let h: String = row.try_get("h")?;
-                let c: i64 = row.try_get("c")?;
-                let r: i64 = row.try_get("r")?;
-                let d: i64 = row.try_get("d")?;
-                let e = out.entry(h).or_default();
-                e.0 += c;
-                e.1 += r;
-                e.2 += d;
-            }
+        for row in sqlx::query("SELECT host, vcpus, ram_mb, disk_gb FROM host_usage")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let h: String = row.try_get("host")?;
+            let c: i64 = row.try_get("vcpus")?;
+            let r: i64 = row.try_get("ram_mb")?;
+            let d: i64 = row.try_get("disk_gb")?;
+            out.insert(h, (c, r, d));
         }
         Ok(out)
     }

@@ -16,6 +16,27 @@ pub(crate) fn server(id: &str, project: &str, name: &str) -> Server {
     }
 }
 
+/// Per-host usage aggregated over every server (what the triggers keep).
+async fn aggregate_usage(store: &Store) -> std::collections::HashMap<String, (i64, i64, i64)> {
+    use sqlx::Row;
+    let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
+    for sql in [
+        "SELECT host AS h, CAST(SUM(vcpus) AS BIGINT) AS c, CAST(SUM(ram_mb) AS BIGINT) AS r,
+         CAST(SUM(disk_gb) AS BIGINT) AS d FROM servers WHERE host IS NOT NULL GROUP BY host",
+        "SELECT source_host AS h, CAST(SUM(src_vcpus) AS BIGINT) AS c,
+         CAST(SUM(src_ram_mb) AS BIGINT) AS r, CAST(SUM(src_disk_gb) AS BIGINT) AS d
+         FROM servers WHERE source_host IS NOT NULL GROUP BY source_host",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&store.pool).await.unwrap() {
+            let e = out.entry(row.try_get("h").unwrap()).or_default();
+            e.0 += row.try_get::<i64, _>("c").unwrap();
+            e.1 += row.try_get::<i64, _>("r").unwrap();
+            e.2 += row.try_get::<i64, _>("d").unwrap();
+        }
+    }
+    out
+}
+
 async fn suite(store: &Store) {
     // servers: insert, CAS, conflict, list, filters, pagination
     let mut ids = vec![];
@@ -144,6 +165,28 @@ async fn suite(store: &Store) {
     let mut back = gone.clone();
     back.vm_state = VmState::Active;
     store.cas_server(&back).await.unwrap();
+    // The kept usage (triggers) is the aggregate over the servers, also
+    // after a move ends and a purge.
+    assert_eq!(
+        store.host_usage().await.unwrap(),
+        aggregate_usage(store).await
+    );
+    let mut m = store.get_server(&ids[4]).await.unwrap().unwrap();
+    m.source_host = None;
+    m.old_flavor = None;
+    store.cas_server(&m).await.unwrap();
+    assert_eq!(store.host_usage().await.unwrap()["h1"], (1, 128, 1));
+    assert!(store.purge_server(&ids[4]).await.unwrap());
+    let usage = store.host_usage().await.unwrap();
+    assert_eq!(usage["h2"], (0, 0, 0));
+    assert_eq!(usage["h1"], (1, 128, 1));
+    assert_eq!(
+        usage
+            .into_iter()
+            .filter(|(_, u)| *u != (0, 0, 0))
+            .collect::<std::collections::HashMap<_, _>>(),
+        aggregate_usage(store).await
+    );
 
     // records: insert, duplicate names, owner/ref lookups
     for f in Flavor::defaults() {
@@ -464,6 +507,15 @@ async fn check_adopted(url: &str) {
         .unwrap()
         .expect("the round-1 server survives the upgrade");
     assert_eq!(old.name, "old");
+    // v3's per-host usage starts from the servers already there.
+    let kept: std::collections::HashMap<_, _> = store
+        .host_usage()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, u)| *u != (0, 0, 0))
+        .collect();
+    assert_eq!(kept, aggregate_usage(&store).await);
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(&store.pool)
@@ -562,6 +614,9 @@ async fn sqlite_migrations_match_the_round1_schema() {
     let dir = tempfile::tempdir().unwrap();
     let old = format!("sqlite://{}", dir.path().join("old.db").display());
     round1_database(&old, 2).await;
+    // Adopted (0001 and 0002 skipped), then the newer files applied: the
+    // same schema as every file applied to a new database.
+    drop(Store::open(&old).await.unwrap());
     let new = format!("sqlite://{}", dir.path().join("new.db").display());
     drop(Store::open(&new).await.unwrap());
     let (a, b) = (schema(&old).await, schema(&new).await);

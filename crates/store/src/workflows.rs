@@ -50,13 +50,16 @@ pub struct WorkflowExtras {
     pub secrets: Vec<SealedSecret>,
     /// New records the workflow works on (a snapshot's image record).
     pub records: Vec<crate::records::RecordRow>,
+    /// Its first events (its `accepted`).
+    pub events: Vec<lifeboat_core::NewEvent>,
 }
 
+/// Writes `x` on `conn`; returns the ids of its events.
 pub(crate) async fn put_extras(
     conn: &mut sqlx::AnyConnection,
     w: &Workflow,
     x: &WorkflowExtras,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<i64>> {
     for sec in &x.secrets {
         sqlx::query(
             "INSERT INTO workflow_secrets (workflow_id, name, sealed) VALUES ($1, $2, $3)
@@ -71,7 +74,11 @@ pub(crate) async fn put_extras(
     for r in &x.records {
         r.insert(&mut *conn).await?;
     }
-    Ok(())
+    let mut ids = Vec::with_capacity(x.events.len());
+    for e in &x.events {
+        ids.push(crate::events::insert(&mut *conn, e).await?);
+    }
+    Ok(ids)
 }
 
 impl Store {
@@ -96,6 +103,7 @@ impl Store {
         workflow_id: &str,
         sec: &SealedSecret,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO workflow_secrets (workflow_id, name, sealed) VALUES ($1, $2, $3)
              ON CONFLICT (workflow_id, name) DO UPDATE SET sealed = excluded.sealed",
@@ -110,6 +118,7 @@ impl Store {
 
     /// Deletes every secret of a workflow (it ended or no longer needs them).
     pub async fn delete_workflow_secrets(&self, workflow_id: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM workflow_secrets WHERE workflow_id = $1")
             .bind(workflow_id)
             .execute(&self.pool)
@@ -119,6 +128,7 @@ impl Store {
 
     /// Deletes the secrets of workflows that are finished or gone; returns how many.
     pub async fn delete_orphan_secrets(&self) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let r = sqlx::query(
             "DELETE FROM workflow_secrets WHERE workflow_id NOT IN
              (SELECT id FROM workflows WHERE state IN ($1, $2))",
@@ -132,6 +142,7 @@ impl Store {
 
     /// Inserts or replaces a workflow (called before and after every step).
     pub async fn put_workflow(&self, w: &Workflow) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         put(&mut conn, w).await
     }
@@ -144,6 +155,7 @@ impl Store {
         w: &Workflow,
         events: &[lifeboat_core::NewEvent],
     ) -> StoreResult<Vec<i64>> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         put(&mut tx, w).await?;
         let mut ids = Vec::with_capacity(events.len());

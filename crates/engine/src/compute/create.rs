@@ -196,20 +196,12 @@ impl Engine {
                     ..Default::default()
                 },
             )?;
-            let saved = self
+            let (saved, events) = self
                 .inner
                 .store
                 .insert_server_with_workflow(&server, &wf, &extras)
                 .await?;
-            self.event(lifeboat_core::NewEvent {
-                level: lifeboat_core::Level::Info,
-                server_id: Some(saved.id.clone()),
-                project_id: Some(saved.project_id.clone()),
-                workflow_id: Some(wf.id.clone()),
-                step: None,
-                message: format!("create accepted ({})", wf.request_id),
-            })
-            .await;
+            self.announce(events, extras);
             self.spawn_run(wf.id.clone());
             out.push(Created {
                 server: saved,

@@ -15,8 +15,9 @@
 //!   sync interval; workflow steps push at once where a VM needs its taps (define, live
 //!   migration, evacuation) or releases them (delete).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lifeboat_core::{FloatingIp, Network, Port, Server};
 use lifeboat_hostnet as hn;
@@ -46,14 +47,32 @@ impl Record for NetSegment {
     }
 }
 
-/// What was last pushed to each host.
+/// What was last pushed to each host, and which pushes it served.
 #[derive(Default)]
 pub(crate) struct DataplaneCache {
-    pushed: tokio::sync::Mutex<HashMap<String, HostNetState>>,
+    pushed: tokio::sync::Mutex<Pushed>,
+    /// Pushes asked for so far (see [`Engine::sync_dataplane_with`]).
+    requested: AtomicU64,
+    /// Hosts whose agent answered the last push it was sent with "no data plane here"
+    /// (`net_sync` false: the fake, a qemu host without `--net`): their VMs' NICs are not
+    /// taps, so a VM defined there waits for no push.
+    planeless: std::sync::Mutex<HashSet<String>>,
     /// Servers moving to another host (live migration, resize, evacuation): server id ->
     /// destination. Their ports are on both hosts until the move is done, so that no push
     /// in between (the periodic task) takes the incoming VM's taps away.
     moving: std::sync::Mutex<HashMap<String, String>>,
+}
+
+/// The last push round.
+#[derive(Default)]
+struct Pushed {
+    /// The state last pushed to each host.
+    hosts: HashMap<String, HostNetState>,
+    /// The request count read before the last finished round read the records: every
+    /// request counted up to it was served by that round.
+    served: u64,
+    /// That round's errors, per host.
+    errors: BTreeMap<String, ComputeError>,
 }
 
 /// Everything read once per computation.
@@ -183,26 +202,43 @@ impl Engine {
                 },
             );
         }
+        // Bulk reads: the ports, their attributes and their servers in a few queries (one
+        // query per port made a push cost thousands of queries with thousands of servers).
         let all_ports: Vec<Port> = store.list().await?;
-        let mut servers: HashMap<String, Option<Server>> = HashMap::new();
+        let mut all_attrs: HashMap<String, PortAttrs> = store
+            .list::<PortAttrs>()
+            .await?
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let mut sids: Vec<String> = all_ports
+            .iter()
+            .filter_map(|p| p.server_id.clone())
+            .collect();
+        sids.sort();
+        sids.dedup();
+        let servers: HashMap<String, Server> = store
+            .get_servers(&sids)
+            .await?
+            .into_iter()
+            .filter(|s| s.deleted_at.is_none())
+            .map(|s| (s.id.clone(), s))
+            .collect();
         let mut ports = Vec::new();
         let mut members: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
         let mut default_groups: BTreeMap<String, String> = BTreeMap::new();
+        let mut router_ports: HashMap<String, PortAttrs> = HashMap::new();
         for p in all_ports {
-            let attrs: Option<PortAttrs> = store.get(&p.id).await?;
-            let server = match &p.server_id {
-                Some(sid) => {
-                    if !servers.contains_key(sid) {
-                        let s = store
-                            .get_server(sid)
-                            .await?
-                            .filter(|s| s.deleted_at.is_none());
-                        servers.insert(sid.clone(), s);
-                    }
-                    servers[sid].clone()
+            let attrs: Option<PortAttrs> = all_attrs.remove(&p.id);
+            if let Some(a) = &attrs {
+                if a.device_owner == OWNER_ROUTER_INTERFACE {
+                    router_ports.insert(p.id.clone(), a.clone());
                 }
-                None => None,
-            };
+            }
+            let server = p
+                .server_id
+                .as_ref()
+                .and_then(|sid| servers.get(sid).cloned());
             let Ok(mac) = p.mac_address.parse::<hn::MacAddr>() else {
                 continue;
             };
@@ -302,10 +338,10 @@ impl Engine {
             let mut interfaces = Vec::new();
             let mut inside_nets = Vec::new();
             for (p, spec, _, _) in &ports {
-                let Some(a) = store.get::<PortAttrs>(&p.id).await? else {
+                let Some(a) = router_ports.get(&p.id) else {
                     continue;
                 };
-                if a.device_owner != OWNER_ROUTER_INTERFACE || a.device_id != r.id {
+                if a.device_id != r.id {
                     continue;
                 }
                 let Some(net) = specs.get(&p.network_id) else {
@@ -551,6 +587,24 @@ impl Engine {
         self.sync_dataplane_with(None, None).await
     }
 
+    /// Before a VM is defined on `host` (the `define` step): as [`Engine::sync_dataplane_for`],
+    /// except that a host whose agent said it has no data plane needs no taps for a VM defined
+    /// there, so it is not waited for (its state still comes with the next push of any other
+    /// change, and with the periodic one).
+    pub(crate) async fn sync_dataplane_for_define(&self, host: &str) -> Result<(), ComputeError> {
+        if self
+            .inner
+            .dataplane
+            .planeless
+            .lock()
+            .unwrap()
+            .contains(host)
+        {
+            return Ok(());
+        }
+        self.sync_dataplane_for(host, None).await
+    }
+
     /// Before a VM starts on `host`: pushes every host, failing only when `host` failed
     /// (the others are logged and retried by the periodic task).
     pub(crate) async fn sync_dataplane_for(
@@ -588,39 +642,78 @@ impl Engine {
         }
     }
 
+    /// Forgets what was pushed to `host` (its agent was replaced): the next push sends it
+    /// its whole state and learns again whether it has a data plane.
+    pub(crate) async fn dataplane_forget(&self, host: &str) {
+        self.inner.dataplane.planeless.lock().unwrap().remove(host);
+        self.inner.dataplane.pushed.lock().await.hosts.remove(host);
+    }
+
     /// [`Engine::sync_dataplane`], with server `extra.0`'s ports also on host `extra.1`; only
     /// `must`'s error is returned when given.
+    ///
+    /// Pushes are coalesced: a caller counts its request (after its records are committed),
+    /// then waits for the push lock; if a round that read the records after that request
+    /// finished meanwhile, that round served it and its result (for `must`) is returned
+    /// without another computation. So concurrent defines cost one computation of the
+    /// desired state, not one each. A call with `extra` always computes its own round (its
+    /// move is added to the computation), which serves the others as well.
     async fn sync_dataplane_with(
         &self,
         extra: Option<(&str, &str)>,
         must: Option<&str>,
     ) -> Result<(), ComputeError> {
-        let mut pushed = self.inner.dataplane.pushed.lock().await;
+        let dp = &self.inner.dataplane;
+        let ticket = dp.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut pushed = dp.pushed.lock().await;
+        if extra.is_none() && pushed.served >= ticket {
+            return round_result(&pushed.errors, must);
+        }
+        let round = dp.requested.load(Ordering::SeqCst);
         let want = self.desired_dataplane(extra).await?;
         let hosts = self.inner.hosts.read().await.clone();
-        let mut first_err = None;
+        let mut errors = BTreeMap::new();
         for (name, st) in want {
             let Some(h) = hosts.get(&name) else { continue };
-            if !h.up || pushed.get(&name) == Some(&st) {
+            if !h.up || pushed.hosts.get(&name) == Some(&st) {
                 continue;
             }
             match h.agent.net_sync(&st).await {
-                Ok(_) => {
-                    pushed.insert(name, st);
+                Ok(plane) => {
+                    let mut planeless = dp.planeless.lock().unwrap();
+                    if plane {
+                        planeless.remove(&name);
+                    } else {
+                        planeless.insert(name.clone());
+                    }
+                    drop(planeless);
+                    pushed.hosts.insert(name, st);
                 }
                 Err(e) => {
-                    pushed.remove(&name);
+                    pushed.hosts.remove(&name);
                     tracing::warn!(host = %name, "network sync: {e}");
-                    if must.is_none_or(|m| m == name) {
-                        first_err.get_or_insert(ComputeError::from(e));
-                    }
+                    errors.insert(name, ComputeError::from(e));
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        pushed.served = round;
+        pushed.errors = errors;
+        round_result(&pushed.errors, must)
+    }
+}
+
+/// A push round's result for `must` (any host's first error when None).
+fn round_result(
+    errors: &BTreeMap<String, ComputeError>,
+    must: Option<&str>,
+) -> Result<(), ComputeError> {
+    let e = match must {
+        Some(m) => errors.get(m),
+        None => errors.values().next(),
+    };
+    match e {
+        Some(e) => Err(e.clone()),
+        None => Ok(()),
     }
 }
 

@@ -114,7 +114,7 @@ async fn define(cx: &mut Cx<'_>) -> StepResult<()> {
 
     // The ports' taps exist before the VM is defined (network/dataplane.rs).
     if let Some(h) = &s.host {
-        e.sync_dataplane_for(h, None).await?;
+        e.sync_dataplane_for_define(h).await?;
     }
     let mut spec = e.vm_spec(s).await?;
     if matches!(k, WorkflowKind::Unshelve(_)) {
