@@ -14,8 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 fn fake_nics(dir: &Path, instance: &str) -> Vec<Value> {
-    let p = dir.join("hosts/host1/fake-host1.json");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let v = lifeboat_hypervisor::fake::read_state_file(&dir.join("hosts/host1/fake-host1.json"));
     v[instance]["spec"]["nics"]
         .as_array()
         .cloned()
