@@ -63,6 +63,8 @@ ensure_venv() { # name packages...
 ensure_venv lifeboat-compat-openstack openstacksdk python-openstackclient pytest
 ensure_venv lifeboat-tools "moto[server]" schemathesis pytest
 
-# The guest image (kernel + initramfs + guest agent).
+# The guest image (kernel + initramfs + guest agent) and the BIOS-bootable test disk
+# made from it (extlinux, for the uploaded-image tests).
 bash guest/build-image.sh
+bash guest/build-boot-disk.sh
 log "ready"

@@ -384,3 +384,58 @@ fn create_with_two_nics_survives_sigkill_between_its_ports() {
     assert_eq!(ports.len(), 2, "both ports, once each: {s}");
     assert_ne!(ports[0]["port_id"], ports[1]["port_id"], "{s}");
 }
+
+/// A createImage killed after its backup reached the store and before its image record
+/// was filled: after the restart it finishes with that snapshot (no second backup, no
+/// orphan in the store), and the image is active and points at it.
+#[test]
+fn create_image_killed_between_its_store_snapshot_and_its_image_finishes_with_it() {
+    let (s, wf, dir) = crash_at(
+        "create_image:snapshot:stored:after",
+        |api| {
+            let id = create(api);
+            assert_eq!(api.settle(&id, Duration::from_secs(30))["status"], "ACTIVE");
+            id
+        },
+        |api, id| {
+            let (st, v) = api.post(
+                &format!("/api/v1/servers/{id}/actions"),
+                json!({"action": "create_image", "name": "crash-img"}),
+            );
+            assert!(st == 202 || st == 200, "{st} {v}");
+        },
+        &[],
+    );
+    assert_eq!(s["status"], "ACTIVE", "{s}");
+    assert_eq!(wf["state"], "completed", "{wf}");
+    assert_eq!(step_attempts(&wf, "snapshot"), 2, "{wf}");
+    let store = lifeboat_datastore::StoreLocation::dir(dir.path().join("snapstore"))
+        .open()
+        .unwrap();
+    let snaps: Vec<_> = store
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.meta.kind == lifeboat_datastore::SnapshotKind::Image)
+        .collect();
+    assert_eq!(snaps.len(), 1, "one snapshot, no orphan: {snaps:?}");
+    let third = Serve::start(dir.path(), free_port(), &[], &[]);
+    let (u, p) = creds(&third);
+    let api = Api::login(&third.url, &u, &p);
+    let imgs = api.get("/api/v1/images");
+    let img = imgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "crash-img")
+        .unwrap_or_else(|| panic!("no image: {imgs}"))
+        .clone();
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(
+        img["location"].as_str(),
+        Some(format!("snapstore:{}/root", snaps[0].id).as_str()),
+        "{img}"
+    );
+    let digest = store.digest_disk(&snaps[0].id, "root").unwrap();
+    assert_eq!(img["checksum"].as_str(), Some(digest.md5.as_str()), "{img}");
+}

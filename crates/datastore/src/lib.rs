@@ -19,6 +19,7 @@ pub mod gc;
 pub mod location;
 pub mod manifest;
 pub mod nbd;
+pub mod nbd_server;
 pub mod prune;
 pub mod qsd;
 pub mod restore;

@@ -97,6 +97,7 @@ impl Engine {
             snapshot,
             disk,
             format: None,
+            instant: false,
         })
     }
 
@@ -162,6 +163,69 @@ impl Engine {
         }
     }
 
+    /// The store snapshot taken for image `image_id` (its `image_id` property), as the
+    /// backup that made it reported it; extra ones (a crash between two attempts) are
+    /// deleted. None: no snapshot of that image in the store.
+    pub(crate) async fn image_snapshot_in_store(
+        &self,
+        image_id: &str,
+    ) -> StepResult<Option<DiskBackupInfo>> {
+        let image_id = image_id.to_string();
+        self.with_snapstore(move |ds| {
+            let mut mine: Vec<_> = ds
+                .snapshots()?
+                .into_iter()
+                .filter(|m| m.meta.properties.get("image_id") == Some(&image_id))
+                .collect();
+            let Some(m) = mine.pop() else {
+                return Ok(None);
+            };
+            for extra in mine {
+                match ds.delete_snapshot(&extra.id) {
+                    Ok(()) | Err(lifeboat_datastore::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(d) = m.disks.first() else {
+                return Ok(None);
+            };
+            let digest = ds.digest_disk(&m.id, &d.name)?;
+            Ok(Some(DiskBackupInfo {
+                snapshot: m.id.clone(),
+                disk: d.name.clone(),
+                size: d.size,
+                parent: m.parent.clone(),
+                mode: d.mode.clone(),
+                read_bytes: d.read_bytes,
+                new_stored_bytes: d.new_stored_bytes,
+                live: false,
+                frozen: false,
+                note: Some("taken before a restart; the image was finished with it".into()),
+                md5: Some(digest.md5),
+                sha512: Some(digest.sha512),
+            }))
+        })
+        .await
+    }
+
+    /// Deletes every store snapshot taken for image `image_id` (a killed image).
+    pub(crate) async fn forget_image_snapshots(&self, image_id: &str) -> StepResult<()> {
+        let image_id = image_id.to_string();
+        self.with_snapstore(move |ds| {
+            for m in ds.snapshots()? {
+                if m.meta.properties.get("image_id") == Some(&image_id) {
+                    match ds.delete_snapshot(&m.id) {
+                        Ok(()) | Err(lifeboat_datastore::Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The shelved disk of a server, if one was stored.
     pub(crate) async fn shelved_disk(&self, server_id: &str) -> StepResult<Option<ShelvedDisk>> {
         Ok(self.inner.store.get::<ShelvedDisk>(server_id).await?)
@@ -174,6 +238,7 @@ impl Engine {
             snapshot: d.snapshot,
             disk: d.disk,
             format: None,
+            instant: false,
         }))
     }
 
@@ -277,12 +342,22 @@ pub(crate) async fn snapshot(e: &Engine, wf: &mut Workflow, s: &Server) -> StepR
         _ => None,
     };
     req.properties.insert("image_id".into(), image_id.clone());
-    let info = e
-        .server_agent(s)
-        .await?
-        .backup_disk(&s.instance_name, &req)
-        .await?;
-    e.backup_event(wf, s, "snapshot", &info).await;
+    // A run killed after its backup and before the image was filled left the snapshot
+    // in the store: finish with it instead of backing up again (which would orphan it).
+    let info = match e.image_snapshot_in_store(&image_id).await? {
+        Some(info) => info,
+        None => {
+            let info = e
+                .server_agent(s)
+                .await?
+                .backup_disk(&s.instance_name, &req)
+                .await?;
+            e.backup_event(wf, s, "snapshot", &info).await;
+            // Test hook: the kill point between the store snapshot and the image record.
+            e.hang_after(wf, "snapshot:stored").await;
+            info
+        }
+    };
     if let Some(mut img) = e.inner.store.get::<lifeboat_core::Image>(&image_id).await? {
         img.status = ImageStatus::Active;
         img.updated_at = now();

@@ -634,6 +634,25 @@ impl Hypervisor for FakeDriver {
             .map_err(|e| HvError::Other(e.to_string()))?
     }
 
+    async fn restore_status(&self, name: &str) -> HvResult<Option<crate::RestoreProgress>> {
+        self.enter("restore_status").await?;
+        // The fake copies nothing: an instant restore is complete at once.
+        self.with_vm(name, |vm| {
+            Ok(vm
+                .spec
+                .root_from
+                .as_ref()
+                .filter(|d| d.instant)
+                .map(|d| crate::RestoreProgress {
+                    snapshot: d.snapshot.clone(),
+                    disk: d.disk.clone(),
+                    done: true,
+                    jobs: 1,
+                    ..Default::default()
+                }))
+        })
+    }
+
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
         self.enter("console_output").await?;
         self.read_vm(name, |vm| {

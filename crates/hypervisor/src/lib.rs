@@ -69,6 +69,10 @@ macro_rules! host_primitives {
             RevertResize => fn revert_resize(name: &str as String) -> ();
             /// Copies the root disk (crash-consistent if running) to `dest`.
             SnapshotDisk => fn snapshot_disk(name: &str as String, dest: &str as String) -> $crate::SnapshotInfo;
+            /// Where the instant restore of the VM's root disk ([`StoreDisk::instant`]) is:
+            /// None when the VM was not instant-restored. Also advances it: resumes a copy that
+            /// stopped (failure, crash, host agent restart) and finishes one that completed.
+            RestoreStatus => fn restore_status(name: &str as String) -> Option<$crate::RestoreProgress>;
             /// Backs the root disk up into the snapshot store (crash-consistent
             /// if running; incremental against the VM's last snapshot).
             BackupDisk => fn backup_disk(name: &str as String, req: &$crate::DiskBackupRequest as $crate::DiskBackupRequest) -> $crate::DiskBackupInfo;

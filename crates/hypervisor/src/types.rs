@@ -68,6 +68,42 @@ pub struct StoreDisk {
     /// (an uploaded qcow2 file, checked and converted on the host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// As [`VmSpec::root_from`]: an instant restore — the VM boots at once from an NBD
+    /// export of the snapshot that the host serves from the store (chunks fetched on
+    /// demand) while a block job copies the disk into the local qcow2 in the background
+    /// ([`crate::Hypervisor::restore_status`]). Raw disks only (not uploaded qcow2 files).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instant: bool,
+}
+
+/// Progress of an instant restore ([`crate::Hypervisor::restore_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RestoreProgress {
+    /// Snapshot restored from.
+    pub snapshot: String,
+    /// Disk of that snapshot.
+    pub disk: String,
+    /// The copy is complete: the local disk no longer needs the store.
+    pub done: bool,
+    /// A copy job runs now (false while the VM is off: the copy resumes at its next boot).
+    pub copying: bool,
+    /// Bytes of the disk the current copy job has done (QEMU's job offset) and its total.
+    pub copied: u64,
+    /// Disk size.
+    pub total: u64,
+    /// Copy jobs started (more than one: it was resumed after a failure, a crash or a
+    /// host agent restart).
+    pub jobs: u32,
+    /// The last failure of a copy job or of the export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Reads of the store export answered since this host agent started serving it.
+    pub served_reads: u64,
+    /// Bytes those reads returned.
+    pub served_bytes: u64,
+    /// Milliseconds from the restore's start until the copy finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
 }
 
 /// What a [`crate::Hypervisor::backup_disk`] call stores.

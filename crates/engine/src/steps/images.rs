@@ -36,6 +36,8 @@ async fn kill_image(cx: &mut Cx<'_>) -> StepResult<()> {
     if let Some(img) = cx.k.image_id() {
         cx.e.set_image_status(img, ImageStatus::Killed, None)
             .await?;
+        // A backup that finished before the step failed leaves no orphan in the store.
+        cx.e.forget_image_snapshots(img).await?;
     }
     Ok(())
 }

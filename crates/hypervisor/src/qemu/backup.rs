@@ -34,7 +34,7 @@ use crate::{DiskBackupInfo, DiskBackupRequest, HvError, HvResult, StoreDisk};
 /// Disk name of the root disk in snapshots.
 pub const ROOT_DISK: &str = "root";
 
-fn store_err(e: lifeboat_datastore::Error) -> HvError {
+pub(super) fn store_err(e: lifeboat_datastore::Error) -> HvError {
     HvError::Other(format!("snapshot store: {e}"))
 }
 
@@ -45,7 +45,7 @@ pub(crate) fn open_store(loc: &StoreLocation) -> HvResult<DataStore> {
 
 impl QemuDriver {
     /// The store location to use: this host's own, else the manager's.
-    fn store_location(&self, named: &StoreLocation) -> StoreLocation {
+    pub(super) fn store_location(&self, named: &StoreLocation) -> StoreLocation {
         self.inner
             .cfg
             .snapstore
@@ -123,6 +123,7 @@ impl QemuDriver {
         if st.offloaded {
             return Err(super::invalid(name, "offloaded", "be backed up"));
         }
+        self.refuse_while_restoring(name, &st, "be backed up")?;
         let started = Instant::now();
         let dir = self.dir(name);
         let live = self.live_state(name, &mut st).await?.is_some();

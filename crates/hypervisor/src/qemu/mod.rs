@@ -24,6 +24,7 @@ mod console;
 pub mod disk;
 mod guest;
 mod hotplug;
+mod instant;
 mod migrate;
 pub mod net;
 pub mod process;
@@ -113,6 +114,8 @@ pub struct QemuConfig {
     pub snapstore: Option<lifeboat_datastore::StoreLocation>,
     /// The host's network data plane; None: user-mode NICs (see [`net`]).
     pub dataplane: Option<net::DataplaneConfig>,
+    /// Speed limit of an instant restore's background copy, bytes/s (0: none).
+    pub restore_copy_speed: u64,
 }
 
 impl QemuConfig {
@@ -135,6 +138,7 @@ impl QemuConfig {
             migration_address: "127.0.0.1".into(),
             snapstore: None,
             dataplane: None,
+            restore_copy_speed: 0,
         }
     }
 }
@@ -182,6 +186,9 @@ struct DriverState {
     /// since `last_snapshot` (see `pull.rs`).
     #[serde(default)]
     bitmap: Option<String>,
+    /// The instant restore of the root disk (see `instant.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instant: Option<instant::InstantState>,
 }
 
 struct Inner {
@@ -197,6 +204,8 @@ struct Inner {
     ga_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The network data plane (taps of the VMs' ports).
     net: net::NetPlane,
+    /// NBD exports of snapshots this process serves to instant restores, per VM.
+    exports: Mutex<HashMap<String, lifeboat_datastore::nbd_server::NbdServer>>,
 }
 
 /// Real QEMU VMs. See the module documentation.
@@ -288,12 +297,22 @@ impl QemuDriver {
             op_locks: Mutex::default(),
             poll_locks: Mutex::default(),
             ga_locks: Mutex::default(),
+            exports: Mutex::default(),
         });
         let d = QemuDriver { inner };
         for name in d.names() {
             let dir = d.dir(&name);
             if let Some(pid) = process::running_pid(&dir) {
                 tracing::info!(vm = %name, pid, "re-adopted running vm");
+                // Its instant restore reads from this process: serve the export again
+                // (qemu reconnects to it).
+                if let Ok((_, st)) = d.load(&name) {
+                    if let Some(i) = instant::InstantState::active(&st) {
+                        if let Err(e) = d.ensure_export(&name, i).await {
+                            tracing::error!(vm = %name, "instant restore export: {e}");
+                        }
+                    }
+                }
             }
         }
         let weak = Arc::downgrade(&d.inner);
@@ -577,17 +596,20 @@ impl QemuDriver {
         let mut v = vec![DiskSlot {
             node: "root".into(),
             path: dir.join("root.qcow2"),
+            backing_nbd: None,
         }];
         if spec.size.ephemeral_gb > 0 {
             v.push(DiskSlot {
                 node: "ephemeral".into(),
                 path: dir.join("ephemeral.qcow2"),
+                backing_nbd: None,
             });
         }
         if spec.size.swap_mb > 0 {
             v.push(DiskSlot {
                 node: "swap".into(),
                 path: dir.join("swap.qcow2"),
+                backing_nbd: None,
             });
         }
         v
@@ -600,12 +622,19 @@ impl QemuDriver {
                 let mut d = vec![DiskSlot {
                     node: "rescue".into(),
                     path: dir.join("rescue.qcow2"),
+                    backing_nbd: None,
                 }];
                 d.extend(self.server_disks(spec));
                 (img, d)
             }
             None => (&spec.image, self.server_disks(spec)),
         };
+        let mut disks = disks;
+        if instant::InstantState::active(st).is_some() {
+            for d in disks.iter_mut().filter(|d| d.node == "root") {
+                d.backing_nbd = Some(instant::socket_of(&dir));
+            }
+        }
         let mut append = self.inner.cfg.base_cmdline.clone();
         if let Some(c) = &image.cmdline {
             append.push(' ');
@@ -649,6 +678,9 @@ impl QemuDriver {
                 return Err(HvError::Other(format!("kernel {k} is missing")));
             }
         }
+        if let Some(i) = instant::InstantState::active(st) {
+            self.ensure_export(&spec.name, i).await?;
+        }
         console::rotate(&dir, self.inner.cfg.serial_log_max);
         let offset = console::mark_boot(&dir, why);
         st.want_running = true;
@@ -659,6 +691,10 @@ impl QemuDriver {
             Ok(pid) => {
                 tracing::info!(vm = %spec.name, pid, accel = launch.accel.name(),
                     took = ?started.elapsed(), "qemu started ({why})");
+                // The background copy of an instant restore starts with the guest.
+                if let Err(e) = self.advance_instant(&spec.name, st).await {
+                    tracing::warn!(vm = %spec.name, "instant restore: {e} (retried)");
+                }
                 Ok(offset)
             }
             Err(e) => {
@@ -940,6 +976,12 @@ async fn housekeeping(inner: Weak<Inner>) {
                     tracing::info!(vm = %name, "guest powered off: ending its qemu");
                     let _ = d.live_state(&name, &mut st).await;
                 }
+            } else if let Ok((_, mut st)) = d.load(&name) {
+                if instant::InstantState::active(&st).is_some() {
+                    if let Err(e) = d.advance_instant(&name, &mut st).await {
+                        tracing::warn!(vm = %name, "instant restore: {e}");
+                    }
+                }
             }
         }
     }
@@ -989,10 +1031,22 @@ impl Hypervisor for QemuDriver {
             Err(e) => return Err(e),
         }
         std::fs::create_dir_all(&dir).map_err(other)?;
-        self.make_root(spec, &spec.image, &dir.join("root.qcow2"))
-            .await?;
+        let mut st = DriverState::default();
+        match spec.root_from.as_ref().filter(|s| s.instant) {
+            Some(src) => {
+                let min = self.root_size(spec, 0);
+                let inst = self
+                    .make_instant_root(src, min, &dir.join("root.qcow2"))
+                    .await?;
+                st.instant = Some(inst);
+            }
+            None => {
+                self.make_root(spec, &spec.image, &dir.join("root.qcow2"))
+                    .await?
+            }
+        }
         self.make_extra_disks(spec).await?;
-        self.save_state(&spec.name, &DriverState::default())?;
+        self.save_state(&spec.name, &st)?;
         // spec.json last: its presence means the VM is fully defined. The
         // store disk it was restored from is not needed any more.
         let mut saved = spec.clone();
@@ -1011,6 +1065,7 @@ impl Hypervisor for QemuDriver {
             return Ok(());
         }
         self.kill_vm(name).await?;
+        self.drop_export(name);
         std::fs::remove_dir_all(&dir).map_err(other)?;
         tracing::info!(vm = %name, "destroyed");
         Ok(())
@@ -1193,6 +1248,9 @@ impl Hypervisor for QemuDriver {
         }
         let started = Instant::now();
         let state_file = dir.join("vmstate");
+        if let Some(i) = instant::InstantState::active(&st) {
+            self.ensure_export(name, i).await?;
+        }
         let mut launch = self.launch_for(&spec, &st);
         launch.incoming = Some(format!("exec:cat {}", shell_quote(&state_file)));
         console::append_line(&dir, "[lifeboat] resuming from saved RAM");
@@ -1292,6 +1350,11 @@ impl Hypervisor for QemuDriver {
         let fresh = self.dir(name).join("root.rebuild.qcow2");
         self.make_root(&spec, image, &fresh).await?;
         std::fs::rename(&fresh, &root).map_err(other)?;
+        if st.instant.take().is_some() {
+            // The restored disk is replaced: nothing more to copy.
+            self.save_state(name, &st)?;
+            self.drop_export(name);
+        }
         self.save_spec(&spec)?;
         console::append_line(
             &self.dir(name),
@@ -1311,6 +1374,7 @@ impl Hypervisor for QemuDriver {
         if size.disk_gb < spec.size.disk_gb {
             return Err(HvError::InvalidState("disks cannot shrink".into()));
         }
+        self.refuse_while_restoring(name, &st, "be resized")?;
         self.settle_incoming(name, &mut st).await?;
         if let Some(s) = self.live_state(name, &mut st).await? {
             return Err(invalid(name, &s, "be resized (stop it first)"));
@@ -1381,6 +1445,7 @@ impl Hypervisor for QemuDriver {
         let lock = self.op_lock(name);
         let _g = lock.lock().await;
         let (_spec, mut st) = self.load(name)?;
+        self.refuse_while_restoring(name, &st, "be snapshotted")?;
         let dest = PathBuf::from(dest);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(other)?;
@@ -1407,6 +1472,10 @@ impl Hypervisor for QemuDriver {
         req: &crate::DiskBackupRequest,
     ) -> HvResult<crate::DiskBackupInfo> {
         self.backup_disk_impl(name, req).await
+    }
+
+    async fn restore_status(&self, name: &str) -> HvResult<Option<crate::RestoreProgress>> {
+        self.restore_status_impl(name).await
     }
 
     async fn console_output(&self, name: &str, lines: Option<usize>) -> HvResult<String> {
@@ -1484,6 +1553,7 @@ impl Hypervisor for QemuDriver {
         if st.suspended {
             return Err(invalid(name, "suspended", "be offloaded"));
         }
+        self.refuse_while_restoring(name, &st, "be offloaded")?;
         self.settle_incoming(name, &mut st).await?;
         if let Some(s) = self.live_state(name, &mut st).await? {
             return Err(invalid(name, &s, "be offloaded"));
@@ -1517,6 +1587,7 @@ impl Hypervisor for QemuDriver {
         if st.suspended {
             return Err(invalid(name, "suspended", "migrate"));
         }
+        self.refuse_while_restoring(name, &st, "migrate")?;
         let live = self.live_state(name, &mut st).await?.is_some();
         migrate::migrate_out(self, &spec, target, live).await?;
         self.kill_vm(name).await?;

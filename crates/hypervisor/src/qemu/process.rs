@@ -18,6 +18,9 @@ pub struct DiskSlot {
     pub node: String,
     /// qcow2 file.
     pub path: PathBuf,
+    /// While an instant restore runs: the NBD socket of the snapshot export that is the
+    /// node's backing (see `instant.rs`).
+    pub backing_nbd: Option<PathBuf>,
 }
 
 /// Everything needed to run one qemu process for a VM.
@@ -134,11 +137,14 @@ impl Launch {
             "virtserialport,bus=vser0.0,chardev=ga0,name=org.lifeboat.agent.0",
         ]);
         for disk in &self.disks {
-            let bd = serde_json::json!({
+            let mut bd = serde_json::json!({
                 "driver": "qcow2",
                 "node-name": disk.node,
                 "file": {"driver": "file", "filename": disk.path},
             });
+            if let Some(sock) = &disk.backing_nbd {
+                bd["backing"] = super::instant::backing_json(sock, &disk.node);
+            }
             push(&[
                 "-blockdev",
                 &bd.to_string(),
