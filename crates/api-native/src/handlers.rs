@@ -334,14 +334,71 @@ pub async fn list_flavors(State(e): State<Engine>, Caller(a): Caller) -> R<Json<
     Ok(Json(e.flavors(&a).await?))
 }
 
+/// A flavor to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavorCreate {
+    /// Flavor id (a UUID when absent).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.-]+$")]
+    pub id: Option<String>,
+    /// Unique name.
+    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
+    pub name: String,
+    /// Virtual CPUs.
+    #[schema(minimum = 1)]
+    pub vcpus: u32,
+    /// Memory in MiB.
+    #[schema(minimum = 1)]
+    pub ram: u64,
+    /// Root disk in GiB.
+    #[serde(default)]
+    pub disk: u64,
+    /// Ephemeral disk in GiB.
+    #[serde(default)]
+    pub ephemeral: u64,
+    /// Swap in MiB (0 = none).
+    #[serde(default)]
+    pub swap: u64,
+    /// RX/TX factor (default 1).
+    #[schema(minimum = 0.0)]
+    pub rxtx_factor: Option<f64>,
+    /// Visible to every project (default true).
+    pub is_public: Option<bool>,
+    /// Disabled flavors cannot be used for new servers.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Description.
+    pub description: Option<String>,
+    /// Extra specs.
+    #[serde(default)]
+    pub extra_specs: std::collections::BTreeMap<String, String>,
+}
+
 /// Create a flavor (admin).
-#[utoipa::path(post, path = "/api/v1/flavors", request_body = Flavor,
+#[utoipa::path(post, path = "/api/v1/flavors", request_body = FlavorCreate,
     responses((status = 201, body = Flavor), (status = 403, body = ErrorBody)), security(("token" = [])))]
 pub async fn create_flavor(
     State(e): State<Engine>,
     Caller(a): Caller,
-    Body(f): Body<Flavor>,
+    Body(f): Body<FlavorCreate>,
 ) -> R<(StatusCode, Json<Flavor>)> {
+    if f.rxtx_factor.is_some_and(|r| r.is_nan() || r < 0.0) {
+        return Err(ApiError::bad_request("rxtx_factor must not be negative"));
+    }
+    let f = Flavor {
+        id: f.id.unwrap_or_else(lifeboat_core::ids::uuid),
+        name: f.name,
+        vcpus: f.vcpus,
+        ram: f.ram,
+        disk: f.disk,
+        ephemeral: f.ephemeral,
+        swap: f.swap,
+        rxtx_factor: f.rxtx_factor.unwrap_or(1.0),
+        is_public: f.is_public.unwrap_or(true),
+        disabled: f.disabled,
+        description: f.description,
+        extra_specs: f.extra_specs,
+    };
     Ok((StatusCode::CREATED, Json(e.create_flavor(&a, f).await?)))
 }
 
@@ -393,10 +450,16 @@ pub async fn list_hosts(State(e): State<Engine>, Caller(a): Caller) -> R<Json<Ve
 
 /// Key pair import.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct KeypairRequest {
-    /// Name.
+    /// Name: letters, digits, space and `_-.@`.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9 _.@-]+$")]
     pub name: String,
-    /// OpenSSH public key.
+    /// OpenSSH public key (`TYPE BASE64 [COMMENT]`, type `ssh-*` or `ecdsa-*`).
+    #[schema(
+        pattern = "^(ssh-|ecdsa-)[!-~]* +([A-Za-z0-9+/]{4})+([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?( [ -~]*)?$",
+        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk5bWc0cmFuZG9tZXhhbXBsZWtleWJ5dGVzMDE= fuzz"
+    )]
     pub public_key: String,
 }
 
@@ -442,8 +505,10 @@ fn admin_only(a: &lifeboat_core::Actor) -> R<()> {
 
 /// Project creation.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectRequest {
     /// Name.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     pub name: String,
     /// Description.
     #[serde(default)]
@@ -474,12 +539,16 @@ pub async fn create_project(
 
 /// User creation.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserRequest {
-    /// Name.
+    /// Name (an existing user gets the role on the project).
+    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
     pub name: String,
     /// Password (at least 8 characters).
+    #[schema(min_length = 8)]
     pub password: String,
     /// Project name or id.
+    #[schema(min_length = 1, example = "admin")]
     pub project: String,
     /// Role on the project.
     pub role: Role,

@@ -8,7 +8,9 @@ mod console;
 mod error;
 mod extract;
 mod handlers;
+mod links;
 mod network;
+mod server_groups;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,7 +23,7 @@ pub use error::{not_found, not_found_response, ApiError};
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Lifeboat native API", version = "1", description = "Servers, actions, workflows and events."),
+    info(title = "Lifeboat native API", version = "1", description = "Servers, actions, server groups, workflows and events."),
     paths(
         handlers::login, handlers::list_servers, handlers::create_server, handlers::show_server,
         handlers::update_server, handlers::delete_server, handlers::server_action,
@@ -40,6 +42,8 @@ pub use error::{not_found, not_found_response, ApiError};
         network::remove_router_interface,
         handlers::list_keypairs, handlers::create_keypair, handlers::delete_keypair,
         handlers::list_projects, handlers::create_project, handlers::create_user,
+        server_groups::list_server_groups, server_groups::create_server_group,
+        server_groups::show_server_group, server_groups::delete_server_group,
     ),
     components(schemas(
         lifeboat_core::Server, lifeboat_core::Flavor, lifeboat_core::FlavorSnapshot, lifeboat_core::Image,
@@ -51,7 +55,7 @@ pub use error::{not_found, not_found_response, ApiError};
         lifeboat_core::Role,
         lifeboat_engine::CreateServer, lifeboat_engine::NetworkRequest, lifeboat_engine::UpdateServer,
         lifeboat_engine::ServerAction, lifeboat_engine::ActionOutcome,
-        handlers::ServerView, handlers::CreatedView, handlers::LoginRequest, handlers::LoginResponse,
+        handlers::ServerView, handlers::CreatedView, handlers::FlavorCreate, handlers::LoginRequest, handlers::LoginResponse,
         handlers::KeypairRequest, handlers::ProjectRequest, handlers::UserRequest, handlers::UserView,
         handlers::HostView, error::ErrorBody,
         network::NetworkOut, network::NetworkCreate, network::Pool, network::SubnetOut,
@@ -62,6 +66,8 @@ pub use error::{not_found, not_found_response, ApiError};
         network::GatewayOut, network::RouterInterfaceOut, network::RouterCreate,
         network::RouterUpdate, network::RouterInterfaceIn,
         error::ErrorDetail,
+        lifeboat_core::placement::GroupPolicy, server_groups::ServerGroupOut,
+        server_groups::ServerGroupCreate,
     )),
     modifiers(&SecurityAddon, &ErrorResponses),
 )]
@@ -125,13 +131,22 @@ impl utoipa::Modify for ErrorResponses {
     }
 }
 
+/// The OpenAPI document served at `/api/v1/openapi.json`: [`ApiDoc`] with
+/// links from the operations that make or list resources to those that
+/// use them.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document is JSON");
+    links::add(&mut doc);
+    doc
+}
+
 /// The native API router (mount at the root; routes start with `/api/v1`).
 pub fn router(engine: Engine) -> Router {
     use handlers::*;
     Router::new()
         .route(
             "/api/v1/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
+            get(|| async { axum::Json(document()) }),
         )
         .route("/api/v1/auth/tokens", post(login))
         .route("/api/v1/servers", get(list_servers).post(create_server))
@@ -225,6 +240,14 @@ pub fn router(engine: Engine) -> Router {
         )
         .route("/api/v1/projects", get(list_projects).post(create_project))
         .route("/api/v1/users", post(create_user))
+        .route(
+            "/api/v1/server-groups",
+            get(server_groups::list_server_groups).post(server_groups::create_server_group),
+        )
+        .route(
+            "/api/v1/server-groups/:id",
+            get(server_groups::show_server_group).delete(server_groups::delete_server_group),
+        )
         .route("/console/serial", get(console::serial_console))
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(axum::middleware::from_fn(extract::json_errors))

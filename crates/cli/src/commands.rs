@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::output::{print_list, print_object};
+use crate::output::{print_derived, print_list, print_object};
 use crate::{ClientOpts, OutputFormat};
 
 const SERVER_COLS: &[(&str, &str)] = &[
@@ -63,6 +63,9 @@ pub enum ServerCmd {
         /// Availability zone.
         #[arg(long)]
         availability_zone: Option<String>,
+        /// Server group id or name to join (its policy places the server).
+        #[arg(long)]
+        group: Option<String>,
         /// Wait until ACTIVE.
         #[arg(long)]
         wait: bool,
@@ -472,8 +475,12 @@ async fn act(t: Target, body: Value) -> anyhow::Result<()> {
 pub async fn server(cmd: ServerCmd) -> anyhow::Result<()> {
     use ServerCmd as S;
     match cmd {
-        S::Create { name, flavor, image, networks, ports, key_name, meta, count, availability_zone, wait: w, opts } => {
+        S::Create { name, flavor, image, networks, ports, key_name, meta, count, availability_zone, group, wait: w, opts } => {
             let c = Client::login(&opts).await?;
+            let mut hints = serde_json::Map::new();
+            if let Some(g) = group {
+                hints.insert("group".into(), json!(crate::server_group::resolve(&c, &g).await?));
+            }
             let mut metadata = serde_json::Map::new();
             for m in meta {
                 let (k, v) = m.split_once('=').ok_or_else(|| anyhow!("--meta {m}: expected KEY=VALUE"))?;
@@ -489,7 +496,7 @@ pub async fn server(cmd: ServerCmd) -> anyhow::Result<()> {
                     "/api/v1/servers",
                     json!({"name": name, "flavor": flavor, "image": image, "networks": nets, "key_name": key_name,
                            "metadata": metadata, "min_count": count, "max_count": count,
-                           "availability_zone": availability_zone}),
+                           "availability_zone": availability_zone, "scheduler_hints": hints}),
                 )
                 .await?;
             let list = created.as_array().cloned().unwrap_or_default();
@@ -764,29 +771,19 @@ pub async fn host(cmd: HostCmd) -> anyhow::Result<()> {
     let HostCmd::List(o) = cmd;
     let c = Client::login(&o.opts).await?;
     let l = c.get("/api/v1/hosts").await?;
-    let rows = l.as_array().map(|v| v.as_slice()).unwrap_or(&[]);
-    if o.opts.output == OutputFormat::Json {
-        // Raw numbers (vcpus, MiB, GiB) stay as they are in JSON.
-        print_list(o.opts.output, rows, &[]);
-        return Ok(());
-    }
+    // Raw numbers (vcpus, MiB, GiB) stay as they are in JSON.
     let num = |r: &Value, p: &str| r.pointer(p).and_then(Value::as_u64);
-    let shown: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            let vcpus = num(&r, "/capacity/vcpus").map(crate::output::human_count);
-            let ram = num(&r, "/capacity/ram_mb").map(crate::output::human_mib);
-            let disk = num(&r, "/capacity/disk_gb").map(|g| crate::output::human_mib(g * 1024));
+    print_derived(
+        o.opts.output,
+        &l,
+        |r| {
+            let vcpus = num(r, "/capacity/vcpus").map(crate::output::human_count);
+            let ram = num(r, "/capacity/ram_mb").map(crate::output::human_mib);
+            let disk = num(r, "/capacity/disk_gb").map(|g| crate::output::human_mib(g * 1024));
             r["_vcpus"] = json!(vcpus);
             r["_ram"] = json!(ram);
             r["_disk"] = json!(disk);
-            r
-        })
-        .collect();
-    print_list(
-        o.opts.output,
-        &shown,
+        },
         &[
             ("NAME", "/name"),
             ("ENDPOINT", "/endpoint"),

@@ -7,6 +7,7 @@ mod commands;
 mod network;
 mod output;
 mod serve;
+mod server_group;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,9 @@ enum Command {
     /// Manage routers: gateways to external networks and interfaces on subnets.
     #[command(subcommand)]
     Router(network::RouterCmd),
+    /// Manage server groups (affinity and anti-affinity placement).
+    #[command(subcommand)]
+    ServerGroup(server_group::ServerGroupCmd),
     /// Print a clouds.yaml for the OpenStack clients.
     OpenstackConfig(commands::OpenstackConfigArgs),
     /// Snapshot store: create, list, show, restore, delete, verify, prune, gc, key create.
@@ -154,6 +158,7 @@ fn main() {
             Command::FloatingIp(c) => network::floating_ip(c).await,
             Command::SecurityGroup(c) => network::security_group(c).await,
             Command::Router(c) => network::router(c).await,
+            Command::ServerGroup(c) => server_group::server_group(c).await,
             Command::OpenstackConfig(a) => commands::openstack_config(a).await,
             Command::Backup { .. } => unreachable!("handled before the runtime starts"),
         }

@@ -7,7 +7,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 
 use crate::client::Client;
-use crate::output::{print_list, print_object};
+use crate::output::{print_derived, print_list, print_object, rows};
 use crate::ClientOpts;
 
 /// One path segment, percent-encoded (names may hold anything).
@@ -24,32 +24,6 @@ fn body(pairs: Vec<(&str, Option<Value>)>) -> Value {
         }
     }
     Value::Object(m)
-}
-
-fn rows(v: &Value) -> &[Value] {
-    v.as_array().map(|v| v.as_slice()).unwrap_or(&[])
-}
-
-/// Prints a list: as it came in JSON, else with the columns `derive` adds
-/// to each row for the table.
-fn print_derived(
-    opts: &ClientOpts,
-    list: &Value,
-    derive: impl Fn(&mut Value),
-    cols: &[(&str, &str)],
-) {
-    if opts.output == crate::OutputFormat::Json {
-        return print_list(opts.output, rows(list), cols);
-    }
-    let shown: Vec<Value> = rows(list)
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            derive(&mut r);
-            r
-        })
-        .collect();
-    print_list(opts.output, &shown, cols);
 }
 
 /// Parses `subnet=ID,ip=ADDR` (either part optional) into a fixed IP.
@@ -376,7 +350,7 @@ pub async fn port(cmd: PortCmd) -> anyhow::Result<()> {
             let c = Client::login(&opts).await?;
             let l = c.get("/api/v1/ports").await?;
             print_derived(
-                &opts,
+                opts.output,
                 &l,
                 |p| {
                     let ips: Vec<Value> = rows(&p["fixed_ips"])
@@ -704,7 +678,7 @@ pub async fn security_group(cmd: SecurityGroupCmd) -> anyhow::Result<()> {
             let c = Client::login(&opts).await?;
             let l = c.get("/api/v1/security-groups").await?;
             print_derived(
-                &opts,
+                opts.output,
                 &l,
                 |g| g["_rules"] = json!(rows(&g["rules"]).len()),
                 &[
@@ -894,7 +868,7 @@ pub async fn router(cmd: RouterCmd) -> anyhow::Result<()> {
             let c = Client::login(&opts).await?;
             let l = c.get("/api/v1/routers").await?;
             print_derived(
-                &opts,
+                opts.output,
                 &l,
                 |r| {
                     r["_gateway"] = r["gateway"]["network_id"].clone();

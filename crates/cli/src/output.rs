@@ -38,6 +38,33 @@ pub fn print_list(fmt: OutputFormat, rows: &[Value], cols: &[(&str, &str)]) {
     }
 }
 
+/// The rows of a JSON list (none when it is not an array).
+pub fn rows(v: &Value) -> &[Value] {
+    v.as_array().map(|v| v.as_slice()).unwrap_or(&[])
+}
+
+/// Prints a list: as it came in JSON (raw values), else as a table of
+/// `cols` over each row with the columns `derive` adds for display.
+pub fn print_derived(
+    fmt: OutputFormat,
+    list: &Value,
+    derive: impl Fn(&mut Value),
+    cols: &[(&str, &str)],
+) {
+    if fmt == OutputFormat::Json {
+        return print_list(fmt, rows(list), cols);
+    }
+    let shown: Vec<Value> = rows(list)
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            derive(&mut r);
+            r
+        })
+        .collect();
+    print_list(fmt, &shown, cols);
+}
+
 /// A count in short human form: `950`, `12.5k`, `400k`, `3.2M`.
 pub fn human_count(n: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")];

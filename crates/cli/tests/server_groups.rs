@@ -338,10 +338,14 @@ fn server_groups_place_show_members_enforce_quotas_and_isolate_projects() {
         None,
         MV.1,
     );
-    assert_eq!(st, 403, "{v}");
+    // Nova: InstanceGroup.get_by_uuid filters by the caller's project
+    // unless admin, so another project's group is not found (404, 400 as a
+    // hint), not forbidden
+    let not_found = format!("Instance group {aff} could not be found.");
     assert_eq!(
-        v["forbidden"]["message"],
-        "Policy doesn't allow os_compute_api:os-server-groups:show to be performed."
+        (st, v["itemNotFound"]["message"].as_str()),
+        (404, Some(not_found.as_str())),
+        "{v}"
     );
     let (st, v) = call(
         &olga,
@@ -350,13 +354,51 @@ fn server_groups_place_show_members_enforce_quotas_and_isolate_projects() {
         None,
         MV.1,
     );
-    assert_eq!(st, 403, "{v}");
+    assert_eq!(
+        (st, v["itemNotFound"]["message"].as_str()),
+        (404, Some(not_found.as_str())),
+        "{v}"
+    );
     let (st, v) = boot(&olga, "sneak", &aff);
     assert_eq!(st, 400, "{v}");
-    assert_eq!(
-        v["badRequest"]["message"],
-        format!("Instance group {aff} could not be found.")
+    assert_eq!(v["badRequest"]["message"], not_found);
+    // an admin may name any project's group in a hint (Nova's admin
+    // context sees every group): the server joins olga's group
+    let (st, v) = call(
+        &olga,
+        Method::POST,
+        "/os-server-groups",
+        Some(json!({"server_group": {"name": "olgas", "policy": "soft-affinity"}})),
+        MV.1,
     );
+    assert_eq!(st, 200, "{v}");
+    let olgas = v["server_group"]["id"].as_str().unwrap().to_string();
+    let joined = boot_settled(&api, "admin-in-olgas", &olgas);
+    let (st, v) = call(
+        &olga,
+        Method::GET,
+        &format!("/os-server-groups/{olgas}"),
+        None,
+        MV.1,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["server_group"]["members"], json!([joined["id"]]), "{v}");
+    let (st, v) = call(
+        &api,
+        Method::DELETE,
+        &format!("/servers/{}", joined["id"].as_str().unwrap()),
+        None,
+        MV.1,
+    );
+    assert_eq!(st, 204, "{v}");
+    let (st, v) = call(
+        &olga,
+        Method::DELETE,
+        &format!("/os-server-groups/{olgas}"),
+        None,
+        MV.1,
+    );
+    assert_eq!(st, 204, "{v}");
     // the admin sees every project's groups with all_projects
     let (_, v) = call(
         &api,
@@ -434,4 +476,264 @@ fn server_groups_place_show_members_enforce_quotas_and_isolate_projects() {
     );
     assert_eq!(st, 404, "{v}");
     group(&olga, "again", "affinity", json!({}));
+}
+
+/// `lifeboat server-group` ARGS (admin), with its exit code, stdout and stderr.
+fn cli(serve: &Serve, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .env("LIFEBOAT_URL", &serve.url)
+        .env(
+            "LIFEBOAT_CREDENTIALS",
+            serve.data_dir.join("admin-credentials.json"),
+        )
+        .env_remove("LIFEBOAT_USER")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn cli_json(serve: &Serve, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let (code, out, err) = cli(serve, &a);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// The native API's server groups (`/api/v1/server-groups`) and `lifeboat
+/// server-group list|create|show|delete` with `--output json`, on the same
+/// engine service as the Compute front: a group made natively is Nova's
+/// group, `server create --group` joins it (shown in its members), another
+/// project gets 404 (Nova's behaviour), readers cannot delete, the quota
+/// answers 403, and errors are clear.
+#[test]
+fn native_api_and_cli_manage_server_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), free_port(), &[], &[]);
+    let c = serve.credentials();
+    let (user, pass) = (
+        c["username"].as_str().unwrap(),
+        c["password"].as_str().unwrap(),
+    );
+    let native = Api::login(&serve.url, user, pass);
+    let nova = Api::keystone(&serve.url, user, pass);
+
+    let g = cli_json(
+        &serve,
+        &[
+            "server-group",
+            "create",
+            "web",
+            "--policy",
+            "anti-affinity",
+            "--max-per-host",
+            "2",
+        ],
+    );
+    assert_eq!(
+        (
+            g["name"].as_str(),
+            g["policy"].as_str(),
+            g["max_server_per_host"].as_u64()
+        ),
+        (Some("web"), Some("anti-affinity"), Some(2)),
+        "{g}"
+    );
+    assert_eq!(g["members"], json!([]));
+    let id = g["id"].as_str().unwrap().to_string();
+    // the Compute front sees the same group
+    let (st, v) = call(
+        &nova,
+        Method::GET,
+        &format!("/os-server-groups/{id}"),
+        None,
+        MV.1,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["server_group"]["policy"], "anti-affinity");
+    assert_eq!(
+        v["server_group"]["rules"],
+        json!({"max_server_per_host": 2})
+    );
+
+    // a server joins it by name through the CLI
+    let created = cli_json(
+        &serve,
+        &["server", "create", "w1", "--group", "web", "--wait"],
+    );
+    let sid = created[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(created[0]["status"], "ACTIVE", "{created}");
+    let shown = cli_json(&serve, &["server-group", "show", "web"]);
+    assert_eq!(shown["members"], json!([sid]), "{shown}");
+    let listed = cli_json(&serve, &["server-group", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed[0]["members"],
+        json!([sid]),
+        "raw members in JSON: {listed}"
+    );
+    let (code, table, err) = cli(&serve, &["server-group", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("ID"), "{table}");
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("web") && row.contains("anti-affinity"),
+        "{table}"
+    );
+    assert!(
+        row.split_whitespace().any(|c| c == "1"),
+        "member count: {table}"
+    );
+    let s = native.get(&format!("/api/v1/servers/{sid}"));
+    assert_eq!(s["server_groups"], json!([id]), "{s}");
+
+    // natively made groups follow the same validation and quota
+    let (st, v) = native.post(
+        "/api/v1/server-groups",
+        json!({"name": "x", "policy": "affinity", "max_server_per_host": 2}),
+    );
+    assert_eq!(
+        (st, v["error"]["message"].as_str()),
+        (400, Some("Only anti-affinity policy supports rules.")),
+        "{v}"
+    );
+    let (st, v) = native.post(
+        "/api/v1/server-groups",
+        json!({"name": "x", "policy": "legacy"}),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    let (st, v) = native.post(
+        "/api/v1/server-groups",
+        json!({"name": "", "policy": "affinity"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = native.post(
+        "/api/v1/server-groups",
+        json!({"name": "x", "policy": "affinity", "extra": 1}),
+    );
+    assert_eq!(st, 400, "unknown keys are refused: {v}");
+    let admin_project = native
+        .get("/api/v1/projects")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = call(
+        &nova,
+        Method::PUT,
+        &format!("/os-quota-sets/{admin_project}"),
+        Some(json!({"quota_set": {"server_groups": 1}})),
+        MV.1,
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = native.post(
+        "/api/v1/server-groups",
+        json!({"name": "more", "policy": "affinity"}),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("over_limit")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server groups"),
+        "{v}"
+    );
+
+    // another project: not found; a reader of the owning project cannot delete
+    for (name, project, role) in [("oscar", "others", "member"), ("rita", "admin", "reader")] {
+        if name == "oscar" {
+            let (st, v) = native.post("/api/v1/projects", json!({"name": project}));
+            assert!(st < 300, "{v}");
+        }
+        let (st, v) = native.post(
+            "/api/v1/users",
+            json!({"name": name, "password": "a-long-password", "project": project, "role": role}),
+        );
+        assert!(st < 300, "{v}");
+    }
+    let oscar = Api::login(&serve.url, "oscar", "a-long-password");
+    for m in [Method::GET, Method::DELETE] {
+        let (st, v) = oscar.req(m.clone(), &format!("/api/v1/server-groups/{id}"), None);
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{m} another project's group: {v}"
+        );
+    }
+    let (_, v) = oscar.req(Method::GET, "/api/v1/server-groups?all_projects=true", None);
+    assert_eq!(v, json!([]), "all_projects is ignored for non-admins: {v}");
+    let (st, v) = oscar.post(
+        "/api/v1/servers",
+        json!({"name": "sneak", "flavor": "m1.nano", "scheduler_hints": {"group": id}}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        format!("Instance group {id} could not be found.")
+    );
+    let rita = Api::login(&serve.url, "rita", "a-long-password");
+    let (st, v) = rita.req(Method::GET, &format!("/api/v1/server-groups/{id}"), None);
+    assert_eq!(st, 200, "a reader sees it: {v}");
+    let (st, v) = rita.req(Method::DELETE, &format!("/api/v1/server-groups/{id}"), None);
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    let (_, all) = native.req(Method::GET, "/api/v1/server-groups?all_projects=true", None);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+
+    // CLI errors
+    let (code, _, err) = cli(
+        &serve,
+        &[
+            "server-group",
+            "create",
+            "x",
+            "--policy",
+            "affinity",
+            "--max-per-host",
+            "2",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--max-per-host applies to --policy anti-affinity only"),
+        "{err}"
+    );
+    let (code, _, err) = cli(
+        &serve,
+        &["server-group", "create", "x", "--policy", "sideways"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("sideways"), "{err}");
+    let (code, _, err) = cli(&serve, &["server-group", "show", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("could not be found"), "{err}");
+
+    // delete: the server stays, no longer in a group
+    let del = cli_json(&serve, &["server-group", "delete", "web"]);
+    assert_eq!(del["deleted"], id.as_str());
+    let (code, _, _) = cli(&serve, &["server-group", "show", &id]);
+    assert_ne!(code, 0);
+    let s = native.get(&format!("/api/v1/servers/{sid}"));
+    assert_eq!(s["status"], "ACTIVE", "{s}");
 }

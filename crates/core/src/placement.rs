@@ -64,7 +64,7 @@ pub fn pick_host<'a>(
 }
 
 /// A server group's placement policy (Nova's four).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum GroupPolicy {
     /// All members on one host (a hard filter).

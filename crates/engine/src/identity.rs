@@ -162,6 +162,11 @@ impl Engine {
         name: &str,
         description: &str,
     ) -> Result<Project, ComputeError> {
+        if name.trim().is_empty() || name.chars().count() > 64 {
+            return Err(ComputeError::BadRequest(
+                "a project name takes 1 to 64 characters, not all blank".into(),
+            ));
+        }
         let p = Project {
             id: ids::prefixed("", 32, ids::HEX),
             name: name.into(),
@@ -205,6 +210,11 @@ impl Engine {
         project_id: &str,
         role: Role,
     ) -> Result<User, ComputeError> {
+        if name.trim().is_empty() || name.chars().count() > 255 {
+            return Err(ComputeError::BadRequest(
+                "a user name takes 1 to 255 characters, not all blank".into(),
+            ));
+        }
         if password.len() < 8 {
             return Err(ComputeError::BadRequest(
                 "password must have at least 8 characters".into(),

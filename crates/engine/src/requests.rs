@@ -11,57 +11,79 @@ pub use lifeboat_core::NetworkRequest;
 
 /// Create one or more servers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct CreateServer {
     /// Name (with `max_count` > 1 a `-N` suffix is added).
+    #[schema(required = true, min_length = 1, max_length = 255, pattern = "\\S")]
     pub name: String,
     /// Flavor id or name.
+    #[schema(required = true, min_length = 1, example = "m1.nano")]
     pub flavor: String,
     /// Image id or name (None: the default image).
+    #[serde(default)]
     pub image: Option<String>,
     /// Networks; empty = the default network; `Some("none")`-style auto/none
     /// is expressed by `no_network`.
+    #[serde(default)]
     pub networks: Vec<NetworkRequest>,
     /// No network at all (`networks: "none"`).
+    #[serde(default)]
     pub no_network: bool,
     /// `networks: "auto"` (2.37+): with no network usable by the project, the create fails
     /// (Nova cannot auto-allocate one here) instead of booting without a network.
     #[serde(default)]
     pub auto_network: bool,
     /// Key pair name.
+    #[serde(default)]
     pub key_name: Option<String>,
     /// Metadata.
+    #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     /// Base64 user data.
+    #[serde(default)]
     pub user_data: Option<String>,
     /// Availability zone (`zone` or `zone:host` for admins).
+    #[serde(default)]
     pub availability_zone: Option<String>,
     /// Admin password (generated when None).
+    #[serde(default)]
     pub admin_pass: Option<String>,
     /// Description.
+    #[serde(default)]
     pub description: Option<String>,
     /// Tags.
+    #[serde(default)]
     pub tags: Vec<String>,
     /// Minimum number of servers.
+    #[serde(default)]
     pub min_count: u32,
     /// Maximum number of servers.
+    #[serde(default)]
     pub max_count: u32,
     /// Config drive.
+    #[serde(default)]
     pub config_drive: bool,
     /// Security group names.
+    #[serde(default)]
     pub security_groups: Vec<String>,
     /// Hostname (2.90+).
+    #[serde(default)]
     pub hostname: Option<String>,
     /// Scheduler hints.
     #[schema(value_type = Object)]
+    #[serde(default)]
     pub scheduler_hints: BTreeMap<String, serde_json::Value>,
     /// Requested host (admin only).
+    #[serde(default)]
     pub host: Option<String>,
     /// accessIPv4.
+    #[serde(default)]
     pub access_ipv4: Option<String>,
     /// accessIPv6.
+    #[serde(default)]
     pub access_ipv6: Option<String>,
     /// AUTO or MANUAL.
+    #[serde(default)]
     pub disk_config: Option<String>,
 }
 

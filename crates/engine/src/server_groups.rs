@@ -49,12 +49,6 @@ impl Record for ServerGroup {
     }
 }
 
-/// The engine's refusal when a group is another project's: fronts render
-/// it as their policy denial.
-fn not_yours(id: &str) -> ComputeError {
-    ComputeError::Forbidden(format!("server group {id} belongs to another project"))
-}
-
 fn group_not_found(id: &str) -> ComputeError {
     ComputeError::NotFound {
         kind: "Instance group",
@@ -77,9 +71,19 @@ impl Engine {
                 "readers cannot create server groups".into(),
             ));
         }
+        if name.trim().is_empty() || name.chars().count() > 255 {
+            return Err(ComputeError::BadRequest(
+                "A server group's name takes 1 to 255 characters, not all blank.".into(),
+            ));
+        }
         if max_server_per_host.is_some() && policy != GroupPolicy::AntiAffinity {
             return Err(ComputeError::BadRequest(
                 "Only anti-affinity policy supports rules.".into(),
+            ));
+        }
+        if max_server_per_host == Some(0) {
+            return Err(ComputeError::BadRequest(
+                "max_server_per_host must be at least 1.".into(),
             ));
         }
         let _quota = crate::compute::quota::QUOTA_LOCK.lock().await;
@@ -123,18 +127,28 @@ impl Engine {
         }
     }
 
-    /// One group: not found, or forbidden when it is another project's.
+    /// One group. Another project's group is not found for non-admins, as
+    /// in Nova (`InstanceGroup.get_by_uuid` filters by the caller's project
+    /// unless the context is admin).
     pub async fn server_group(&self, actor: &Actor, id: &str) -> Result<ServerGroup, ComputeError> {
-        let g = self
+        self.visible_group(actor, id)
+            .await?
+            .ok_or_else(|| group_not_found(id))
+    }
+
+    /// The group `id` if it exists and `actor` may see it (its project's,
+    /// or any for admins).
+    async fn visible_group(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Option<ServerGroup>, ComputeError> {
+        Ok(self
             .inner
             .store
             .get::<ServerGroup>(id)
             .await?
-            .ok_or_else(|| group_not_found(id))?;
-        if !actor.can_see(&g.project_id) {
-            return Err(not_yours(id));
-        }
-        Ok(g)
+            .filter(|g| actor.can_see(&g.project_id)))
     }
 
     /// Deletes a group (members and admins). Its servers stay where they are
@@ -185,7 +199,12 @@ impl Engine {
 
     /// The group a create asks for with the scheduler hint `group` (a UUID,
     /// or a list holding one), checked for `count` more members against the
-    /// `server_group_members` quota. Another project's group is not found.
+    /// `server_group_members` quota. As in Nova, the group is looked up the
+    /// way `InstanceGroup.get_by_uuid` does: a non-admin's lookup is limited
+    /// to the caller's project (another project's group is "not found",
+    /// 400), an admin may name any project's group; the quota is the
+    /// caller's project's limit on the caller's own members of that group
+    /// (`_server_group_count_members_by_user`).
     /// Call with the quota lock held until the servers are stored.
     pub(crate) async fn group_for_create(
         &self,
@@ -213,14 +232,17 @@ impl Engine {
         };
         let not_found =
             || ComputeError::BadRequest(format!("Instance group {id} could not be found."));
-        let g = match self.inner.store.get::<ServerGroup>(&id).await? {
-            Some(g) if actor.can_see(&g.project_id) => g,
-            _ => return Err(not_found()),
+        let Some(g) = self.visible_group(actor, &id).await? else {
+            return Err(not_found());
         };
         let limit = self.project_quotas(&actor.project_id).await?["server_group_members"];
         if limit >= 0 {
-            let members = self.server_group_members(std::slice::from_ref(&g)).await?;
-            let used = members.get(&g.id).map_or(0, |m| m.len() as i64);
+            let used = self
+                .group_servers()
+                .await?
+                .iter()
+                .filter(|s| s.user_id == actor.user_id && s.server_groups.contains(&g.id))
+                .count() as i64;
             if used + count as i64 > limit {
                 return Err(ComputeError::QuotaExceeded(QuotaExceeded::GroupMembers));
             }

@@ -33,7 +33,7 @@ impl Engine {
             },
         )?;
         let name = req.name.trim();
-        if name.is_empty() || req.name.len() > 255 {
+        if name.is_empty() || req.name.chars().count() > 255 {
             return Err(ComputeError::BadRequest(
                 "Invalid input for field/attribute name. Value: . '' is too short".into(),
             ));
