@@ -94,21 +94,47 @@ async fn readers_cannot_delete_images_release_ips_or_read_consoles() {
         .await;
     assert_eq!(s, 204, "{body}");
 
-    // Floating IPs: members allocate, readers cannot release.
-    let m = env.engine.validate_token(&member).await.unwrap().actor;
-    let r = env.engine.validate_token(&reader).await.unwrap().actor;
-    let fip = env.engine.allocate_floating_ip(&m).await.unwrap();
-    let e = env
-        .engine
-        .release_floating_ip(&r, &fip.id)
-        .await
-        .unwrap_err();
+    // Floating IPs through the Networking API: members allocate, readers
+    // see but cannot release (Neutron's delete_floatingip needs a member).
+    let (s, _, body) = env
+        .raw(&member, "GET", "/network/v2.0/networks?name=public", vec![])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let public = serde_json::from_str::<Value>(&body).unwrap()["networks"][0]["id"]
+        .as_str()
+        .expect("the public network")
+        .to_string();
+    let (s, _, body) = env
+        .raw(
+            &member,
+            "POST",
+            "/network/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": public}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let fip = serde_json::from_str::<Value>(&body).unwrap()["floatingip"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/network/v2.0/floatingips/{fip}");
+    let (s, _, body) = env.raw(&reader, "GET", &path, vec![]).await;
+    assert_eq!(s, 200, "a reader sees it: {body}");
+    let (s, ct, body) = env.raw(&reader, "DELETE", &path, vec![]).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(ct.starts_with("application/json"), "{ct}");
     assert!(
-        matches!(e, lifeboat_engine::ComputeError::Forbidden(_)),
-        "{e:?}"
+        body.contains("rule:delete_floatingip is disallowed by policy"),
+        "{body}"
     );
-    assert_eq!(env.engine.floating_ips(&m).await.unwrap().len(), 1);
-    env.engine.release_floating_ip(&m, &fip.id).await.unwrap();
+    let (s, _, _) = env.raw(&member, "GET", &path, vec![]).await;
+    assert_eq!(s, 200, "still there");
+    let (s, _, body) = env.raw(&member, "DELETE", &path, vec![]).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, _, _) = env.raw(&member, "GET", &path, vec![]).await;
+    assert_eq!(s, 404, "released");
 }
 
 /// Nova's flavor list: a member sees public flavors plus the private ones

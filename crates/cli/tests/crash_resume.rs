@@ -439,3 +439,62 @@ fn create_image_killed_between_its_store_snapshot_and_its_image_finishes_with_it
     let digest = store.digest_disk(&snaps[0].id, "root").unwrap();
     assert_eq!(img["checksum"].as_str(), Some(digest.md5.as_str()), "{img}");
 }
+
+/// createImage and createBackup SIGKILLed at each step, before and after its side effect:
+/// the image record is written with the workflow, so after the restart the image is
+/// `active` (one, named as asked), never left `queued` or `saving`, and the server ACTIVE.
+#[test]
+fn snapshots_survive_sigkill_and_leave_no_queued_image() {
+    let cases: &[(&str, &[&str], Value)] = &[
+        (
+            "create_image",
+            &["snapshot"],
+            json!({"action": "create_image", "name": "crash-img"}),
+        ),
+        (
+            "create_backup",
+            &["snapshot", "rotate"],
+            json!({"action": "create_backup", "name": "crash-img", "backup_type": "daily",
+                   "rotation": 2}),
+        ),
+    ];
+    for (kind, steps, body) in cases {
+        for step in *steps {
+            for after in [false, true] {
+                let kind_step = format!("{kind}:{step}{}", if after { ":after" } else { "" });
+                let prepare = |api: &Api| {
+                    let id = create(api);
+                    api.settle(&id, Duration::from_secs(30));
+                    id
+                };
+                let act = |api: &Api, id: &str| {
+                    let (st, v) = api.post(&format!("/api/v1/servers/{id}/actions"), body.clone());
+                    assert_eq!(st, 202, "{v}");
+                };
+                let (s, wf, dir) = crash_at(&kind_step, prepare, act, &[]);
+                assert_eq!(s["status"], "ACTIVE", "after kill at {kind_step}: {s}");
+                assert_eq!(wf["state"], "completed", "{kind_step}: {wf}");
+                let third = Serve::start(dir.path(), free_port(), &[], &[]);
+                let (u, p) = creds(&third);
+                let api = Api::login(&third.url, &u, &p);
+                let images = api.get("/api/v1/images");
+                let images = images.as_array().unwrap();
+                for i in images {
+                    assert!(
+                        i["status"] != "queued" && i["status"] != "saving",
+                        "image left {} after kill at {kind_step}: {i}",
+                        i["status"]
+                    );
+                }
+                let mine: Vec<&Value> =
+                    images.iter().filter(|i| i["name"] == "crash-img").collect();
+                assert_eq!(
+                    mine.len(),
+                    1,
+                    "one image after kill at {kind_step}: {images:?}"
+                );
+                assert_eq!(mine[0]["status"], "active", "{kind_step}: {:?}", mine[0]);
+            }
+        }
+    }
+}

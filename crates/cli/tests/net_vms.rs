@@ -48,22 +48,28 @@ fn unique(tag: &str) -> String {
 }
 
 /// Kills the qemu processes of the data dirs and removes the data planes, fabrics and
-/// namespaces, in that order (also on panic).
+/// namespaces, in that order (also on panic). The data planes, fabrics and namespaces are
+/// recorded in the test registry as they are added, and the data dirs by `Serve` and
+/// `start_agent`, so when the test process is killed the next real-VM test's [`VmGuard`]
+/// sweeps them (qemus, serve/agents, dnsmasqs, namespaces); the guard, dropped after this,
+/// also cleans up whatever the test registered.
 struct Cleanup {
     data_dirs: Vec<PathBuf>,
-    dataplanes: Vec<String>,
-    fabrics: Vec<String>,
-    namespaces: Vec<String>,
+    dataplanes: common::Tracked,
+    fabrics: common::Tracked,
+    namespaces: common::Tracked,
     children: Vec<Child>,
+    _vms: common::VmGuard,
 }
 
 impl Cleanup {
     fn new() -> Cleanup {
         Cleanup {
+            _vms: common::VmGuard::new(),
             data_dirs: vec![],
-            dataplanes: vec![],
-            fabrics: vec![],
-            namespaces: vec![],
+            dataplanes: common::Tracked::dataplanes(),
+            fabrics: common::Tracked::fabrics(),
+            namespaces: common::Tracked::namespaces(),
             children: vec![],
         }
     }
