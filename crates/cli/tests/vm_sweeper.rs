@@ -135,14 +135,29 @@ fn a_sigkilled_test_leaves_no_vm_behind() {
     // a live test's VMs are never swept: this process is alive
     let mine = tempfile::tempdir().unwrap();
     common::register(mine.path());
-    let sleeper = Child(
+    let mut sleeper = Child(
         std::process::Command::new("sh")
             .args(["-c", "sleep 600; :", "sh"])
             .arg(mine.path().join("x"))
             .spawn()
             .unwrap(),
     );
+    // spawn returns once the child has exec'd, but its new argv (what the
+    // sweep matches) is set up a moment later: wait until it names the dir
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_in(mine.path()) != vec![sleeper.0.id()] {
+        assert!(
+            Instant::now() < deadline,
+            "the sleeper never showed with its dir: {:?}",
+            processes_in(mine.path())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     common::sweep_stale();
+    assert!(
+        sleeper.0.try_wait().unwrap().is_none(),
+        "a live test's process was swept"
+    );
     assert_eq!(processes_in(mine.path()), vec![sleeper.0.id()]);
 }
 
