@@ -61,7 +61,11 @@ PY
 )"
 
 start=$(date +%s)
+touch "$tmp/started"
 set +e
+# schemathesis keeps its cache (.schemathesis/) in the working directory:
+# run it in the temp dir so no run writes into the repository.
+cd "$tmp"
 "$venv/bin/schemathesis" run "$url/api/v1/openapi.json" \
   --url "$url" \
   -H "X-Auth-Token: $token" \
@@ -73,6 +77,10 @@ set +e
 rc=$?
 set -e
 echo "native fuzz: schemathesis exit $rc after $(( $(date +%s) - start ))s"
+if [ -n "$(find "$root/.schemathesis" -newer "$tmp/started" 2>/dev/null | head -1)" ]; then
+  echo "FAIL: the run wrote into $root/.schemathesis (its cache belongs in the temp dir)" >&2
+  rc=1
+fi
 if grep -E "panicked|internal error" "$tmp/serve.log" >/dev/null; then
   echo "FAIL: the server logged a panic or an internal error:" >&2
   grep -E "panicked|internal error" "$tmp/serve.log" | head -20 >&2
