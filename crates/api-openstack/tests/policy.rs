@@ -721,3 +721,92 @@ async fn console_tokens_are_single_use_and_bound() {
     }
     assert!(env.engine.console_target(&t).await.is_none());
 }
+
+/// A disabled flavor is refused as Nova does (`_validate_and_build_base_options` and
+/// `resize` raise FlavorNotFound, which servers.py answers with 400 and its message), for
+/// create and resize, through the Compute API and the native API, for admins too, and no
+/// server is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_flavors_are_refused_for_create_and_resize_through_both_apis() {
+    let env = start().await;
+    let member = env.login("member", PASSWORD, "demo").await;
+    let (s, v) = env
+        .call(
+            &env.admin,
+            "POST",
+            "/flavors",
+            MV,
+            Some(
+                json!({"flavor": {"name": "dis", "id": "dis", "vcpus": 1, "ram": 256, "disk": 1}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = env.boot(&member, "d1", "1").await;
+    let mut f = env.engine.flavor("dis").await.unwrap();
+    f.disabled = true;
+    env.engine.store().put(&f).await.unwrap();
+    let gone = "Flavor dis could not be found.";
+
+    for token in [&member, &env.admin] {
+        let (s, v) = env
+            .call(
+                token,
+                "POST",
+                "/servers",
+                MV,
+                Some(json!({"server": {"name": "d2", "flavorRef": "dis", "networks": "none"}})),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v, json!({"badRequest": {"code": 400, "message": gone}}));
+        let (s, v) = env
+            .native(
+                token,
+                "POST",
+                "/api/v1/servers",
+                Some(json!({"name": "d2", "flavor": "dis"})),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{v}");
+        assert_eq!(v["error"]["message"], gone, "{v}");
+    }
+
+    let (s, v) = env
+        .call(
+            &member,
+            "POST",
+            &format!("/servers/{id}/action"),
+            MV,
+            Some(json!({"resize": {"flavorRef": "dis"}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v, json!({"badRequest": {"code": 400, "message": gone}}));
+    let (s, v) = env
+        .native(
+            &member,
+            "POST",
+            &format!("/api/v1/servers/{id}/actions"),
+            Some(json!({"action": "resize", "flavor": "dis"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["message"], gone, "{v}");
+
+    let (_, v) = env
+        .call(&env.admin, "GET", "/servers?all_tenants=1", MV, None)
+        .await;
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(
+        servers.len(),
+        1,
+        "no server made with a disabled flavor: {v}"
+    );
+    let (_, v) = env
+        .call(&member, "GET", &format!("/servers/{id}"), MV, None)
+        .await;
+    assert_eq!(v["server"]["status"], "ACTIVE", "{v}");
+    assert_eq!(v["server"]["flavor"]["original_name"], "m1.nano", "{v}");
+}

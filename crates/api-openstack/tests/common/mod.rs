@@ -63,7 +63,9 @@ pub async fn start() -> Env {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = lifeboat_api_openstack::router(engine.clone(), url.clone());
+    // Both fronts on one listener, as `lifeboat serve` mounts them.
+    let app = lifeboat_api_native::router(engine.clone())
+        .merge(lifeboat_api_openstack::router(engine.clone(), url.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let c: Value = serde_json::from_slice(&std::fs::read(creds).unwrap()).unwrap();
     let http = reqwest::Client::new();
@@ -83,6 +85,17 @@ pub async fn start() -> Env {
         )
         .await;
     env
+}
+
+/// Sends `rb` with `body` as JSON; the status and the JSON answer (Null if none).
+async fn json_answer(mut rb: reqwest::RequestBuilder, body: Option<Value>) -> (u16, Value) {
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 impl Env {
@@ -116,6 +129,22 @@ impl Env {
         tok.unwrap()
     }
 
+    /// A native API call (`/api/v1...`) with a token.
+    pub async fn native(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let rb = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .header("X-Auth-Token", token);
+        json_answer(rb, body).await
+    }
+
     /// A compute call with a token at a microversion.
     pub async fn call(
         &self,
@@ -126,18 +155,12 @@ impl Env {
         body: Option<Value>,
     ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut rb = self
+        let rb = self
             .http
             .request(m, format!("{}/compute/v2.1{path}", self.url))
             .header("X-Auth-Token", token)
             .header("OpenStack-API-Version", format!("compute {mv}"));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        json_answer(rb, body).await
     }
 
     /// Any call under the public URL, raw body; (status, content-type, body).

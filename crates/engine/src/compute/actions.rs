@@ -314,7 +314,9 @@ pub(crate) async fn resize(
     let f = e
         .usable_flavor(actor, &flavor)
         .await
-        .map_err(|_| ComputeError::BadRequest(format!("Unable to find flavor '{flavor}'")))?;
+        // Nova's resize: a missing or disabled flavor is FlavorNotFound
+        // with the id asked for (400 at the API).
+        .map_err(|_| ComputeError::BadRequest(format!("Flavor {flavor} could not be found.")))?;
     if f.id == s.flavor.id {
         return Err(ComputeError::BadRequest(
             "When resizing, instances must change flavor!".into(),

@@ -43,9 +43,11 @@ impl Engine {
         let flavor: Flavor = self.flavor(&req.flavor).await.map_err(|_| {
             ComputeError::BadRequest(format!("Flavor {} could not be found.", req.flavor))
         })?;
+        // Nova's _validate_and_build_base_options: a disabled flavor is
+        // FlavorNotFound (400 at the API), for admins too.
         if flavor.disabled {
             return Err(ComputeError::BadRequest(format!(
-                "Flavor {} is disabled.",
+                "Flavor {} could not be found.",
                 flavor.id
             )));
         }
