@@ -9,186 +9,29 @@
 //! Needs qemu-system-x86_64, qemu-utils, e2fsprogs (e2fsck, debugfs) and the
 //! guest image (`guest/out`, built when missing). Never skips.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{image, md5_of, spec, Reaper, Shell};
 use lifeboat_datastore::restore::RestoreFormat;
 use lifeboat_datastore::StoreLocation;
-use lifeboat_hypervisor::qemu::{Accel, ProbeImage, QemuConfig, QemuDriver};
-use lifeboat_hypervisor::{
-    ConsoleStream, DiskBackupInfo, DiskBackupRequest, Hypervisor, ImageRef, Nic, VmSize, VmSpec,
-};
+use lifeboat_hypervisor::qemu::QemuDriver;
+use lifeboat_hypervisor::{DiskBackupInfo, DiskBackupRequest, Hypervisor};
 use md5::Digest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The guest image, and the tools the checks of a restored disk use.
 fn guest_dir() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (apt-get install qemu-system-x86)"
-    );
+    let dir = common::guest_dir();
     for tool in ["e2fsck", "debugfs", "qemu-img"] {
         assert!(
             Command::new(tool).arg("-V").output().is_ok(),
             "{tool} is missing: run scripts/setup.sh (e2fsprogs, qemu-utils)"
         );
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("LIFEBOAT_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("guest/out"));
-    if !dir.join("vmlinux").is_file() {
-        let st = Command::new("bash")
-            .arg(root.join("guest/build-image.sh"))
-            .current_dir(&root)
-            .status()
-            .expect("run guest/build-image.sh");
-        assert!(st.success(), "guest/build-image.sh failed: {st}");
-    }
-    assert!(
-        dir.join("vmlinux").is_file(),
-        "no guest image in {}",
-        dir.display()
-    );
-    std::fs::canonicalize(dir).unwrap()
-}
-
-/// Kills every qemu left in a state dir when the test ends (also on panic).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(rd) = std::fs::read_dir(self.0.join("vms")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) {
-                let cmdline =
-                    std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*e.path().to_string_lossy()) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
-        }
-    }
-}
-
-fn spec(name: &str, gdir: &Path) -> VmSpec {
-    VmSpec {
-        name: name.into(),
-        server_id: format!("{name}-id"),
-        hostname: name.into(),
-        size: VmSize {
-            vcpus: 1,
-            ram_mb: 128,
-            disk_gb: 1,
-            ephemeral_gb: 0,
-            swap_mb: 0,
-        },
-        image: ImageRef {
-            id: "lifeboat-guest".into(),
-            disk: None,
-            kernel: Some(gdir.join("vmlinux").to_string_lossy().into_owned()),
-            initrd: Some(
-                gdir.join("initramfs.cpio.gz")
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            cmdline: None,
-            store: None,
-        },
-        nics: vec![Nic {
-            port_id: "p1".into(),
-            mac: "52:54:00:12:34:57".into(),
-            ip: "10.0.0.6".into(),
-            prefix: 24,
-            gateway: "10.0.0.1".into(),
-            pci_slot: None,
-        }],
-        user_data: None,
-        root_disk: None,
-        root_from: None,
-        config_drive: None,
-    }
-}
-
-/// A root shell on the VM's second serial port.
-struct Shell {
-    io: ConsoleStream,
-    seen: String,
-    seq: u32,
-}
-
-impl Shell {
-    async fn read_until(&mut self, needle: &str, secs: u64) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        let mut buf = [0u8; 4096];
-        while !self.seen.contains(needle) {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{needle:?} not on the console after {secs} s:\n{}",
-                self.seen
-            );
-            if let Ok(Ok(n)) = tokio::time::timeout(left, self.io.read(&mut buf)).await {
-                assert!(n > 0, "console closed:\n{}", self.seen);
-                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    }
-
-    async fn login(d: &QemuDriver, name: &str, password: &str) -> Shell {
-        let io = d.open_console(name).await.unwrap();
-        let mut sh = Shell {
-            io,
-            seen: String::new(),
-            seq: 0,
-        };
-        let end = Instant::now() + Duration::from_secs(120);
-        while !sh.seen.contains("login:") {
-            assert!(Instant::now() < end, "no login prompt:\n{}", sh.seen);
-            sh.io.write_all(b"\n").await.unwrap();
-            let mut buf = [0u8; 4096];
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(2), sh.io.read(&mut buf)).await
-            {
-                sh.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-        sh.io.write_all(b"root\n").await.unwrap();
-        sh.read_until("assword:", 30).await;
-        sh.io
-            .write_all(format!("{password}\n").as_bytes())
-            .await
-            .unwrap();
-        sh.run("true").await;
-        sh
-    }
-
-    /// Runs `cmd` and returns its output (the lines between two markers).
-    async fn run(&mut self, cmd: &str) -> String {
-        self.seq += 1;
-        let n = self.seq;
-        // The markers are computed by the shell, so the echoed command line
-        // does not contain them.
-        let line = format!("echo BEGIN-$(({n}*7)); {cmd}; echo END-$(({n}*7))\n");
-        self.seen.clear();
-        self.io.write_all(line.as_bytes()).await.unwrap();
-        let (b, e) = (format!("BEGIN-{}", n * 7), format!("END-{}", n * 7));
-        self.read_until(&e, 300).await;
-        let s = &self.seen[self.seen.find(&b).unwrap() + b.len()..];
-        s[..s.find(&e).unwrap()].trim().replace('\r', "")
-    }
-}
-
-fn md5_of(out: &str) -> String {
-    out.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    dir
 }
 
 /// Restores `snap` to a raw file, checks its ext2 filesystem is clean and
@@ -260,20 +103,21 @@ async fn live_backup_is_consistent_and_incrementals_read_only_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let _reaper = Reaper(state.clone());
-    let mut cfg = QemuConfig::new(&state, "bk-host");
-    cfg.accel = std::env::var("LIFEBOAT_ACCEL")
-        .unwrap_or_default()
-        .parse::<Accel>()
-        .expect("LIFEBOAT_ACCEL");
-    cfg.probe_image = ProbeImage::in_dir(&gdir);
-    cfg.vm_ready_timeout = Duration::from_secs(180);
-    let d = QemuDriver::new(cfg).await.unwrap();
+    let d = QemuDriver::new(common::config(&state, "bk-host", &gdir))
+        .await
+        .unwrap();
     let store = StoreLocation::dir(tmp.path().join("snapstore"));
     let name = "bk1";
     let root = state.join("vms").join(name).join("root.qcow2");
-    d.define(&spec(name, &gdir)).await.unwrap();
+    d.define(&spec(
+        name,
+        image(&gdir, None),
+        1,
+        ("52:54:00:12:34:57", "10.0.0.6"),
+    ))
+    .await
+    .unwrap();
     d.start(name).await.unwrap();
-    d.set_password(name, "root", "Backup-Pa55").await.unwrap();
     let mut sh = Shell::login(&d, name, "Backup-Pa55").await;
     assert!(
         sh.run("grep -c /mnt/data /proc/mounts").await.contains('1'),
@@ -379,7 +223,6 @@ async fn live_backup_is_consistent_and_incrementals_read_only_changes() {
     );
     d.start(name).await.unwrap();
     // The guest's root is an initramfs: the password is set again.
-    d.set_password(name, "root", "Backup-Pa55").await.unwrap();
     let mut sh = Shell::login(&d, name, "Backup-Pa55").await;
     let small2 = md5_of(
         &sh.run("dd if=/dev/urandom of=/mnt/data/small2 bs=64k count=4 conv=fsync 2>/dev/null; sync; md5sum /mnt/data/small2")

@@ -10,187 +10,23 @@
 //! Needs qemu-system-x86_64, qemu-utils and the guest image (`guest/out`, built when
 //! missing). Never skips.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{guest_dir, image, md5_of, spec, Reaper, Shell};
 use lifeboat_datastore::StoreLocation;
-use lifeboat_hypervisor::qemu::{Accel, ProbeImage, QemuConfig, QemuDriver};
-use lifeboat_hypervisor::{
-    ConsoleStream, DiskBackupRequest, HvError, Hypervisor, ImageRef, Nic, RestoreProgress,
-    StoreDisk, VmSize, VmSpec,
-};
+use lifeboat_hypervisor::qemu::QemuDriver;
+use lifeboat_hypervisor::{DiskBackupRequest, HvError, Hypervisor, RestoreProgress, StoreDisk};
 use md5::Digest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn guest_dir() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (apt-get install qemu-system-x86)"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("LIFEBOAT_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("guest/out"));
-    // Always run it: it is instant when the image is up to date, and this test needs the
-    // image's `disk-digest` maintenance script.
-    let st = Command::new("bash")
-        .arg(root.join("guest/build-image.sh"))
-        .env("OUT_DIR", &dir)
-        .current_dir(&root)
-        .status()
-        .expect("run guest/build-image.sh");
-    assert!(st.success(), "guest/build-image.sh failed: {st}");
-    std::fs::canonicalize(dir).unwrap()
-}
-
-/// Kills every qemu left in a state dir when the test ends (also on panic).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(rd) = std::fs::read_dir(self.0.join("vms")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) {
-                let cmdline =
-                    std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*e.path().to_string_lossy()) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
-        }
-    }
-}
-
-fn spec(name: &str, gdir: &Path, cmdline: Option<&str>) -> VmSpec {
-    VmSpec {
-        name: name.into(),
-        server_id: format!("{name}-id"),
-        hostname: name.into(),
-        size: VmSize {
-            vcpus: 1,
-            ram_mb: 128,
-            // 0: the driver's minimum root disk (64 MiB), kept small so that a slow,
-            // rate-limited copy is still short.
-            disk_gb: 0,
-            ephemeral_gb: 0,
-            swap_mb: 0,
-        },
-        image: ImageRef {
-            id: "lifeboat-guest".into(),
-            disk: None,
-            kernel: Some(gdir.join("vmlinux").to_string_lossy().into_owned()),
-            initrd: Some(
-                gdir.join("initramfs.cpio.gz")
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            cmdline: cmdline.map(str::to_string),
-            store: None,
-        },
-        nics: vec![Nic {
-            port_id: "p1".into(),
-            mac: "52:54:00:12:34:58".into(),
-            ip: "10.0.0.7".into(),
-            prefix: 24,
-            gateway: "10.0.0.1".into(),
-            pci_slot: None,
-        }],
-        user_data: None,
-        root_disk: None,
-        root_from: None,
-        config_drive: None,
-    }
-}
-
-/// A root shell on the VM's second serial port.
-struct Shell {
-    io: ConsoleStream,
-    seen: String,
-    seq: u32,
-}
-
-impl Shell {
-    async fn read_until(&mut self, needle: &str, secs: u64) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        let mut buf = [0u8; 4096];
-        while !self.seen.contains(needle) {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{needle:?} not on the console after {secs} s:\n{}",
-                self.seen
-            );
-            if let Ok(Ok(n)) = tokio::time::timeout(left, self.io.read(&mut buf)).await {
-                assert!(n > 0, "console closed:\n{}", self.seen);
-                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    }
-
-    async fn login(d: &QemuDriver, name: &str, password: &str) -> Shell {
-        d.set_password(name, "root", password).await.unwrap();
-        let io = d.open_console(name).await.unwrap();
-        let mut sh = Shell {
-            io,
-            seen: String::new(),
-            seq: 0,
-        };
-        let end = Instant::now() + Duration::from_secs(120);
-        while !sh.seen.contains("login:") {
-            assert!(Instant::now() < end, "no login prompt:\n{}", sh.seen);
-            sh.io.write_all(b"\n").await.unwrap();
-            let mut buf = [0u8; 4096];
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(2), sh.io.read(&mut buf)).await
-            {
-                sh.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-        sh.io.write_all(b"root\n").await.unwrap();
-        sh.read_until("assword:", 30).await;
-        sh.io
-            .write_all(format!("{password}\n").as_bytes())
-            .await
-            .unwrap();
-        sh.run("true").await;
-        sh
-    }
-
-    /// Runs `cmd` and returns its output (the lines between two markers).
-    async fn run(&mut self, cmd: &str) -> String {
-        self.seq += 1;
-        let n = self.seq;
-        let line = format!("echo BEGIN-$(({n}*7)); {cmd}; echo END-$(({n}*7))\n");
-        self.seen.clear();
-        self.io.write_all(line.as_bytes()).await.unwrap();
-        let (b, e) = (format!("BEGIN-{}", n * 7), format!("END-{}", n * 7));
-        self.read_until(&e, 300).await;
-        let s = &self.seen[self.seen.find(&b).unwrap() + b.len()..];
-        s[..s.find(&e).unwrap()].trim().replace('\r', "")
-    }
-}
-
-fn md5_of(out: &str) -> String {
-    out.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
+/// The restored VMs' one NIC.
+const NIC: (&str, &str) = ("52:54:00:12:34:58", "10.0.0.7");
 
 async fn driver(state: &Path, gdir: &Path) -> QemuDriver {
-    let mut cfg = QemuConfig::new(state, "ir-host");
-    cfg.accel = std::env::var("LIFEBOAT_ACCEL")
-        .unwrap_or_default()
-        .parse::<Accel>()
-        .expect("LIFEBOAT_ACCEL");
-    cfg.probe_image = ProbeImage::in_dir(gdir);
-    cfg.vm_ready_timeout = Duration::from_secs(180);
+    let mut cfg = common::config(state, "ir-host", gdir);
     // 512 KiB/s (QEMU's rate limit lets about twice that through): the 64 MiB copy takes
     // about a minute, so the guest demonstrably works while most of its disk is still in
     // the store.
@@ -239,7 +75,9 @@ async fn instant_restore_boots_at_once_copies_in_the_background_and_survives_cra
 
     // The source server: a file on its disk, then a backup of the stopped disk.
     let src = "ir-src";
-    d.define(&spec(src, &gdir, None)).await.unwrap();
+    d.define(&spec(src, image(&gdir, None), 0, NIC))
+        .await
+        .unwrap();
     d.start(src).await.unwrap();
     let mut sh = Shell::login(&d, src, "Instant-Pa55").await;
     let file_md5 = md5_of(
@@ -271,7 +109,7 @@ async fn instant_restore_boots_at_once_copies_in_the_background_and_survives_cra
     // The restored server: boots at once from the store; the guest mounts its disk
     // read-only, so the disk must end byte-identical to the snapshot.
     let dst = "ir-dst";
-    let mut s = spec(dst, &gdir, Some("lifeboat.data=ro"));
+    let mut s = spec(dst, image(&gdir, Some("lifeboat.data=ro")), 0, NIC);
     s.root_from = Some(StoreDisk {
         store: store.clone(),
         snapshot: snap.snapshot.clone(),

@@ -7,13 +7,16 @@
 //! booting the guest under KVM. Tests take turns (one lock) so that at most
 //! two VMs run at a time on a 2-core machine.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{config, guest_dir, Reaper};
 use lifeboat_core::PowerState;
-use lifeboat_hypervisor::qemu::{Accel, ProbeImage, QemuConfig, QemuDriver};
-use lifeboat_hypervisor::{HvError, Hypervisor, ImageRef, Nic, VmSize, VmSpec};
+use lifeboat_hypervisor::qemu::{Accel, QemuDriver};
+use lifeboat_hypervisor::{HvError, Hypervisor, ImageRef, VmSize, VmSpec};
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -27,38 +30,6 @@ fn init_tracing() {
         .try_init();
 }
 
-fn qemu_present() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false)
-}
-
-/// The guest image directory, building it if needed. A missing qemu is a
-/// failure with the command that fixes it (these tests never skip).
-fn guest_dir() -> PathBuf {
-    assert!(
-        qemu_present(),
-        "qemu-system-x86_64 is not installed: run scripts/setup.sh (apt-get install qemu-system-x86)"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("LIFEBOAT_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("guest/out"));
-    let ready = |d: &Path| d.join("vmlinux").is_file() && d.join("initramfs.cpio.gz").is_file();
-    if !ready(&dir) {
-        let script = root.join("guest/build-image.sh");
-        eprintln!("building the guest image with {}", script.display());
-        let st = Command::new("bash")
-            .arg(&script)
-            .current_dir(&root)
-            .status()
-            .expect("run guest/build-image.sh");
-        assert!(st.success(), "guest/build-image.sh failed: {st}");
-    }
-    assert!(ready(&dir), "no guest image in {}", dir.display());
-    std::fs::canonicalize(dir).unwrap()
-}
-
 /// `LIFEBOAT_ACCEL` (auto, kvm, tcg; default auto).
 fn accel_from_env() -> Accel {
     std::env::var("LIFEBOAT_ACCEL")
@@ -68,50 +39,14 @@ fn accel_from_env() -> Accel {
 }
 
 fn image(dir: &Path) -> ImageRef {
-    ImageRef {
-        id: "lifeboat-guest".into(),
-        disk: None,
-        kernel: Some(dir.join("vmlinux").to_string_lossy().into_owned()),
-        initrd: Some(dir.join("initramfs.cpio.gz").to_string_lossy().into_owned()),
-        cmdline: None,
-        store: None,
-    }
+    common::image(dir, None)
 }
 
+/// The tests' VM: a 1 GiB root and a 1 GiB ephemeral disk.
 fn spec(name: &str, image: ImageRef) -> VmSpec {
-    VmSpec {
-        name: name.into(),
-        server_id: format!("{name}-id"),
-        hostname: name.into(),
-        size: VmSize {
-            vcpus: 1,
-            ram_mb: 128,
-            disk_gb: 1,
-            ephemeral_gb: 1,
-            swap_mb: 0,
-        },
-        image,
-        nics: vec![Nic {
-            port_id: "p1".into(),
-            mac: "52:54:00:12:34:56".into(),
-            ip: "10.0.0.5".into(),
-            prefix: 24,
-            gateway: "10.0.0.1".into(),
-            pci_slot: None,
-        }],
-        user_data: None,
-        root_disk: None,
-        root_from: None,
-        config_drive: None,
-    }
-}
-
-fn config(state: &Path, host: &str, gdir: &Path) -> QemuConfig {
-    let mut cfg = QemuConfig::new(state, host);
-    cfg.accel = accel_from_env();
-    cfg.probe_image = ProbeImage::in_dir(gdir);
-    cfg.vm_ready_timeout = Duration::from_secs(180);
-    cfg
+    let mut s = common::spec(name, image, 1, ("52:54:00:12:34:56", "10.0.0.5"));
+    s.size.ephemeral_gb = 1;
+    s
 }
 
 async fn driver(state: &Path, host: &str) -> QemuDriver {
@@ -120,26 +55,6 @@ async fn driver(state: &Path, host: &str) -> QemuDriver {
         .expect("driver");
     eprintln!("accelerator: {} ({})", d.accel().name(), d.accel_reason());
     d
-}
-
-/// Kills every qemu left in a state dir when a test ends (also on panic).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(rd) = std::fs::read_dir(self.0.join("vms")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) {
-                let cmdline =
-                    std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*e.path().to_string_lossy()) {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-                }
-            }
-        }
-    }
 }
 
 async fn power(d: &QemuDriver, name: &str) -> PowerState {
