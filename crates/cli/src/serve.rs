@@ -153,6 +153,9 @@ pub struct ServeArgs {
     /// Address the in-process qemu host receives migrations on (RAM and NBD disks).
     #[arg(long, default_value = "127.0.0.1")]
     pub migration_address: std::net::IpAddr,
+    /// RAM (MiB) the in-process qemu host keeps for itself and does not offer to VMs.
+    #[arg(long, default_value_t = 0)]
+    pub reserved_host_memory_mb: u64,
     /// The snapshot store.
     #[command(flatten)]
     pub snapstore: SnapstoreArgs,
@@ -206,6 +209,9 @@ pub struct AgentArgs {
     /// hosts must reach it. Default: the `--listen` address.
     #[arg(long)]
     pub migration_address: Option<std::net::IpAddr>,
+    /// RAM (MiB) this qemu host keeps for itself and does not offer to VMs.
+    #[arg(long, default_value_t = 0)]
+    pub reserved_host_memory_mb: u64,
     /// Put the VMs' NICs on the network data plane: the namespace `lbh-<NAME>` holds this
     /// host's bridges, taps, DHCP, metadata service and routers (needs root, dnsmasq and
     /// nftables). Without it NICs are user-mode with no network (see docs/ARCHITECTURE.md).
@@ -307,6 +313,8 @@ struct QemuOptions {
     accel: AccelArg,
     guest_dir: Option<PathBuf>,
     migration_address: std::net::IpAddr,
+    /// RAM (MiB) not offered to VMs.
+    reserved_ram_mb: u64,
     /// Honour `LIFEBOAT_FAKE_FAIL` (fake driver).
     test_hooks: bool,
     /// This host's own snapshot store location (overrides the manager's).
@@ -348,6 +356,7 @@ async fn make_driver(
             cfg.accel = q.accel.into();
             cfg.probe_image = q.guest_dir.as_deref().and_then(ProbeImage::in_dir);
             cfg.migration_address = q.migration_address.to_string();
+            cfg.reserved_ram_mb = q.reserved_ram_mb;
             cfg.snapstore = q.snapstore.clone();
             cfg.dataplane = q.dataplane.clone();
             let d = QemuDriver::new(cfg)
@@ -525,6 +534,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             accel: a.accel,
             guest_dir: guest_dir.clone(),
             migration_address: a.migration_address,
+            reserved_ram_mb: a.reserved_host_memory_mb,
             test_hooks: a.enable_test_hooks,
             snapstore: None,
             dataplane: dataplane_of(&a.dataplane, &a.fabric),
@@ -610,6 +620,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         accel: a.accel,
         guest_dir: a.guest_dir.clone().or_else(default_guest_dir),
         migration_address,
+        reserved_ram_mb: a.reserved_host_memory_mb,
         test_hooks: a.enable_test_hooks,
         snapstore: a.snapstore.location()?,
         dataplane: dataplane_of(&a.dataplane, &a.fabric),

@@ -167,7 +167,11 @@ fn live_migration_between_agents_and_agent_restart() {
     drop(start(dir.path(), port, &guest)); // creates the agent token
     let agent_port = free_port();
     let token = dir.path().join("agent-token");
-    let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
+    // host2 receives migrations on an address that is neither its `--listen`
+    // address (127.0.0.2, the default) nor the old hard-coded 127.0.0.1.
+    let mig = ["--migration-address", "127.0.0.3"];
+    let mut agent =
+        common::start_agent_with("host2", "qemu", agent_port, agent_dir.path(), &token, &mig);
     let agent_arg = common::agent_arg("host2", agent_port, agent_dir.path());
     let mut serve = Serve::start_with_driver(
         dir.path(),
@@ -227,6 +231,12 @@ fn live_migration_between_agents_and_agent_restart() {
             .then_some(pid)
     };
     let pid = remote_pid(agent_dir.path()).expect("VM runs under the host2 agent");
+    let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ");
+    assert!(
+        cmd.contains("-incoming tcp:127.0.0.3:"),
+        "host2's qemu listened for the migration on its --migration-address: {cmd}"
+    );
 
     // The agent restarts; its VM keeps running and is re-adopted.
     agent.kill().unwrap();
@@ -235,7 +245,8 @@ fn live_migration_between_agents_and_agent_restart() {
         remote_pid(agent_dir.path()) == Some(pid),
         "VM survived its agent"
     );
-    let mut agent = common::start_agent("host2", "qemu", agent_port, agent_dir.path(), &token);
+    let mut agent =
+        common::start_agent_with("host2", "qemu", agent_port, agent_dir.path(), &token, &mig);
     // The serial console of a VM on host2 is carried through its agent.
     let (st, con) = api.post(
         &format!("/api/v1/servers/{id}/actions"),

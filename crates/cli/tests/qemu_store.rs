@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, guest_dir, Api, Serve, VmGuard};
-use lifeboat_datastore::nbd::{NbdClient, NbdReader};
-use lifeboat_datastore::qsd::QsdExport;
-use lifeboat_datastore::DiskReader;
+use common::{free_port, guest_dir, read_disk, write_disk, Api, Serve, VmGuard};
 use serde_json::{json, Value};
 
 struct Agent(std::process::Child);
@@ -34,26 +30,6 @@ fn login(s: &Serve) -> Api {
 fn action(api: &Api, id: &str, body: Value) {
     let (st, v) = api.post(&format!("/api/v1/servers/{id}/actions"), body.clone());
     assert!(st == 202 || st == 200, "{body} -> {st} {v}");
-}
-
-/// Writes `data` at `offset` of a (stopped VM's) qcow2 disk through a
-/// writable qemu-storage-daemon export.
-fn write_disk(path: &Path, offset: u64, data: &[u8]) {
-    let q = QsdExport::start(path, "qcow2", &[], true).unwrap();
-    let mut c = NbdClient::connect(&q.addr(), &q.name, None).unwrap();
-    c.write_at(data, offset).unwrap();
-    c.flush().unwrap();
-    c.disconnect();
-    q.stop().unwrap();
-}
-
-/// Reads `len` bytes at `offset` of a qcow2 disk.
-fn read_disk(path: &Path, offset: u64, len: usize) -> (u64, Vec<u8>) {
-    let q = QsdExport::start(path, "qcow2", &[], false).unwrap();
-    let r = NbdReader::connect(&q.addr(), &q.name, 1).unwrap();
-    let mut buf = vec![0u8; len];
-    r.read_at(&mut buf, offset).unwrap();
-    (r.size(), buf)
 }
 
 #[test]

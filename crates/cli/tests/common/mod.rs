@@ -431,3 +431,24 @@ impl Api {
         }
     }
 }
+
+/// Writes `data` at `offset` of a (stopped VM's) qcow2 disk through a
+/// writable qemu-storage-daemon export.
+pub fn write_disk(path: &Path, offset: u64, data: &[u8]) {
+    let q = lifeboat_datastore::qsd::QsdExport::start(path, "qcow2", &[], true).unwrap();
+    let mut c = lifeboat_datastore::nbd::NbdClient::connect(&q.addr(), &q.name, None).unwrap();
+    c.write_at(data, offset).unwrap();
+    c.flush().unwrap();
+    c.disconnect();
+    q.stop().unwrap();
+}
+
+/// Reads `len` bytes at `offset` of a qcow2 disk.
+pub fn read_disk(path: &Path, offset: u64, len: usize) -> (u64, Vec<u8>) {
+    use lifeboat_datastore::DiskReader;
+    let q = lifeboat_datastore::qsd::QsdExport::start(path, "qcow2", &[], false).unwrap();
+    let r = lifeboat_datastore::nbd::NbdReader::connect(&q.addr(), &q.name, 1).unwrap();
+    let mut buf = vec![0u8; len];
+    r.read_at(&mut buf, offset).unwrap();
+    (r.size(), buf)
+}

@@ -140,6 +140,10 @@ async fn resize(cx: &mut Cx<'_>) -> StepResult<()> {
                 .await?
                 .migrate_to(&s.instance_name, &target)
                 .await?;
+            // Kill point `resize:resize:copied:after`: the disks are on the
+            // destination and gone from the source; the re-run finds the
+            // source empty and only resizes the destination's copy.
+            e.hang_after(wf, &format!("{step}:copied")).await;
         }
         e.agent_for(&dest)
             .await?

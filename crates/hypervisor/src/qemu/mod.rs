@@ -90,6 +90,9 @@ pub struct QemuConfig {
     pub probe_image: Option<ProbeImage>,
     /// Capacity offered (vcpus, RAM MiB, disk GiB); detected when None.
     pub capacity: Option<(u32, u64, u64)>,
+    /// RAM (MiB) kept for the host itself and not offered to VMs (Nova's
+    /// `reserved_host_memory_mb`).
+    pub reserved_ram_mb: u64,
     /// How long a boot may take until the guest says ready.
     pub vm_ready_timeout: Duration,
     /// How long a boot under KVM may take until the guest says ready; past
@@ -128,6 +131,7 @@ impl QemuConfig {
             accel: Accel::Auto,
             probe_image: None,
             capacity: None,
+            reserved_ram_mb: 0,
             vm_ready_timeout: Duration::from_secs(120),
             kvm_ready_timeout: Duration::from_secs(30),
             kvm_probe_timeout: Duration::from_secs(8),
@@ -1004,7 +1008,7 @@ impl Hypervisor for QemuDriver {
             driver: "qemu".into(),
             accelerator: self.accel().name().into(),
             vcpus,
-            ram_mb,
+            ram_mb: ram_mb.saturating_sub(self.inner.cfg.reserved_ram_mb),
             disk_gb,
         })
     }
