@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # OpenAPI-driven fuzz of the native API: starts `lifeboat serve` (fake
 # driver) in a temp data dir, logs in as admin and runs schemathesis against
-# /api/v1/openapi.json with a bounded number of examples. Fails on any 5xx,
+# /api/v1/openapi.json with a bounded number of examples, then stateful
+# scenarios over the document's links (schemathesis.toml). Fails on any 5xx,
 # status or content type the document does not list, or response body that
 # does not match its schema (so every error must be the documented JSON).
 set -euo pipefail
@@ -66,11 +67,11 @@ set +e
 # schemathesis keeps its cache (.schemathesis/) in the working directory:
 # run it in the temp dir so no run writes into the repository.
 cd "$tmp"
-"$venv/bin/schemathesis" run "$url/api/v1/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$url/api/v1/openapi.json" \
   --url "$url" \
   -H "X-Auth-Token: $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases "${LIFEBOAT_FUZZ_PHASES:-examples,coverage,fuzzing}" \
+  --phases "${LIFEBOAT_FUZZ_PHASES:-examples,coverage,fuzzing,stateful}" \
   --max-examples "${LIFEBOAT_FUZZ_EXAMPLES:-60}" \
   --workers 2 --request-timeout 20 --seed "${LIFEBOAT_FUZZ_SEED:-7}" \
   --generation-database none --no-color --report junit --report-dir "$tmp/report" "$@"
