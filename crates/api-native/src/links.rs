@@ -76,6 +76,24 @@ const LINKS: &[Link] = &[
         ..to("/api/v1/networks", "post", "201", "create_port", &[])
     },
     to("/api/v1/subnets", "post", "201", "delete_subnet", MADE),
+    Link {
+        body: Some(("port", "$response.body#/id")),
+        ..to("/api/v1/ports", "post", "201", "create_floating_ip", &[])
+    },
+    to(
+        "/api/v1/routers",
+        "post",
+        "201",
+        "add_router_interface",
+        MADE,
+    ),
+    to(
+        "/api/v1/routers",
+        "post",
+        "201",
+        "remove_router_interface",
+        MADE,
+    ),
     to("/api/v1/ports", "post", "201", "show_port", MADE),
     to("/api/v1/ports", "post", "201", "update_port", MADE),
     to("/api/v1/ports", "post", "201", "delete_port", MADE),

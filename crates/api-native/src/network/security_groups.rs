@@ -88,14 +88,18 @@ pub struct SecurityGroupCreate {
 #[serde(deny_unknown_fields)]
 pub struct RuleCreate {
     /// `ingress` or `egress`.
+    #[schema(pattern = "^(ingress|egress)$")]
     pub direction: String,
-    /// `IPv4` (default) or `IPv6`.
+    /// `IPv4` (default) or `IPv6` (any case).
+    #[schema(pattern = "^[iI][pP][vV][46]$")]
     pub ethertype: Option<String>,
     /// Protocol (`tcp`, `udp`, `icmp`, a number; absent for any).
     pub protocol: Option<String>,
     /// First port.
+    #[schema(maximum = 65535)]
     pub port_range_min: Option<u32>,
     /// Last port.
+    #[schema(maximum = 65535)]
     pub port_range_max: Option<u32>,
     /// Remote prefix (`0.0.0.0/0`).
     pub remote_ip_prefix: Option<String>,
