@@ -1,7 +1,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lifeboat_engine::ComputeError;
+use lifeboat_engine::{Class, ComputeError, Reason, Resource};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -58,11 +58,15 @@ impl From<ComputeError> for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
             ComputeError::Denied(_) => (StatusCode::CONFLICT, "invalid_state"),
+            ComputeError::Rejected(r) => match r.class() {
+                Class::Invalid => (StatusCode::BAD_REQUEST, "bad_request"),
+                Class::Conflict => (StatusCode::CONFLICT, "conflict"),
+            },
             ComputeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ComputeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ComputeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ComputeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ComputeError::NoValidHost(_) => (StatusCode::CONFLICT, "no_valid_host"),
+            ComputeError::NoValidHost { .. } => (StatusCode::CONFLICT, "no_valid_host"),
             ComputeError::QuotaExceeded(_) | ComputeError::OverLimit(_) => {
                 (StatusCode::FORBIDDEN, "over_limit")
             }
@@ -74,6 +78,14 @@ impl From<ComputeError> for ApiError {
         }
         let message = match &e {
             ComputeError::Denied(d) => denied_message(d),
+            ComputeError::Rejected(Reason::BadReference {
+                kind: Resource::ServerGroup,
+                id,
+            }) => {
+                // The native API's words for a group named in a hint, as
+                // its clients have matched them since server groups came.
+                format!("Instance group {id} could not be found.")
+            }
             e => e.to_string(),
         };
         ApiError {

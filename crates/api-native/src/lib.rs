@@ -49,7 +49,7 @@ pub use error::{not_found, not_found_response, ApiError};
         lifeboat_core::Server, lifeboat_core::Flavor, lifeboat_core::FlavorSnapshot, lifeboat_core::Image,
         lifeboat_core::ImageKind, lifeboat_core::ImageStatus, lifeboat_core::Workflow,
         lifeboat_core::WorkflowState, lifeboat_core::StepRecord, lifeboat_core::StepState,
-        lifeboat_core::Event, lifeboat_core::Level, lifeboat_core::Fault, lifeboat_core::Attachment,
+        lifeboat_core::Event, lifeboat_core::Level, lifeboat_core::Fault, lifeboat_core::FaultReason, lifeboat_core::Attachment,
         lifeboat_core::LockedBy, lifeboat_core::VmState, lifeboat_core::TaskState,
         lifeboat_core::PowerState, lifeboat_core::Status, lifeboat_core::Keypair, lifeboat_core::Project, lifeboat_core::Host,
         lifeboat_core::Role,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lifeboat_core::ActionDenied;
-use lifeboat_engine::ComputeError;
+use lifeboat_engine::{Class, ComputeError};
 use serde_json::json;
 
 /// A Nova fault response.
@@ -85,18 +85,29 @@ impl IntoResponse for Fault {
 impl From<ComputeError> for Fault {
     fn from(e: ComputeError) -> Self {
         match &e {
-            ComputeError::NotFound { .. } => Fault::not_found(e.to_string()),
+            ComputeError::NotFound { kind, id } => {
+                Fault::not_found(crate::nova::not_found_message(*kind, id))
+            }
             ComputeError::Denied(d) => match d {
                 ActionDenied::Forbidden { .. } => Fault::forbidden(crate::nova::denied_message(d)),
                 ActionDenied::HostUp { .. } => Fault::bad_request(crate::nova::denied_message(d)),
                 _ => Fault::conflict(crate::nova::denied_message(d)),
             },
+            ComputeError::Rejected(r) => {
+                let m = crate::nova::reason_message(r);
+                match r.class() {
+                    Class::Invalid => Fault::bad_request(m),
+                    Class::Conflict => Fault::conflict(m),
+                }
+            }
             ComputeError::BadRequest(m) => Fault::bad_request(m.clone()),
             ComputeError::Forbidden(m) => Fault::forbidden(m.clone()),
             ComputeError::Unauthorized(m) => Fault::new(StatusCode::UNAUTHORIZED, m.clone()),
             ComputeError::Conflict(m) => Fault::conflict(m.clone()),
             // Synchronous NoValidHost (migrate/unshelve to a host) is a 400 in Nova.
-            ComputeError::NoValidHost(_) => Fault::bad_request(e.to_string()),
+            ComputeError::NoValidHost { host } => {
+                Fault::bad_request(crate::nova::no_valid_host_message(host.as_deref()))
+            }
             // Nova maps quota errors to 403.
             ComputeError::QuotaExceeded(q) => Fault::forbidden(crate::nova::quota_message(q)),
             ComputeError::OverLimit(m) => Fault::forbidden(m.clone()),
@@ -135,7 +146,7 @@ mod tests {
             json!({"conflictingRequest": {"code": 409, "message": "Instance abc is locked"}})
         );
         let f: Fault = ComputeError::NotFound {
-            kind: "Instance",
+            kind: lifeboat_engine::Resource::Server,
             id: "x".into(),
         }
         .into();

@@ -241,9 +241,13 @@ async fn access_list(
 ) -> R<Json<Value>> {
     match ctx.engine.flavor_access(&a, &id).await {
         Ok(l) => Ok(Json(access_body(&l))),
-        Err(lifeboat_engine::ComputeError::NotFound { kind, .. }) if kind != "Flavor" => Err(
-            Fault::not_found("Access list not available for public flavors."),
-        ),
+        Err(lifeboat_engine::ComputeError::NotFound { kind, .. })
+            if kind != lifeboat_engine::Resource::Flavor =>
+        {
+            Err(Fault::not_found(
+                "Access list not available for public flavors.",
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -297,7 +301,7 @@ async fn access_action(
     };
     let r = r.map_err(|e| match e {
         E::NotFound {
-            kind: "Flavor access",
+            kind: lifeboat_engine::Resource::FlavorAccess,
             ..
         } => Fault::not_found(format!(
             "Flavor access not found for {id} / {tenant} combination."

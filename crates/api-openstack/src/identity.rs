@@ -41,10 +41,20 @@ impl From<ComputeError> for KsError {
         match e {
             ComputeError::NotFound { kind, id } => KsError(
                 StatusCode::NOT_FOUND,
-                format!("Could not find {}: {id}.", kind.to_lowercase()),
+                format!(
+                    "Could not find {}: {id}.",
+                    crate::nova::resource_name(kind).to_lowercase()
+                ),
             ),
             ComputeError::Unauthorized(_) => unauthorized(),
             ComputeError::Forbidden(m) => KsError(StatusCode::FORBIDDEN, m),
+            ComputeError::Rejected(r) => KsError(
+                match r.class() {
+                    lifeboat_engine::Class::Invalid => StatusCode::BAD_REQUEST,
+                    lifeboat_engine::Class::Conflict => StatusCode::CONFLICT,
+                },
+                crate::nova::reason_message(&r),
+            ),
             ComputeError::BadRequest(m) => KsError(StatusCode::BAD_REQUEST, m),
             ComputeError::Conflict(m) => KsError(StatusCode::CONFLICT, m),
             other => KsError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

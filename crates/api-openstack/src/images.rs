@@ -106,6 +106,13 @@ fn from_engine(e: lifeboat_engine::ComputeError) -> Response {
         ),
         E::Forbidden(m) => glance_error(StatusCode::FORBIDDEN, m),
         E::Conflict(m) => glance_error(StatusCode::CONFLICT, m),
+        E::Rejected(r) => glance_error(
+            match r.class() {
+                lifeboat_engine::Class::Invalid => StatusCode::BAD_REQUEST,
+                lifeboat_engine::Class::Conflict => StatusCode::CONFLICT,
+            },
+            crate::nova::reason_message(&r),
+        ),
         E::OverLimit(m) => glance_error(StatusCode::PAYLOAD_TOO_LARGE, m),
         E::Internal(m) => {
             tracing::error!("image service: {m}");

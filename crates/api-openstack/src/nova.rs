@@ -5,7 +5,7 @@
 //! Nova's text.
 
 use lifeboat_core::{Action, ActionDenied, Permission};
-use lifeboat_engine::{OverQuota, QuotaExceeded};
+use lifeboat_engine::{Field, OverQuota, QuotaExceeded, Reason, Resource};
 
 /// The name Nova uses for `action` in `Cannot '<name>' instance ...`.
 pub fn action_name(action: Action) -> &'static str {
@@ -259,6 +259,135 @@ mod tests {
             }),
             "Instance x is in an invalid state for 'forceDelete'"
         );
+    }
+}
+
+/// Nova's name for a kind of resource in `<name> <id> could not be found.`
+pub fn resource_name(r: Resource) -> &'static str {
+    match r {
+        Resource::Server => "Instance",
+        Resource::Flavor => "Flavor",
+        Resource::FlavorAccessList => "Access list for flavor",
+        Resource::FlavorAccess => "Flavor access",
+        Resource::Image => "Image",
+        Resource::KeyPair => "Keypair",
+        Resource::ComputeHost => "Compute host",
+        Resource::Host => "Host",
+        Resource::ServerGroup => "Instance group",
+        Resource::Tag => "Tag",
+        Resource::MetadataItem => "Metadata item",
+        Resource::User => "User",
+        Resource::Project => "Project",
+        Resource::AccessKey => "AccessKey",
+        Resource::Token => "Token",
+        Resource::Network => "Network",
+        Resource::FloatingIp => "Floating IP",
+        Resource::FloatingIpAddress => "floating IP",
+        Resource::Port => "Port id",
+        Resource::Workflow => "Workflow",
+    }
+}
+
+/// Nova's `NotFound` sentence.
+pub fn not_found_message(kind: Resource, id: &str) -> String {
+    format!("{} {id} could not be found.", resource_name(kind))
+}
+
+/// Nova's sentence for a request the engine refused ([`Reason`]), as
+/// Nova's API answers it (400 or 409 by [`Reason::class`]).
+pub fn reason_message(r: &Reason) -> String {
+    use Reason as R;
+    match r {
+        R::InvalidField(f) => {
+            let name = match f {
+                Field::Name => "name",
+                Field::Metadata => "metadata",
+                Field::AdminPass => "adminPass",
+                Field::Length => "length",
+            };
+            format!("Invalid input for field/attribute {name}.")
+        }
+        R::BadServerName => {
+            "Invalid input for field/attribute name. Value: . '' is too short".into()
+        }
+        R::BadReference { kind, id } => not_found_message(*kind, id),
+        R::ImageNotActive { image } => format!("Image {image} is not active."),
+        R::FlavorRamTooSmall => "Flavor's memory is too small for requested image.".into(),
+        R::FlavorDiskTooSmall => "Flavor's disk is too small for requested image.".into(),
+        R::BadKeyName => "Invalid key_name provided.".into(),
+        R::NoSuchZone => "The requested availability zone is not available".into(),
+        R::SharedPort => {
+            "Multiple instances cannot be created with a specific port or fixed IP.".into()
+        }
+        R::ResizeSameFlavor => "When resizing, instances must change flavor!".into(),
+        R::ResizeDiskDown => "Unable to resize disk down.".into(),
+        R::SameHost => "The target host can't be the same one.".into(),
+        R::BadResetState { value: v } => format!(
+            "Invalid input for field/attribute state. Value: {v}. '{v}' is not one of ['active', 'error']"
+        ),
+        R::EmptySecurityGroupName => "Security group name cannot be empty".into(),
+        R::SecurityGroupAlreadyAdded { group, server } => {
+            format!("Security group {group} is already associated with the instance {server}")
+        }
+        R::SecurityGroupNotAdded { group, server } => {
+            format!("Security group {group} not associated with the instance {server}")
+        }
+        R::MarkerNotFound { marker } => format!("marker [{marker}] not found"),
+        R::TooManyTags { limit } => {
+            format!("The number of tags exceeded the per-server limit {limit}")
+        }
+        R::BadTag { tag } => format!("Invalid input for field/attribute tags. Value: {tag}."),
+        R::BadQuotaKey { key } => format!("Bad key(s) {key} in quota_set"),
+        R::QuotaBelowMinusOne { resource, limit } => {
+            format!("Quota limit {limit} for {resource} must be -1 or greater.")
+        }
+        R::QuotaBelowUsage {
+            resource,
+            limit,
+            used,
+        } => format!(
+            "Quota limit {limit} for {resource} must be greater than or equal to already used and reserved {used}."
+        ),
+        R::UnavailableConsole { console_type } => {
+            format!("Unavailable console type {console_type}.")
+        }
+        R::RulesNeedAntiAffinity => "Only anti-affinity policy supports rules.".into(),
+        R::KeyPairNameUnsafe => {
+            "Keypair data is invalid: Keypair name contains unsafe characters".into()
+        }
+        R::KeyPairBadKey => "Keypair data is invalid: failed to generate fingerprint".into(),
+        R::NotOnHost { server } => format!("Instance {server} could not be found on its host."),
+        R::FlavorExists { id, name } => {
+            format!("Flavor with ID {id} or name {name} already exists.")
+        }
+        R::KeyPairExists { name } => format!("Key pair '{name}' already exists."),
+        R::NameTaken { kind, name } => format!(
+            "Conflict occurred attempting to store {} - Duplicate entry found with name {name}.",
+            resource_name(*kind).to_lowercase()
+        ),
+        R::FlavorIsPublic => "Can not add access to a public flavor.".into(),
+        R::FlavorAccessExists { flavor, project } => format!(
+            "Flavor access already exists for flavor {flavor} and project {project} combination."
+        ),
+    }
+}
+
+/// Nova's `NoValidHost` sentence (`host`: the forced host that cannot take
+/// the server).
+pub fn no_valid_host_message(host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("No valid host was found. Host {h} cannot take the server."),
+        None => "No valid host was found. There are not enough hosts available.".into(),
+    }
+}
+
+/// The message of a server's fault as Nova words it.
+pub fn fault_message(f: &lifeboat_core::Fault) -> String {
+    match &f.reason {
+        Some(lifeboat_core::FaultReason::NoValidHost { host }) => {
+            no_valid_host_message(host.as_deref())
+        }
+        None => f.message.clone(),
     }
 }
 

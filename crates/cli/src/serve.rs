@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Name of the in-process host.
     #[arg(long, default_value = "host1")]
     pub host_name: String,
+    /// Availability zone of every host (the in-process host and the
+    /// agents); `nova` is the zone OpenStack clients expect by default.
+    #[arg(long, default_value = "nova")]
+    pub availability_zone: String,
     /// Remote host agents, `NAME=https://127.0.0.2:8775[,pin=sha256:HEX]`
     /// (repeatable). The pin is the agent's certificate fingerprint (the
     /// agent prints it and writes `<agent-data-dir>/tls/agent.sha256`); once
@@ -541,7 +545,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    engine.add_host(&a.host_name, "local", "nova", hv).await?;
+    engine
+        .add_host(&a.host_name, "local", &a.availability_zone, hv)
+        .await?;
     let token = agent_token(&data_dir)?;
     // The CA exists from the first start, so agents can be given ca.crt.
     let ca = lifeboat_agent::tls::ManagerCa::open_or_create(&data_dir.join("ca"))?;
@@ -558,7 +564,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         // An unreachable agent does not stop the manager: its host is
         // registered down, so its servers can be evacuated.
         let up = engine
-            .add_host_or_down(name, url, "nova", remote)
+            .add_host_or_down(name, url, &a.availability_zone, remote)
             .await
             .with_context(|| format!("agent {name} at {url}"))?;
         if !up {

@@ -455,7 +455,7 @@ pub enum ActionDenied {
         permission: Permission,
     },
     /// The server's host is still up (evacuate needs it down).
-    #[error("Compute service of {host} is still in use.")]
+    #[error("host {host} is up: evacuate needs it down")]
     HostUp {
         /// The host.
         host: String,

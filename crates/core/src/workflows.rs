@@ -84,6 +84,17 @@ macro_rules! workflow_kinds {
     (@supersedes [] $p:ident) => { $p.supersedes.as_deref() };
     (@was_active [short] $p:ident) => { false };
     (@was_active [] $p:ident) => { $p.was_active };
+    // The accessors of the fields a step reads by role, found by name: a
+    // row's `host` is the requested host, `dest` the chosen destination,
+    // `image_id` the image worked on; any other field adds nothing.
+    (@host host $p:ident) => { $p.host.clone() };
+    (@host $f:ident $p:ident) => { None };
+    (@dest dest $p:ident) => { $p.dest.as_deref() };
+    (@dest $f:ident $p:ident) => { None };
+    (@dest_slot dest $p:ident) => { Some(&mut $p.dest) };
+    (@dest_slot $f:ident $p:ident) => { None };
+    (@image_id image_id $p:ident) => { Some($p.image_id.as_str()) };
+    (@image_id $f:ident $p:ident) => { None };
     ($(
         $(#[$m:meta])* $var:ident = $s:literal $(as $base:ident)? { $($field:ident : $val:expr),* $(,)? }
         $(request $(#[$rm:meta])* $req:ident $({ $($(#[$rfm:meta])* $rf:ident : $rt:ty),* $(,)? })?
@@ -149,6 +160,35 @@ macro_rules! workflow_kinds {
                     $(WorkflowKind::$var(_p) => workflow_kinds!(@was_active [$($base)?] _p),)+
                 }
             }
+
+            /// The requested host: a row's `host` param (create, migrate,
+            /// live_migrate, evacuate, unshelve).
+            pub fn host(&self) -> Option<String> {
+                match self {
+                    $(WorkflowKind::$var(_p) => None $($(.or(workflow_kinds!(@host $p _p)))*)?,)+
+                }
+            }
+
+            /// The destination chosen by `schedule_dest`: a row's `dest` param.
+            pub fn dest(&self) -> Option<&str> {
+                match self {
+                    $(WorkflowKind::$var(_p) => None $($(.or(workflow_kinds!(@dest $p _p)))*)?,)+
+                }
+            }
+
+            /// The destination slot of a move (None: the kind has no `dest`).
+            fn dest_slot(&mut self) -> Option<&mut Option<String>> {
+                match self {
+                    $(WorkflowKind::$var(_p) => None $($(.or(workflow_kinds!(@dest_slot $p _p)))*)?,)+
+                }
+            }
+
+            /// The image a rebuild or snapshot works on: a row's `image_id` param.
+            pub fn image_id(&self) -> Option<&str> {
+                match self {
+                    $(WorkflowKind::$var(_p) => None $($(.or(workflow_kinds!(@image_id $p _p)))*)?,)+
+                }
+            }
         }
     };
 }
@@ -197,40 +237,6 @@ impl WorkflowKind {
         v
     }
 
-    /// The requested host (create, migrate, live_migrate, evacuate, unshelve).
-    pub fn host(&self) -> Option<String> {
-        match self {
-            WorkflowKind::Create(p) => p.host.clone(),
-            WorkflowKind::Migrate(p) => p.host.clone(),
-            WorkflowKind::LiveMigrate(p) => p.host.clone(),
-            WorkflowKind::Evacuate(p) => p.host.clone(),
-            WorkflowKind::Unshelve(p) => p.host.clone(),
-            _ => None,
-        }
-    }
-
-    /// The destination slot of a move (None: the kind does not move).
-    fn dest_slot(&mut self) -> Option<&mut Option<String>> {
-        match self {
-            WorkflowKind::Resize(p) => Some(&mut p.dest),
-            WorkflowKind::Migrate(p) => Some(&mut p.dest),
-            WorkflowKind::LiveMigrate(p) => Some(&mut p.dest),
-            WorkflowKind::Evacuate(p) => Some(&mut p.dest),
-            _ => None,
-        }
-    }
-
-    /// The destination chosen by `schedule_dest`.
-    pub fn dest(&self) -> Option<&str> {
-        match self {
-            WorkflowKind::Resize(p) => p.dest.as_deref(),
-            WorkflowKind::Migrate(p) => p.dest.as_deref(),
-            WorkflowKind::LiveMigrate(p) => p.dest.as_deref(),
-            WorkflowKind::Evacuate(p) => p.dest.as_deref(),
-            _ => None,
-        }
-    }
-
     /// The destination, which a step after `schedule_dest` needs.
     pub fn need_dest(&self) -> Result<String, ParamsError> {
         self.dest().map(str::to_string).ok_or(ParamsError::Missing {
@@ -248,16 +254,6 @@ impl WorkflowKind {
         })?;
         *slot = Some(dest);
         Ok(())
-    }
-
-    /// The image a rebuild or snapshot works on.
-    pub fn image_id(&self) -> Option<&str> {
-        match self {
-            WorkflowKind::Rebuild(p) => Some(&p.image_id),
-            WorkflowKind::CreateImage(p) => Some(&p.image_id),
-            WorkflowKind::CreateBackup(p) => Some(&p.image_id),
-            _ => None,
-        }
     }
 
     /// The image, which a rebuild or snapshot step needs.

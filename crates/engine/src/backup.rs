@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// Prefix of an image location in the snapshot store.
 pub const STORE_LOCATION_PREFIX: &str = "snapstore:";
@@ -291,7 +291,7 @@ impl Engine {
             .into_iter()
             .find(|i| i.id == id)
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Image",
+                kind: Resource::Image,
                 id: id.into(),
             })?;
         let Some((snap, disk)) = img.location.as_deref().and_then(parse_store_location) else {

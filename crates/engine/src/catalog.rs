@@ -10,7 +10,7 @@ use lifeboat_core::{
 };
 use lifeboat_hypervisor::{ImageRef, VmSize, VmSpec};
 
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason, Resource};
 
 pub(crate) mod flavor_access;
 pub(crate) mod image_upload;
@@ -97,7 +97,7 @@ impl Engine {
             .find_by_name::<Flavor>("", key)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Flavor",
+                kind: Resource::Flavor,
                 id: key.into(),
             })
     }
@@ -114,10 +114,11 @@ impl Engine {
         }
         match self.inner.store.insert(&f).await {
             Ok(()) => Ok(f),
-            Err(lifeboat_store::StoreError::Duplicate(_)) => Err(ComputeError::Conflict(format!(
-                "Flavor with ID {} or name {} already exists.",
-                f.id, f.name
-            ))),
+            Err(lifeboat_store::StoreError::Duplicate(_)) => Err(Reason::FlavorExists {
+                id: f.id,
+                name: f.name,
+            }
+            .into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -129,7 +130,7 @@ impl Engine {
         }
         if !self.inner.store.delete::<Flavor>(id).await? {
             return Err(ComputeError::NotFound {
-                kind: "Flavor",
+                kind: Resource::Flavor,
                 id: id.into(),
             });
         }
@@ -160,7 +161,7 @@ impl Engine {
         match named.as_slice() {
             [one] => Ok((*one).clone()),
             _ => Err(ComputeError::NotFound {
-                kind: "Image",
+                kind: Resource::Image,
                 id: key.into(),
             }),
         }
@@ -200,7 +201,7 @@ impl Engine {
             .get(id)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Image",
+                kind: Resource::Image,
                 id: id.into(),
             })?;
         let base: Option<Image> = match (&img.kernel, &img.instance_uuid) {
@@ -372,7 +373,7 @@ impl Engine {
             .find_by_name::<Keypair>(&actor.user_id, name)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Keypair",
+                kind: Resource::KeyPair,
                 id: name.into(),
             })
     }
@@ -396,9 +397,7 @@ impl Engine {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || " _-.@".contains(c));
         if !valid_name {
-            return Err(ComputeError::BadRequest(
-                "Keypair data is invalid: Keypair name contains unsafe characters".into(),
-            ));
+            return Err(Reason::KeyPairNameUnsafe.into());
         }
         let parts: Vec<&str> = public_key.split_whitespace().collect();
         let blob = parts.get(1).and_then(|b| {
@@ -408,9 +407,7 @@ impl Engine {
         let Some(blob) =
             blob.filter(|_| parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-"))
         else {
-            return Err(ComputeError::BadRequest(
-                "Keypair data is invalid: failed to generate fingerprint".into(),
-            ));
+            return Err(Reason::KeyPairBadKey.into());
         };
         use md5::Digest;
         let fingerprint = md5::Md5::digest(&blob)
@@ -429,9 +426,9 @@ impl Engine {
         };
         match self.inner.store.insert(&kp).await {
             Ok(()) => Ok(kp),
-            Err(lifeboat_store::StoreError::Duplicate(_)) => Err(ComputeError::Conflict(format!(
-                "Key pair '{name}' already exists."
-            ))),
+            Err(lifeboat_store::StoreError::Duplicate(_)) => {
+                Err(Reason::KeyPairExists { name: name.into() }.into())
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use lifeboat_hypervisor::{ConsoleStream, HvError, Hypervisor};
 
-use crate::{ActionOutcome, ComputeError, Engine};
+use crate::{ActionOutcome, ComputeError, Engine, Field, Reason};
 
 /// How long an unused console token stays valid.
 const CONSOLE_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -36,11 +36,7 @@ impl Engine {
     ) -> Result<ActionOutcome, ComputeError> {
         let lines = match length {
             None | Some(-1) => None,
-            Some(n) if n < -1 => {
-                return Err(ComputeError::BadRequest(
-                    "Invalid input for field/attribute length.".into(),
-                ))
-            }
+            Some(n) if n < -1 => return Err(Reason::InvalidField(Field::Length).into()),
             Some(n) => Some(n as usize),
         };
         let output = self
@@ -49,10 +45,9 @@ impl Engine {
             .console_output(&s.instance_name, lines)
             .await
             .map_err(|e| match e {
-                HvError::NotFound(_) => ComputeError::Conflict(format!(
-                    "Instance {} could not be found on its host.",
-                    s.id
-                )),
+                HvError::NotFound(_) => ComputeError::Rejected(Reason::NotOnHost {
+                    server: s.id.clone(),
+                }),
                 e => e.into(),
             })?;
         Ok(ActionOutcome::ConsoleOutput { output })
@@ -67,8 +62,12 @@ impl Engine {
         protocol: String,
         console_type: String,
     ) -> Result<ActionOutcome, ComputeError> {
-        let unavailable =
-            || ComputeError::BadRequest(format!("Unavailable console type {console_type}."));
+        let unavailable = || -> ComputeError {
+            Reason::UnavailableConsole {
+                console_type: console_type.clone(),
+            }
+            .into()
+        };
         let Some(base) = self.inner.cfg.serial_console_url.clone() else {
             return Err(unavailable());
         };

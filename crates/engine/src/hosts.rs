@@ -7,7 +7,7 @@ use lifeboat_core::{now, Host, Level, NewEvent, PowerState, Server, VmState};
 use lifeboat_hypervisor::Hypervisor;
 use lifeboat_store::ServerQuery;
 
-use crate::{ComputeError, Engine, HostHandle};
+use crate::{ComputeError, Engine, HostHandle, Resource};
 
 impl Engine {
     /// Registers a host and its agent (in-process driver or [`lifeboat_agent::RemoteAgent`]).
@@ -212,7 +212,7 @@ impl Engine {
     pub async fn set_host_up(&self, name: &str, up: bool) -> Result<(), ComputeError> {
         let mut hosts = self.inner.hosts.write().await;
         let h = hosts.get_mut(name).ok_or_else(|| ComputeError::NotFound {
-            kind: "Host",
+            kind: Resource::Host,
             id: name.into(),
         })?;
         h.up = up;
@@ -278,16 +278,14 @@ impl Engine {
                 return Ok(h.clone());
             }
             if force {
-                return Err(ComputeError::NoValidHost(format!(
-                    "Host {p} cannot take the server."
-                )));
+                return Err(ComputeError::NoValidHost {
+                    host: Some(p.to_string()),
+                });
             }
         }
         pick_host_in_group(&cands, need, az, exclude, group.as_ref())
             .cloned()
-            .ok_or_else(|| {
-                ComputeError::NoValidHost("There are not enough hosts available.".into())
-            })
+            .ok_or(ComputeError::NoValidHost { host: None })
     }
 
     /// Whether `host` has room for `need` when `current` is already counted there.

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason, Resource};
 
 /// What the first start writes to `<data-dir>/admin-credentials.json` (0600).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,9 +174,10 @@ impl Engine {
             enabled: true,
         };
         self.inner.store.insert(&p).await.map_err(|e| match e {
-            lifeboat_store::StoreError::Duplicate(_) => {
-                ComputeError::Conflict(format!("Conflict occurred attempting to store project - Duplicate entry found with name {name}."))
-            }
+            lifeboat_store::StoreError::Duplicate(_) => ComputeError::Rejected(Reason::NameTaken {
+                kind: Resource::Project,
+                name: name.into(),
+            }),
             e => e.into(),
         })?;
         Ok(p)
@@ -192,7 +193,7 @@ impl Engine {
             .find_by_name::<Project>("", key)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Project",
+                kind: Resource::Project,
                 id: key.into(),
             })
     }
@@ -232,9 +233,10 @@ impl Engine {
             enabled: true,
         };
         self.inner.store.insert(&u).await.map_err(|e| match e {
-            lifeboat_store::StoreError::Duplicate(_) => {
-                ComputeError::Conflict(format!("Conflict occurred attempting to store user - Duplicate entry found with name {name}."))
-            }
+            lifeboat_store::StoreError::Duplicate(_) => ComputeError::Rejected(Reason::NameTaken {
+                kind: Resource::User,
+                name: name.into(),
+            }),
             e => e.into(),
         })?;
         self.assign_role(&u.id, project_id, role).await?;
@@ -251,7 +253,7 @@ impl Engine {
             .find_by_name::<User>("", key)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "User",
+                kind: Resource::User,
                 id: key.into(),
             })
     }
@@ -300,7 +302,7 @@ impl Engine {
     }
 
     /// The actor behind an access key id, with the secret to verify a signature.
-    /// An unknown key is `NotFound { kind: "AccessKey" }`; an AWS front renders
+    /// An unknown key is `NotFound { kind: Resource::AccessKey }`; an AWS front renders
     /// it as its own invalid-token error.
     pub async fn access_key(
         &self,
@@ -312,7 +314,7 @@ impl Engine {
                 .get(access_key_id)
                 .await?
                 .ok_or_else(|| ComputeError::NotFound {
-                    kind: "AccessKey",
+                    kind: Resource::AccessKey,
                     id: access_key_id.into(),
                 })?;
         let actor = self.actor_for(&k.user_id, &k.project_id).await?;
@@ -437,7 +439,7 @@ impl Engine {
             .await?
             .filter(|t| !t.revoked && t.expires_at > now())
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Token",
+                kind: Resource::Token,
                 id: "(token)".into(),
             })?;
         let actor = self.actor_for(&t.user_id, &t.project_id).await?;
@@ -457,7 +459,7 @@ impl Engine {
             .get(&token_hash(token))
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Token",
+                kind: Resource::Token,
                 id: "(token)".into(),
             })?;
         t.revoked = true;

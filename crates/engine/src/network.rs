@@ -14,7 +14,7 @@ pub mod interfaces;
 pub mod neutron;
 
 use crate::requests::NetworkRequest;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// Name of the default tenant network.
 pub const DEFAULT_NETWORK: &str = "private";
@@ -63,7 +63,7 @@ impl Engine {
         all.into_iter()
             .find(|n| n.id == key || n.name == key)
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Network",
+                kind: Resource::Network,
                 id: key.into(),
             })
     }
@@ -249,7 +249,7 @@ impl Engine {
                 .get_server(&sid)
                 .await?
                 .ok_or_else(|| ComputeError::NotFound {
-                    kind: "Instance",
+                    kind: Resource::Server,
                     id: sid.clone(),
                 })?;
         let crate::compute::workflows::WorkflowKind::Create(p) =
@@ -438,7 +438,7 @@ impl Engine {
         all.into_iter()
             .find(|f| (f.id == key || f.address == key) && actor.can_see(&f.project_id))
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Floating IP",
+                kind: Resource::FloatingIp,
                 id: key.into(),
             })
     }
@@ -456,7 +456,7 @@ impl Engine {
             .visible_fip(actor, address)
             .await
             .map_err(|_| ComputeError::NotFound {
-                kind: "floating IP",
+                kind: Resource::FloatingIpAddress,
                 id: address.into(),
             })?;
         let ports: Vec<Port> = self.inner.store.list_by_ref(&s.id).await?;
@@ -609,6 +609,30 @@ impl Engine {
             .collect())
     }
 
+    /// The device owner of a server's port: `compute:` and the server's
+    /// availability zone (before it has one, the first zone of the hosts).
+    pub(crate) async fn compute_owner(&self, server_id: &str) -> Result<String, ComputeError> {
+        let zone = match self
+            .inner
+            .store
+            .get_server(server_id)
+            .await?
+            .and_then(|s| s.availability_zone)
+        {
+            Some(z) => z,
+            None => self
+                .inner
+                .hosts
+                .read()
+                .await
+                .values()
+                .map(|h| h.host.availability_zone.clone())
+                .min()
+                .unwrap_or_default(),
+        };
+        Ok(format!("compute:{zone}"))
+    }
+
     /// Sets a server's port's fixed IPs through the networking service (its checks and
     /// allocation), then the server's addresses and its host's data plane.
     async fn update_port_ips(
@@ -635,7 +659,10 @@ impl Engine {
                     name: String::new(),
                     description: String::new(),
                     admin_state_up: true,
-                    device_owner: "compute:nova".into(),
+                    device_owner: match &p.server_id {
+                        Some(sid) => self.compute_owner(sid).await?,
+                        None => String::new(),
+                    },
                     device_id: String::new(),
                     extra_ips: vec![],
                     security_groups: vec![g],

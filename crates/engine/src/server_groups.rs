@@ -15,7 +15,7 @@ use lifeboat_store::{Record, ServerQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::error::QuotaExceeded;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason, Resource};
 
 /// A server group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ impl Record for ServerGroup {
 
 fn group_not_found(id: &str) -> ComputeError {
     ComputeError::NotFound {
-        kind: "Instance group",
+        kind: Resource::ServerGroup,
         id: id.to_string(),
     }
 }
@@ -77,9 +77,7 @@ impl Engine {
             ));
         }
         if max_server_per_host.is_some() && policy != GroupPolicy::AntiAffinity {
-            return Err(ComputeError::BadRequest(
-                "Only anti-affinity policy supports rules.".into(),
-            ));
+            return Err(Reason::RulesNeedAntiAffinity.into());
         }
         if max_server_per_host == Some(0) {
             return Err(ComputeError::BadRequest(
@@ -230,8 +228,13 @@ impl Engine {
                 )))
             }
         };
-        let not_found =
-            || ComputeError::BadRequest(format!("Instance group {id} could not be found."));
+        let not_found = || -> ComputeError {
+            Reason::BadReference {
+                kind: Resource::ServerGroup,
+                id: id.clone(),
+            }
+            .into()
+        };
         let Some(g) = self.visible_group(actor, &id).await? else {
             return Err(not_found());
         };

@@ -14,7 +14,7 @@ use lifeboat_core::{now, Level, NewEvent, Server, StepRecord, StepState, Workflo
 use crate::compute::workflows::WorkflowKind;
 use crate::secrets::{AdminPass, ADMIN_PASS};
 use crate::steps;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// What a new workflow is launched with, besides its params: written in
 /// the same transaction as the workflow.
@@ -77,6 +77,7 @@ impl Engine {
                 .collect(),
             params,
             error: None,
+            reason: None,
             created_at: now,
             updated_at: now,
         })
@@ -280,6 +281,7 @@ impl Engine {
                     wf.steps[i].state = StepState::Failed;
                     wf.steps[i].finished_at = Some(now());
                     wf.error = Some(e.to_string());
+                    wf.reason = e.fault_reason();
                     wf.state = WorkflowState::RollingBack;
                     let ev = Self::step_event(
                         &wf,
@@ -435,7 +437,7 @@ impl Engine {
                     .get_server(id)
                     .await?
                     .ok_or_else(|| ComputeError::NotFound {
-                        kind: "Instance",
+                        kind: Resource::Server,
                         id: id.to_string(),
                     })?;
             f(&mut s)?;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use lifeboat_core::{Actor, Role, Server, VmState};
 use lifeboat_engine::neutron::{NetworkReq, PortReq, SubnetReq};
 use lifeboat_engine::{
-    ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, NetworkRequest, ServerAction,
+    ActionOutcome, ComputeError, CreateServer, Engine, EngineConfig, NetworkRequest, Resource,
+    ServerAction,
 };
 use lifeboat_hypervisor::fake::{FakeConfig, FakeDriver};
 
@@ -173,8 +174,13 @@ async fn interfaces_attach_and_detach_on_a_running_server() {
         .server_action(&admin, &s.id, attach(None, Some("nope"), None))
         .await
         .unwrap_err();
-    assert!(matches!(nf, ComputeError::NotFound { .. }), "{nf:?}");
-    assert_eq!(nf.to_string(), "Port id nope could not be found.");
+    assert_eq!(
+        nf,
+        ComputeError::NotFound {
+            kind: Resource::Port,
+            id: "nope".into()
+        }
+    );
     // Two networks are usable: an attach without one is ambiguous.
     assert_eq!(
         err(engine
@@ -312,8 +318,11 @@ async fn interfaces_attach_and_detach_on_a_running_server() {
         .await
         .unwrap_err();
     assert_eq!(
-        nf.to_string(),
-        format!("Port id {brought} could not be found.")
+        nf,
+        ComputeError::NotFound {
+            kind: Resource::Port,
+            id: brought.clone()
+        }
     );
 
     // Wrong state: a suspended server refuses both (the action table).

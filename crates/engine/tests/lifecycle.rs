@@ -640,11 +640,10 @@ async fn failures_roll_back_or_error() {
         .unwrap();
     let s = e.settle(&c[0].server.id).await;
     assert_eq!(s.status(), Status::Error);
-    assert!(s
-        .fault
-        .unwrap()
-        .message
-        .starts_with("No valid host was found."));
+    assert_eq!(
+        s.fault.unwrap().reason,
+        Some(lifeboat_core::FaultReason::NoValidHost { host: None })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,8 +753,10 @@ async fn multi_host_migrate_live_migrate_evacuate() {
         .await
         .unwrap_err();
     assert_eq!(
-        err.to_string(),
-        format!("Compute service of {host_now} is still in use.")
+        err,
+        ComputeError::Denied(lifeboat_core::ActionDenied::HostUp {
+            host: host_now.clone()
+        })
     );
     e.engine.set_host_up(&host_now, false).await.unwrap();
     let ev = e

@@ -110,6 +110,7 @@ async fn an_unversioned_workflow_row_resumes_after_upgrade() {
             ],
             params: json!({"was_active": false}),
             error: None,
+            reason: None,
             created_at: now,
             updated_at: now,
         };

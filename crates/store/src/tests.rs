@@ -292,6 +292,7 @@ async fn suite(store: &Store) {
         steps: vec![],
         params: serde_json::json!({"a": 1}),
         error: None,
+        reason: None,
         created_at: now,
         updated_at: now,
     };

@@ -240,7 +240,7 @@ async fn metadata_item_delete(
         .await
         .map_err(|e| match e {
             lifeboat_engine::ComputeError::NotFound {
-                kind: "Metadata item",
+                kind: lifeboat_engine::Resource::MetadataItem,
                 ..
             } => Fault::not_found("Metadata item was not found"),
             e => e.into(),
@@ -359,9 +359,10 @@ async fn tag_delete(
         .remove_tag(&a, &id, &tag)
         .await
         .map_err(|e| match e {
-            lifeboat_engine::ComputeError::NotFound { kind: "Tag", .. } => {
-                Fault::not_found(format!("Tag '{tag}' could not be found on instance {id}."))
-            }
+            lifeboat_engine::ComputeError::NotFound {
+                kind: lifeboat_engine::Resource::Tag,
+                ..
+            } => Fault::not_found(format!("Tag '{tag}' could not be found on instance {id}.")),
             e => e.into(),
         })?;
     Ok(StatusCode::NO_CONTENT)

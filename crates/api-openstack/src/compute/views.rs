@@ -172,7 +172,7 @@ impl<'a> Render<'a> {
         let mut v = json!({
             "code": f.code,
             "created": isotime(&f.created),
-            "message": f.message,
+            "message": crate::nova::fault_message(f),
         });
         if let Some(d) = &f.details {
             if self.actor.is_admin() || f.code != 500 {

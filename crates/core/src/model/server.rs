@@ -28,6 +28,39 @@ pub struct Fault {
     /// When.
     #[schema(value_type = String)]
     pub created: Time,
+    /// Why, when a front words the fault itself (`message` is Lifeboat's
+    /// sentence; absent in faults recorded before reasons were typed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FaultReason>,
+}
+
+/// A typed reason of a fault, which each front words in its vendor's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaultReason {
+    /// No host could take the server.
+    NoValidHost {
+        /// The host that was asked for and cannot take it (None: no host
+        /// of the pool has room).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+}
+
+impl std::fmt::Display for FaultReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultReason::NoValidHost { host: Some(h) } => {
+                write!(
+                    f,
+                    "no host can take the server: host {h} has no room for it"
+                )
+            }
+            FaultReason::NoValidHost { host: None } => {
+                f.write_str("no host can take the server: none has room for it")
+            }
+        }
+    }
 }
 
 /// One network attachment of a server, denormalised from its port.

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::Time;
+use super::{FaultReason, Time};
 
 /// Lifecycle of a workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -108,6 +108,10 @@ pub struct Workflow {
     pub params: serde_json::Value,
     /// Error message of the failed step.
     pub error: Option<String>,
+    /// The failed step's typed reason, when it has one a front words itself
+    /// (recorded in the server's fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FaultReason>,
     /// Created.
     #[schema(value_type = String)]
     pub created_at: Time,

@@ -5,7 +5,7 @@ use lifeboat_core::{Actor, Flavor, Permission};
 use lifeboat_store::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason, Resource};
 
 /// One project's access to a private flavor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ impl Engine {
         let f = self.flavor(flavor_id).await?;
         if f.is_public {
             return Err(ComputeError::NotFound {
-                kind: "Access list for flavor",
+                kind: Resource::FlavorAccessList,
                 id: f.id,
             });
         }
@@ -63,9 +63,7 @@ impl Engine {
         admin_only(actor, Permission::FlavorAccessAdd)?;
         let f = self.flavor(flavor_id).await?;
         if f.is_public {
-            return Err(ComputeError::Conflict(
-                "Can not add access to a public flavor.".into(),
-            ));
+            return Err(Reason::FlavorIsPublic.into());
         }
         let a = FlavorAccess {
             flavor_id: f.id.clone(),
@@ -74,10 +72,11 @@ impl Engine {
         match self.inner.store.insert(&a).await {
             Ok(()) => {}
             Err(lifeboat_store::StoreError::Duplicate(_)) => {
-                return Err(ComputeError::Conflict(format!(
-                    "Flavor access already exists for flavor {} and project {project_id} combination.",
-                    f.id
-                )))
+                return Err(Reason::FlavorAccessExists {
+                    flavor: f.id,
+                    project: project_id.into(),
+                }
+                .into())
             }
             Err(e) => return Err(e.into()),
         }
@@ -100,7 +99,7 @@ impl Engine {
             .await?
         {
             return Err(ComputeError::NotFound {
-                kind: "Flavor access",
+                kind: Resource::FlavorAccess,
                 id: format!("{}:{project_id}", f.id),
             });
         }
@@ -145,7 +144,7 @@ impl Engine {
         let f = self.flavor(key).await?;
         if f.disabled || !self.can_use_flavor(actor, &f).await? {
             return Err(ComputeError::NotFound {
-                kind: "Flavor",
+                kind: Resource::Flavor,
                 id: key.into(),
             });
         }

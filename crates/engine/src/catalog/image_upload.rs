@@ -16,7 +16,7 @@ use lifeboat_datastore::{SnapshotKind, SnapshotMeta};
 use md5::Digest;
 
 use crate::backup::store_location;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// Glance's `image_size_cap` default (1 TiB).
 pub const IMAGE_SIZE_CAP: u64 = 1 << 40;
@@ -183,7 +183,7 @@ impl Engine {
             .into_iter()
             .find(|i| i.id == id)
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Image",
+                kind: Resource::Image,
                 id: id.into(),
             })?;
         if !actor.is_admin()

@@ -11,7 +11,7 @@ use crate::error::CAS_LOST;
 use crate::requests::*;
 use crate::secrets::AdminPass;
 use crate::workflow::LaunchWith;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Field, Reason, Resource};
 
 use super::{generate_password, sanitize_hostname};
 
@@ -252,12 +252,15 @@ pub(crate) async fn rebuild(
     let img = e
         .image(actor, &image)
         .await
-        .map_err(|_| ComputeError::BadRequest(format!("Image {image} could not be found.")))?;
+        .map_err(|_| Reason::BadReference {
+            kind: Resource::Image,
+            id: image.clone(),
+        })?;
     let key_data = match &key_name {
         Some(Some(k)) => Some(Some(
             e.keypair(actor, k)
                 .await
-                .map_err(|_| ComputeError::BadRequest("Invalid key_name provided.".into()))?
+                .map_err(|_| Reason::BadKeyName)?
                 .public_key,
         )),
         Some(None) => Some(None),
@@ -316,17 +319,15 @@ pub(crate) async fn resize(
         .await
         // Nova's resize: a missing or disabled flavor is FlavorNotFound
         // with the id asked for (400 at the API).
-        .map_err(|_| ComputeError::BadRequest(format!("Flavor {flavor} could not be found.")))?;
+        .map_err(|_| Reason::BadReference {
+            kind: Resource::Flavor,
+            id: flavor.clone(),
+        })?;
     if f.id == s.flavor.id {
-        return Err(ComputeError::BadRequest(
-            "When resizing, instances must change flavor!".into(),
-        ));
+        return Err(Reason::ResizeSameFlavor.into());
     }
     if f.disk < s.flavor.disk {
-        return Err(
-            ComputeError::BadRequest("Resize to zero disk flavor is not allowed.".into())
-                .with_message("Unable to resize disk down."),
-        );
+        return Err(Reason::ResizeDiskDown.into());
     }
     e.check_resize_quota(actor, &s.project_id, &s.flavor, &f)
         .await?;
@@ -347,14 +348,14 @@ pub(crate) async fn migrate(
 ) -> Result<ActionOutcome, ComputeError> {
     if let Some(h) = &host {
         if e.host_up(h).await.is_none() {
-            return Err(ComputeError::BadRequest(format!(
-                "Compute host {h} could not be found."
-            )));
+            return Err(Reason::BadReference {
+                kind: Resource::ComputeHost,
+                id: h.clone(),
+            }
+            .into());
         }
         if Some(h) == s.host.as_ref() {
-            return Err(ComputeError::BadRequest(
-                "The target host can't be the same one.".into(),
-            ));
+            return Err(Reason::SameHost.into());
         }
     }
     Ok(accepted(
@@ -375,7 +376,7 @@ pub(crate) async fn evacuate(
     if let Some(h) = &host {
         if e.host_up(h).await.is_none() {
             return Err(ComputeError::NotFound {
-                kind: "Compute host",
+                kind: Resource::ComputeHost,
                 id: h.clone(),
             });
         }
@@ -402,9 +403,7 @@ pub(crate) async fn evacuate(
 
 fn image_name(name: &str) -> Result<(), ComputeError> {
     if name.trim().is_empty() {
-        return Err(ComputeError::BadRequest(
-            "Invalid input for field/attribute name.".into(),
-        ));
+        return Err(Reason::InvalidField(Field::Name).into());
     }
     Ok(())
 }
@@ -484,9 +483,7 @@ pub(crate) async fn change_password(
     admin_pass: String,
 ) -> Result<ActionOutcome, ComputeError> {
     if admin_pass.is_empty() {
-        return Err(ComputeError::BadRequest(
-            "Invalid input for field/attribute adminPass.".into(),
-        ));
+        return Err(Reason::InvalidField(Field::AdminPass).into());
     }
     let wf = e
         .begin_workflow_with(
@@ -516,7 +513,10 @@ pub(crate) async fn rescue(
         Some(i) => Some(
             e.image(actor, &i)
                 .await
-                .map_err(|_| ComputeError::BadRequest(format!("Image {i} could not be found.")))?
+                .map_err(|_| Reason::BadReference {
+                    kind: Resource::Image,
+                    id: i.clone(),
+                })?
                 .id,
         ),
         None => None,
@@ -585,7 +585,10 @@ pub(crate) async fn reset_state(
         "active" => VmState::Active,
         "error" => VmState::Error,
         other => {
-            return Err(ComputeError::BadRequest(format!("Invalid input for field/attribute state. Value: {other}. '{other}' is not one of ['active', 'error']")))
+            return Err(Reason::BadResetState {
+                value: other.to_string(),
+            }
+            .into())
         }
     };
     e.mutate_server(&s.id, |s| {
@@ -677,15 +680,14 @@ pub(crate) async fn add_security_group(
     name: String,
 ) -> Result<ActionOutcome, ComputeError> {
     if name.trim().is_empty() {
-        return Err(ComputeError::BadRequest(
-            "Security group name cannot be empty".into(),
-        ));
+        return Err(Reason::EmptySecurityGroupName.into());
     }
     if s.security_groups.contains(&name) {
-        return Err(ComputeError::BadRequest(format!(
-            "Security group {name} is already associated with the instance {}",
-            s.id
-        )));
+        return Err(Reason::SecurityGroupAlreadyAdded {
+            group: name,
+            server: s.id,
+        }
+        .into());
     }
     e.mutate_server(&s.id, |s| {
         s.security_groups.push(name.clone());
@@ -704,10 +706,11 @@ pub(crate) async fn remove_security_group(
     name: String,
 ) -> Result<ActionOutcome, ComputeError> {
     if !s.security_groups.contains(&name) {
-        return Err(ComputeError::BadRequest(format!(
-            "Security group {name} not associated with the instance {}",
-            s.id
-        )));
+        return Err(Reason::SecurityGroupNotAdded {
+            group: name,
+            server: s.id,
+        }
+        .into());
     }
     e.mutate_server(&s.id, |s| {
         s.security_groups.retain(|g| g != &name);
@@ -765,17 +768,4 @@ pub(crate) async fn remove_floating_ip(
 ) -> Result<ActionOutcome, ComputeError> {
     e.disassociate_fip(actor, &s, &address).await?;
     Ok(ActionOutcome::Done)
-}
-
-trait WithMessage {
-    fn with_message(self, m: &str) -> Self;
-}
-
-impl WithMessage for ComputeError {
-    fn with_message(self, m: &str) -> Self {
-        match self {
-            ComputeError::BadRequest(_) => ComputeError::BadRequest(m.into()),
-            other => other,
-        }
-    }
 }

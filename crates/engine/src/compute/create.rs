@@ -8,7 +8,7 @@ use crate::catalog::DEFAULT_IMAGE_ID;
 use crate::requests::*;
 use crate::secrets::AdminPass;
 use crate::workflow::LaunchWith;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason, Resource};
 
 use super::{generate_password, sanitize_hostname};
 
@@ -34,28 +34,26 @@ impl Engine {
         )?;
         let name = req.name.trim();
         if name.is_empty() || req.name.chars().count() > 255 {
-            return Err(ComputeError::BadRequest(
-                "Invalid input for field/attribute name. Value: . '' is too short".into(),
-            ));
+            return Err(Reason::BadServerName.into());
         }
         let min = req.min_count.max(1);
         let max = req.max_count.max(min);
-        let flavor: Flavor = self.flavor(&req.flavor).await.map_err(|_| {
-            ComputeError::BadRequest(format!("Flavor {} could not be found.", req.flavor))
-        })?;
+        let flavor_ref = || Reason::BadReference {
+            kind: Resource::Flavor,
+            id: req.flavor.clone(),
+        };
+        let flavor: Flavor = self.flavor(&req.flavor).await.map_err(|_| flavor_ref())?;
         // Nova's _validate_and_build_base_options: a disabled flavor is
         // FlavorNotFound (400 at the API), for admins too.
         if flavor.disabled {
-            return Err(ComputeError::BadRequest(format!(
-                "Flavor {} could not be found.",
-                flavor.id
-            )));
+            return Err(Reason::BadReference {
+                kind: Resource::Flavor,
+                id: flavor.id,
+            }
+            .into());
         }
         if !self.can_use_flavor(actor, &flavor).await? {
-            return Err(ComputeError::BadRequest(format!(
-                "Flavor {} could not be found.",
-                req.flavor
-            )));
+            return Err(flavor_ref().into());
         }
         let (max, _quota) = self
             .check_create_quota(actor, &flavor, min, max, req.metadata.len())
@@ -64,33 +62,30 @@ impl Engine {
             .group_for_create(actor, &req.scheduler_hints, max)
             .await?;
         let image = match &req.image {
-            Some(i) if !i.is_empty() => self
-                .image(actor, i)
-                .await
-                .map_err(|_| ComputeError::BadRequest(format!("Image {i} could not be found.")))?,
+            Some(i) if !i.is_empty() => {
+                self.image(actor, i)
+                    .await
+                    .map_err(|_| Reason::BadReference {
+                        kind: Resource::Image,
+                        id: i.clone(),
+                    })?
+            }
             _ => self.image(actor, DEFAULT_IMAGE_ID).await?,
         };
         if image.status != lifeboat_core::ImageStatus::Active {
-            return Err(ComputeError::BadRequest(format!(
-                "Image {} is not active.",
-                image.id
-            )));
+            return Err(Reason::ImageNotActive { image: image.id }.into());
         }
         if flavor.ram < image.min_ram {
-            return Err(ComputeError::BadRequest(
-                "Flavor's memory is too small for requested image.".into(),
-            ));
+            return Err(Reason::FlavorRamTooSmall.into());
         }
         if image.min_disk > flavor.disk && flavor.disk > 0 {
-            return Err(ComputeError::BadRequest(
-                "Flavor's disk is too small for requested image.".into(),
-            ));
+            return Err(Reason::FlavorDiskTooSmall.into());
         }
         let key_data = match &req.key_name {
             Some(k) => Some(
                 self.keypair(actor, k)
                     .await
-                    .map_err(|_| ComputeError::BadRequest("Invalid key_name provided.".into()))?
+                    .map_err(|_| Reason::BadKeyName)?
                     .public_key,
             ),
             None => None,
@@ -114,16 +109,16 @@ impl Engine {
                 .map(|(h, _)| h.availability_zone)
                 .collect();
             if !zones.contains(z) {
-                return Err(ComputeError::BadRequest(
-                    "The requested availability zone is not available".into(),
-                ));
+                return Err(Reason::NoSuchZone.into());
             }
         }
         if let Some(h) = &host {
             if self.host_up(h).await.is_none() {
-                return Err(ComputeError::BadRequest(format!(
-                    "Compute host {h} could not be found."
-                )));
+                return Err(Reason::BadReference {
+                    kind: Resource::ComputeHost,
+                    id: h.clone(),
+                }
+                .into());
             }
         }
         let (networks, no_network) = self.resolve_networks(actor, &req).await?;
@@ -132,9 +127,7 @@ impl Engine {
                 .iter()
                 .any(|n| n.port_id.is_some() || n.fixed_ip.is_some())
         {
-            return Err(ComputeError::BadRequest(
-                "Multiple instances cannot be created with a specific port or fixed IP.".into(),
-            ));
+            return Err(Reason::SharedPort.into());
         }
         let reservation_id = ids::reservation_id();
         let mut out = vec![];

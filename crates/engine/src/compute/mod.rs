@@ -14,10 +14,11 @@ pub(crate) mod workflows;
 use lifeboat_core::ids;
 
 use crate::ComputeError;
+use crate::Resource;
 
 pub(crate) fn not_found(id: &str) -> ComputeError {
     ComputeError::NotFound {
-        kind: "Instance",
+        kind: Resource::Server,
         id: id.into(),
     }
 }

@@ -11,7 +11,7 @@ use lifeboat_store::{Record, ServerQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{forbidden, OverQuota, QuotaExceeded};
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Reason};
 
 /// The resources Lifeboat counts, with Nova's default limits.
 pub const QUOTA_DEFAULTS: &[(&str, i64)] = &[
@@ -179,14 +179,14 @@ impl Engine {
         }
         for (k, v) in changes {
             if !QUOTA_DEFAULTS.iter().any(|(r, _)| r == k) {
-                return Err(ComputeError::BadRequest(format!(
-                    "Bad key(s) {k} in quota_set"
-                )));
+                return Err(Reason::BadQuotaKey { key: k.clone() }.into());
             }
             if *v < -1 {
-                return Err(ComputeError::BadRequest(format!(
-                    "Quota limit {v} for {k} must be -1 or greater."
-                )));
+                return Err(Reason::QuotaBelowMinusOne {
+                    resource: k.clone(),
+                    limit: *v,
+                }
+                .into());
             }
         }
         if let QuotaTarget::Project(p) = target {
@@ -195,9 +195,12 @@ impl Engine {
                 for (k, v) in changes {
                     let u = used.get(k);
                     if *v != -1 && *v < u && k != "key_pairs" {
-                        return Err(ComputeError::BadRequest(format!(
-                            "Quota limit {v} for {k} must be greater than or equal to already used and reserved {u}."
-                        )));
+                        return Err(Reason::QuotaBelowUsage {
+                            resource: k.clone(),
+                            limit: *v,
+                            used: u,
+                        }
+                        .into());
                     }
                 }
             }

@@ -7,7 +7,7 @@ use lifeboat_store::ServerQuery;
 
 use crate::error::{OverQuota, QuotaExceeded};
 use crate::requests::*;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Field, Reason, Resource};
 
 use super::{not_found, sanitize_hostname};
 
@@ -65,7 +65,7 @@ impl Engine {
             // The marker must be visible to the caller.
             self.server(actor, m)
                 .await
-                .map_err(|_| ComputeError::BadRequest(format!("marker [{m}] not found")))?;
+                .map_err(|_| Reason::MarkerNotFound { marker: m.clone() })?;
         }
         if !post_filter {
             return Ok(self.inner.store.list_servers(&sq).await?);
@@ -110,9 +110,7 @@ impl Engine {
         actions::check(Action::Update, &s, actor)?;
         if let Some(n) = &u.name {
             if n.trim().is_empty() || n.len() > 255 {
-                return Err(ComputeError::BadRequest(
-                    "Invalid input for field/attribute name.".into(),
-                ));
+                return Err(Reason::InvalidField(Field::Name).into());
             }
         }
         self.mutate_server(id, |s| {
@@ -151,9 +149,7 @@ impl Engine {
         actions::check(Action::Update, &s, actor)?;
         for (k, v) in &meta {
             if k.is_empty() || k.len() > 255 || v.len() > 255 {
-                return Err(ComputeError::BadRequest(
-                    "Invalid input for field/attribute metadata.".into(),
-                ));
+                return Err(Reason::InvalidField(Field::Metadata).into());
             }
         }
         let s = self
@@ -190,7 +186,7 @@ impl Engine {
         actions::check(Action::Update, &s, actor)?;
         if !s.metadata.contains_key(key) {
             return Err(ComputeError::NotFound {
-                kind: "Metadata item",
+                kind: Resource::MetadataItem,
                 id: key.into(),
             });
         }
@@ -230,10 +226,8 @@ impl Engine {
         actions::check(Action::Update, &s, actor)?;
         validate_tags(&[tag.to_string()])?;
         let existed = s.tags.iter().any(|t| t == tag);
-        if !existed && s.tags.len() >= 50 {
-            return Err(ComputeError::BadRequest(
-                "The number of tags exceeded the per-server limit 50".into(),
-            ));
+        if !existed && s.tags.len() >= MAX_TAGS {
+            return Err(Reason::TooManyTags { limit: MAX_TAGS }.into());
         }
         self.mutate_server(id, |s| {
             if !s.tags.iter().any(|t| t == tag) {
@@ -252,7 +246,7 @@ impl Engine {
         actions::check(Action::Update, &s, actor)?;
         if !s.tags.iter().any(|t| t == tag) {
             return Err(ComputeError::NotFound {
-                kind: "Tag",
+                kind: Resource::Tag,
                 id: tag.into(),
             });
         }
@@ -282,19 +276,19 @@ impl Engine {
             .get_workflow(id)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Workflow",
+                kind: Resource::Workflow,
                 id: id.into(),
             })?;
         if let Some(p) = &w.project_id {
             if !actor.can_see(p) {
                 return Err(ComputeError::NotFound {
-                    kind: "Workflow",
+                    kind: Resource::Workflow,
                     id: id.into(),
                 });
             }
         } else if !actor.is_admin() {
             return Err(ComputeError::NotFound {
-                kind: "Workflow",
+                kind: Resource::Workflow,
                 id: id.into(),
             });
         }
@@ -331,17 +325,16 @@ impl Engine {
     }
 }
 
+/// How many tags a server may have.
+const MAX_TAGS: usize = 50;
+
 fn validate_tags(tags: &[String]) -> Result<(), ComputeError> {
-    if tags.len() > 50 {
-        return Err(ComputeError::BadRequest(
-            "The number of tags exceeded the per-server limit 50".into(),
-        ));
+    if tags.len() > MAX_TAGS {
+        return Err(Reason::TooManyTags { limit: MAX_TAGS }.into());
     }
     for t in tags {
         if t.is_empty() || t.len() > 60 || t.contains('/') || t.contains(',') {
-            return Err(ComputeError::BadRequest(format!(
-                "Invalid input for field/attribute tags. Value: {t}."
-            )));
+            return Err(Reason::BadTag { tag: t.clone() }.into());
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::neutron::{NetworkAttrs, PortAttrs};
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// A port's place on its server: who made it and its NIC's PCI slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,7 +271,7 @@ impl Engine {
         let plan = match &req.port_id {
             Some(pid) => {
                 let nf = || ComputeError::NotFound {
-                    kind: "Port id",
+                    kind: Resource::Port,
                     id: pid.clone(),
                 };
                 let p: Port = self.inner.store.get(pid).await?.ok_or_else(nf)?;
@@ -305,7 +305,7 @@ impl Engine {
                         let net = net
                             .filter(|x| x.project_id.as_ref().is_none_or(|p| actor.can_see(p)))
                             .ok_or_else(|| ComputeError::NotFound {
-                                kind: "Network",
+                                kind: Resource::Network,
                                 id: n.clone(),
                             })?;
                         if net.external && !actor.is_admin() {
@@ -547,7 +547,7 @@ impl Engine {
                 .into_iter()
                 .find(|p| p.id == port_id)
                 .ok_or_else(|| ComputeError::NotFound {
-                    kind: "Port id",
+                    kind: Resource::Port,
                     id: port_id.to_string(),
                 })?;
         if self.op_pending(port_id).await? {

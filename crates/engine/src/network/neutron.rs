@@ -100,6 +100,10 @@ impl From<ComputeError> for NetError {
         match e {
             ComputeError::NotFound { .. } => NetError::not_found("NotFound", m),
             ComputeError::BadRequest(_) => NetError::bad_request(m),
+            ComputeError::Rejected(r) if r.class() == crate::Class::Invalid => {
+                NetError::bad_request(m)
+            }
+            ComputeError::Rejected(_) => NetError::conflict("Conflict", m),
             ComputeError::Forbidden(_) | ComputeError::Unauthorized(_) => {
                 NetError::new(NetErrorKind::Forbidden, "Forbidden", m)
             }

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use crate::compute::workflows::WorkflowKind;
 use crate::error::StepResult;
-use crate::{ComputeError, Engine};
+use crate::{ComputeError, Engine, Resource};
 
 /// Step names of a workflow, given its kind and params (as stored).
 pub(crate) fn plan(k: &WorkflowKind) -> Vec<&'static str> {
@@ -84,7 +84,7 @@ impl Engine {
             .get_server(id)
             .await?
             .ok_or_else(|| ComputeError::NotFound {
-                kind: "Instance",
+                kind: Resource::Server,
                 id: id.into(),
             })
     }
@@ -232,6 +232,7 @@ pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResu
     };
     let kind = wf.kind.clone();
     let wf_id = wf.id.clone();
+    let reason = wf.reason.clone();
     let mut errored = false;
     let res = e
         .mutate_server(&id, |s| {
@@ -253,6 +254,7 @@ pub(crate) async fn fail(e: &Engine, wf: &mut Workflow, error: &str) -> StepResu
                     message: error.chars().take(255).collect(),
                     details: Some(format!("{kind} failed: {error}")),
                     created: now(),
+                    reason: reason.clone(),
                 });
             }
             errored = to_error;

@@ -99,6 +99,7 @@ async fn round_trip(url: &str) {
             steps: vec![],
             params: k.store(),
             error: None,
+            reason: None,
             created_at: now,
             updated_at: now,
         };

@@ -44,7 +44,7 @@ impl Engine {
                 if attrs.device_owner.starts_with("compute:") {
                     attrs.device_owner.clone()
                 } else {
-                    "compute:nova".to_string()
+                    self.compute_owner(s).await?
                 },
             ),
             None => (attrs.device_id.clone(), attrs.device_owner.clone()),
