@@ -34,8 +34,11 @@ pub fn guest_dir() -> PathBuf {
     dir
 }
 
+/// A TCP port free on every address.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    // The wildcard address: the kernel then picks a port that no address
+    // holds. A port free on 127.0.0.1 may be an agent's on 127.0.0.2.
+    std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -383,7 +386,7 @@ pub fn start_agent_with(
 ) -> Child {
     register(data_dir);
     let ca = manager_ca(token.parent().unwrap());
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args([
             "agent",
             "--name",
@@ -409,6 +412,12 @@ pub fn start_agent_with(
         assert!(Instant::now() < deadline, "agent {name} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // what answered is this agent, not another process on that port
+    let exited = child.try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "agent {name} exited: {exited:?} (port {port} taken?)"
+    );
     child
 }
 
