@@ -19,7 +19,7 @@ export LIFEBOAT_ENABLE_TEST_HOOKS=1
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 
 status=0
 for suite in compat/*/run.sh; do

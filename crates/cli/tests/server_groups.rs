@@ -600,7 +600,7 @@ fn native_api_and_cli_manage_server_groups() {
     );
     assert_eq!(
         (st, v["error"]["message"].as_str()),
-        (400, Some("Only anti-affinity policy supports rules.")),
+        (400, Some("only the anti-affinity policy takes rules")),
         "{v}"
     );
     let (st, v) = native.post(
