@@ -297,6 +297,12 @@ def test_network_cli(lb, tmp_path):
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout) if r.stdout.strip() else None
 
+    def osc_fails(*args):
+        r = subprocess.run([OPENSTACK, *args], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode != 0, r.stdout
+        return r.stderr
+
     n = osc("network", "create", "cli-net", "-f", "json")
     assert n["name"] == "cli-net" and n["status"] == "ACTIVE"
     s = osc("subnet", "create", "cli-sub", "--network", "cli-net", "--subnet-range",
@@ -305,6 +311,25 @@ def test_network_cli(lb, tmp_path):
     p = osc("port", "create", "cli-port", "--network", "cli-net", "--fixed-ip",
             "ip-address=192.168.80.33", "-f", "json")
     assert "192.168.80.33" in json.dumps(p["fixed_ips"])
+    # Neutron's errors as the CLI shows them: the SDK's exception, the status and the
+    # NeutronError message (neutron-lib's IpAddressAlreadyAllocated, NetworkInUse,
+    # SubnetInUse, NetworkNotFound).
+    err = osc_fails("port", "create", "dup", "--network", "cli-net", "--fixed-ip",
+                    "ip-address=192.168.80.33")
+    assert ("ConflictException: 409: Client Error for url: " in err
+            and f"IP address 192.168.80.33 already allocated in subnet {s['id']}" in err), err
+    err = osc_fails("network", "delete", "cli-net")
+    assert (f"Unable to complete operation on network {n['id']}. There are one or more ports "
+            "still in use on the network." in err and "ConflictException: 409" in err), err
+    assert "1 of 1 networks failed to delete." in err, err
+    err = osc_fails("subnet", "delete", "cli-sub")
+    assert (f"Unable to complete operation on subnet {s['id']}: One or more ports have an IP "
+            "allocation from this subnet." in err), err
+    missing = "5a0b5d4b-3a41-4c3e-9c5e-1b2b3c4d5e6f"
+    err = osc_fails("port", "create", "nowhere", "--network", missing)
+    assert "No Network found for 5a0b5d4b-3a41-4c3e-9c5e-1b2b3c4d5e6f" in err, err
+    err = osc_fails("port", "show", missing)
+    assert f"No Port found for {missing}" in err, err
     assert any(r["Name"] == "cli-port" for r in osc("port", "list", "-f", "json"))
     assert any(r["Name"] == "cli-net" for r in osc("network", "list", "-f", "json"))
     assert any(r["Name"] == "cli-sub" for r in osc("subnet", "list", "-f", "json"))

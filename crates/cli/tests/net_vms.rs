@@ -477,10 +477,12 @@ fn guests_fixed_ips_metadata_floating_ip_security_groups_and_port_reuse() {
     );
     let pa_id = pa["port"]["id"].as_str().unwrap().to_string();
     let pa_mac = pa["port"]["mac_address"].as_str().unwrap().to_string();
+    // A's user data shows what its key pair became in the guest: root's authorized_keys.
+    let show_keys = "#!/bin/sh\necho \"KEYS-IN-GUEST[$(cat /root/.ssh/authorized_keys)]\"\n";
     let a = create_server(
         &api,
         json!({"name": "net-a", "flavorRef": "1", "imageRef": IMAGE,
-            "networks": [{"port": pa_id}], "key_name": "k1"}),
+            "networks": [{"port": pa_id}], "key_name": "k1", "user_data": b64(show_keys)}),
     );
     // B: {uuid, fixed_ip}; its user data pings A.
     let script = "#!/bin/sh\nfor i in $(seq 1 120); do\n  if ping -c 1 -W 1 10.0.0.50 >/dev/null 2>&1; then echo PEER-OK-10.0.0.50; exit 0; fi\ndone\necho PEER-FAILED\n";
@@ -510,7 +512,12 @@ fn guests_fixed_ips_metadata_floating_ip_security_groups_and_port_reuse() {
         "B could not ping A:\n{con_b}"
     );
     assert!(!con_b.contains("keys="), "B has no key pair: {con_b}");
-    let _ = public_key;
+    // The key itself, not only its name, is root's authorized key in A.
+    let con_a = console_has(&api, &a, "KEYS-IN-GUEST[", 60);
+    assert!(
+        con_a.contains(&format!("KEYS-IN-GUEST[{}]", public_key.trim())),
+        "A's authorized_keys is not the key pair's public key {public_key:?}:\n{con_a}"
+    );
 
     // A router to the public network and a floating IP on A's port.
     let r = ok(
