@@ -138,6 +138,9 @@ pub fn denied_message(d: &lifeboat_core::ActionDenied) -> String {
             format!("Policy doesn't allow {what} to be performed.")
         }
         D::HostUp { host } => format!("Compute service of {host} is still in use."),
+        D::Restoring { action, server_id } => format!(
+            "Cannot '{action}' instance {server_id} until its instant restore has copied its disk from the snapshot store; its progress is the server's restore field"
+        ),
         D::NotOffloaded {
             server_id,
             vm_state,

@@ -26,6 +26,57 @@ pub struct ServerView {
     pub server: Server,
     /// API status from vm_state and task_state.
     pub status: Status,
+    /// The instant restore whose background copy still runs (or just
+    /// finished), in the view of one server; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreView>,
+}
+
+/// Progress of a server's instant restore (`restore_backup` with `instant`):
+/// the server runs from the snapshot store while its disk is copied.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreView {
+    /// Snapshot restored from.
+    pub snapshot: String,
+    /// Its disk.
+    pub disk: String,
+    /// The copy is complete: the disk no longer needs the store, and the
+    /// actions that need the whole disk are allowed again.
+    pub done: bool,
+    /// A copy job runs now (false while the VM is off: it resumes at boot).
+    pub copying: bool,
+    /// Bytes the current copy job has done.
+    pub copied: u64,
+    /// Disk size in bytes.
+    pub total: u64,
+    /// Copy jobs started (more than one: resumed after a failure or restart).
+    pub jobs: u32,
+    /// Reads of the store export answered on the host.
+    pub served_reads: u64,
+    /// Milliseconds the copy took, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    /// The last failure of the copy or of asking the host (administrators only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RestoreView {
+    /// The view of `p` for `actor`.
+    pub fn new(p: lifeboat_engine::RestoreProgress, actor: &lifeboat_core::Actor) -> Self {
+        RestoreView {
+            snapshot: p.snapshot,
+            disk: p.disk,
+            done: p.done,
+            copying: p.copying,
+            copied: p.copied,
+            total: p.total,
+            jobs: p.jobs,
+            served_reads: p.served_reads,
+            took_ms: p.took_ms,
+            error: p.error.filter(|_| actor.is_admin()),
+        }
+    }
 }
 
 impl ServerView {
@@ -48,6 +99,7 @@ impl ServerView {
         ServerView {
             status: s.status(),
             server: s,
+            restore: None,
         }
     }
 }
@@ -202,7 +254,14 @@ pub async fn show_server(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> R<Json<ServerView>> {
-    Ok(Json(ServerView::new(e.server(&a, &id).await?, &a)))
+    let s = e.server(&a, &id).await?;
+    let restore = e
+        .restore_progress(&s)
+        .await
+        .map(|p| RestoreView::new(p, &a));
+    let mut v = ServerView::new(s, &a);
+    v.restore = restore;
+    Ok(Json(v))
 }
 
 /// Update name, description, access IPs, hostname.
@@ -236,7 +295,7 @@ pub async fn delete_server(
 
 /// Run an action (reboot, stop, resize, ...).
 #[utoipa::path(post, path = "/api/v1/servers/{id}/actions", params(("id" = String, Path, description = "Resource id")), request_body = ServerAction,
-    responses((status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 200, body = ActionOutcome), (status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
 pub async fn server_action(
     State(e): State<Engine>,
     Caller(a): Caller,

@@ -55,7 +55,7 @@ pub use error::{not_found, not_found_response, ApiError};
         lifeboat_core::Role,
         lifeboat_engine::CreateServer, lifeboat_engine::NetworkRequest, lifeboat_engine::UpdateServer,
         lifeboat_engine::ServerAction, lifeboat_engine::ActionOutcome,
-        handlers::ServerView, handlers::CreatedView, handlers::FlavorCreate, handlers::LoginRequest, handlers::LoginResponse,
+        handlers::ServerView, handlers::RestoreView, handlers::CreatedView, handlers::FlavorCreate, handlers::LoginRequest, handlers::LoginResponse,
         handlers::KeypairRequest, handlers::ProjectRequest, handlers::UserRequest, handlers::UserView,
         handlers::HostView, error::ErrorBody,
         network::NetworkOut, network::NetworkCreate, network::Pool, network::SubnetOut,

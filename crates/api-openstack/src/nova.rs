@@ -54,6 +54,7 @@ pub fn action_name(action: Action) -> &'static str {
         A::RemoveFloatingIp => "removeFloatingIp",
         A::RunMaintenance => "run_maintenance",
         A::SyncPowerState => "sync_power_state",
+        A::RestoreBackup => "restore_backup",
     }
 }
 
@@ -122,6 +123,7 @@ pub fn action_policy(action: Action) -> &'static str {
         // Not a Nova action (native front only); named in Nova's style.
         A::RunMaintenance => "os_compute_api:servers:run_maintenance",
         A::SyncPowerState => "os_compute_api:servers:sync_power_state",
+        A::RestoreBackup => "os_compute_api:servers:restore_backup",
     }
 }
 
@@ -175,6 +177,11 @@ pub fn denied_message(d: &ActionDenied) -> String {
         ),
         // Nova's ComputeServiceInUse.
         ActionDenied::HostUp { host } => format!("Compute service of {host} is still in use."),
+        // Nova's InstanceInvalidState wording for a Lifeboat-only condition.
+        ActionDenied::Restoring { action, server_id } => format!(
+            "Cannot '{}' instance {server_id} while its disk is being restored from a backup",
+            action_name(*action)
+        ),
         ActionDenied::NotOffloaded {
             server_id,
             vm_state,
@@ -285,6 +292,7 @@ pub fn resource_name(r: Resource) -> &'static str {
         Resource::FloatingIpAddress => "floating IP",
         Resource::Port => "Port id",
         Resource::Workflow => "Workflow",
+        Resource::Snapshot => "Snapshot",
     }
 }
 
@@ -369,6 +377,14 @@ pub fn reason_message(r: &Reason) -> String {
         R::FlavorAccessExists { flavor, project } => format!(
             "Flavor access already exists for flavor {flavor} and project {project} combination."
         ),
+        // Not Nova requests (the native front's restore_backup); in Nova's style.
+        R::SnapshotOfAnotherServer { snapshot, server } => {
+            format!("Snapshot {snapshot} is not a snapshot of instance {server}.")
+        }
+        R::SnapshotNotRestorable { snapshot } => {
+            format!("Snapshot {snapshot} is not a backup or image snapshot with a disk.")
+        }
+        R::SnapshotDamaged { snapshot } => format!("Snapshot {snapshot} is damaged."),
     }
 }
 

@@ -125,8 +125,21 @@ pub enum ServerCmd {
     ConfirmResize(Target),
     /// Revert a resize.
     RevertResize(Target),
-    /// Restore a soft-deleted server.
-    Restore(Target),
+    /// Restore a soft-deleted server; with --backup, restore the server from a
+    /// backup: its VM is replaced by one made from the snapshot, keeping the
+    /// server's id and ports (MAC, fixed and floating IPs).
+    Restore {
+        #[command(flatten)]
+        t: Target,
+        /// Snapshot to restore from: a store snapshot id, or the id of a
+        /// backup or snapshot image of the server.
+        #[arg(long)]
+        backup: Option<String>,
+        /// Restore the whole disk before booting (default: boot at once from
+        /// the store and copy the disk in the background).
+        #[arg(long, requires = "backup")]
+        full: bool,
+    },
     /// Delete a soft-deleted server now.
     ForceDelete(Target),
     /// Inject an NMI.
@@ -471,6 +484,92 @@ async fn act(t: Target, body: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `server restore --backup`: starts restore_backup; with --wait, shows the
+/// workflow's steps, then a progress bar of the background copy until the
+/// disk no longer needs the store, and prints the server.
+async fn restore_backup(t: Target, snapshot: &str, full: bool) -> anyhow::Result<()> {
+    let c = Client::login(&t.opts).await?;
+    let id = resolve(&c, &t.server).await?;
+    let out = c
+        .post(
+            &format!("/api/v1/servers/{id}/actions"),
+            json!({"action": "restore_backup", "snapshot": snapshot, "instant": !full}),
+        )
+        .await?;
+    if !t.wait {
+        print_object(t.opts.output, &out);
+        return Ok(());
+    }
+    let start = Instant::now();
+    let mut s = wait(&c, &id, t.opts.output, false).await?;
+    let usable = start.elapsed();
+    if t.opts.output == OutputFormat::Table {
+        eprintln!(
+            "server {id} is {} after {:.1} s{}",
+            s["status"].as_str().unwrap_or("?"),
+            usable.as_secs_f64(),
+            if full {
+                ""
+            } else {
+                "; its disk is copied from the store in the background"
+            }
+        );
+    }
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed:>4} [{bar:30}] {bytes}/{total_bytes} {msg}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    if t.opts.output == OutputFormat::Json || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_msg = String::new();
+    loop {
+        let r = &s["restore"];
+        if r.is_null() || r["done"] == true {
+            break;
+        }
+        pb.set_length(r["total"].as_u64().unwrap_or(0));
+        pb.set_position(r["copied"].as_u64().unwrap_or(0));
+        let msg = if r["copying"] == true {
+            "copying from the store".to_string()
+        } else {
+            format!(
+                "waiting for the copy to resume{}",
+                r["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )
+        };
+        if msg != last_msg {
+            pb.set_message(msg.clone());
+            if pb.is_hidden() && t.opts.output == OutputFormat::Table {
+                eprintln!("restore: {msg}");
+            }
+            last_msg = msg;
+        }
+        if start.elapsed() > Duration::from_secs(6 * 3600) {
+            bail!("gave up waiting for the background copy after 6 hours");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s = c.get(&format!("/api/v1/servers/{id}")).await?;
+    }
+    pb.finish_and_clear();
+    if s["restore"]["done"] == true && t.opts.output == OutputFormat::Table {
+        eprintln!(
+            "restore complete: the disk is local after {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    print_object(t.opts.output, &s);
+    Ok(())
+}
+
 /// Runs a server command.
 pub async fn server(cmd: ServerCmd) -> anyhow::Result<()> {
     use ServerCmd as S;
@@ -571,7 +670,8 @@ pub async fn server(cmd: ServerCmd) -> anyhow::Result<()> {
         S::Unshelve(t) => act(t, json!({"action": "unshelve"})).await?,
         S::ConfirmResize(t) => act(t, json!({"action": "confirm_resize"})).await?,
         S::RevertResize(t) => act(t, json!({"action": "revert_resize"})).await?,
-        S::Restore(t) => act(t, json!({"action": "restore"})).await?,
+        S::Restore { t, backup: None, .. } => act(t, json!({"action": "restore"})).await?,
+        S::Restore { t, backup: Some(b), full } => restore_backup(t, &b, full).await?,
         S::ForceDelete(t) => act(t, json!({"action": "force_delete"})).await?,
         S::TriggerCrashDump(t) => act(t, json!({"action": "trigger_crash_dump"})).await?,
         S::Lock { t, reason } => act(t, json!({"action": "lock", "reason": reason})).await?,

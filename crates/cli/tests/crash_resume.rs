@@ -498,3 +498,129 @@ fn snapshots_survive_sigkill_and_leave_no_queued_image() {
         }
     }
 }
+
+const RESTORE_STEPS: &[&str] = &[
+    "schedule_dest",
+    "destroy_old",
+    "restore",
+    "power_on",
+    "ready",
+];
+
+/// A server with a backup: (server id, backup image id, its ports as
+/// (id, MAC, fixed IP)).
+fn server_with_backup(api: &Api) -> (String, String, Vec<(Value, Value, Value)>) {
+    let id = create(api);
+    let s = api.settle(&id, Duration::from_secs(30));
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "create_backup", "name": "nightly", "backup_type": "daily", "rotation": 2}),
+    );
+    assert_eq!(st, 202, "{v}");
+    api.settle(&id, Duration::from_secs(30));
+    let img = v["image_id"].as_str().unwrap().to_string();
+    (id, img, ports_of(&s))
+}
+
+fn ports_of(s: &Value) -> Vec<(Value, Value, Value)> {
+    s["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["port_id"].clone(),
+                a["mac_address"].clone(),
+                a["fixed_ip"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// restore_backup SIGKILLed at each step, before and after its side effect: after
+/// the restart the server is ACTIVE with the same id and ports, on one VM made
+/// from the backup (instant), and the step ran again.
+#[test]
+fn restore_backup_survives_sigkill_at_every_step() {
+    for step in RESTORE_STEPS {
+        for after in [false, true] {
+            let kind_step = format!("restore_backup:{step}{}", if after { ":after" } else { "" });
+            let mut ports = vec![];
+            let image = std::cell::RefCell::new(String::new());
+            let prepare = |api: &Api| {
+                let (id, img, p) = server_with_backup(api);
+                ports = p;
+                *image.borrow_mut() = img;
+                id
+            };
+            let act = |api: &Api, id: &str| {
+                let (st, v) = api.post(
+                    &format!("/api/v1/servers/{id}/actions"),
+                    json!({"action": "restore_backup", "snapshot": *image.borrow()}),
+                );
+                assert_eq!(st, 202, "{v}");
+            };
+            let (s, wf, dir) = crash_at(&kind_step, prepare, act, &[]);
+            assert_eq!(s["status"], "ACTIVE", "after kill at {kind_step}: {s}");
+            assert_eq!(wf["state"], "completed", "{kind_step}: {wf}");
+            assert_eq!(step_attempts(&wf, step), 2, "{kind_step} re-ran: {wf}");
+            assert_eq!(ports_of(&s), ports, "same ports after {kind_step}: {s}");
+            let vms = fake_vms(dir.path());
+            let vms = vms.as_object().unwrap();
+            assert_eq!(vms.len(), 1, "one VM after {kind_step}: {vms:?}");
+            let vm = vms.values().next().unwrap();
+            assert_eq!(
+                vm["spec"]["root_from"]["instant"], true,
+                "{kind_step}: {vm}"
+            );
+            assert_eq!(vm["power"], 1, "running after {kind_step}: {vm}");
+        }
+    }
+}
+
+/// A restore whose resumed step fails leaves the server in ERROR with its ports
+/// and its backup; restoring again (ERROR is allowed) brings it back.
+#[test]
+fn restore_backup_that_fails_after_a_crash_can_be_restored_again() {
+    let image = std::cell::RefCell::new(String::new());
+    let mut ports = vec![];
+    let prepare = |api: &Api| {
+        let (id, img, p) = server_with_backup(api);
+        ports = p;
+        *image.borrow_mut() = img;
+        id
+    };
+    let act = |api: &Api, id: &str| {
+        let (st, v) = api.post(
+            &format!("/api/v1/servers/{id}/actions"),
+            json!({"action": "restore_backup", "snapshot": *image.borrow()}),
+        );
+        assert_eq!(st, 202, "{v}");
+    };
+    let (s, wf, dir) = crash_at(
+        "restore_backup:restore",
+        prepare,
+        act,
+        &[
+            ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
+            ("LIFEBOAT_FAKE_FAIL", "define:1"),
+        ],
+    );
+    assert_eq!(s["status"], "ERROR", "{s}");
+    assert_eq!(wf["state"], "failed", "{wf}");
+    assert_eq!(ports_of(&s), ports, "ports kept: {s}");
+    let id = s["id"].as_str().unwrap().to_string();
+    let serve = Serve::start(dir.path(), free_port(), &[], &[]);
+    let (u, p) = creds(&serve);
+    let api = Api::login(&serve.url, &u, &p);
+    let (st, v) = api.post(
+        &format!("/api/v1/servers/{id}/actions"),
+        json!({"action": "restore_backup", "snapshot": *image.borrow(), "instant": false}),
+    );
+    assert_eq!(st, 202, "{v}");
+    let s = api.settle(&id, Duration::from_secs(30));
+    assert_eq!(s["status"], "ACTIVE", "{s}");
+    assert!(s["fault"].is_null(), "{s}");
+    assert_eq!(ports_of(&s), ports);
+    assert_eq!(fake_vms(dir.path()).as_object().unwrap().len(), 1);
+}

@@ -233,6 +233,9 @@ pub enum Guard {
     DestinationNeedsOffloaded,
     /// The server's host must be down (evacuate).
     SourceHostDown,
+    /// The server's disk must be whole on its host: refused while an instant
+    /// restore still copies it from the snapshot store ([`Ask::restoring`]).
+    DiskLocal,
 }
 
 /// What a request asks beyond its action, for the [`Guard`]s. Filled by the
@@ -248,6 +251,14 @@ pub struct Ask<'a> {
     pub zone: bool,
     /// The server's host and whether it is up (None: unknown host).
     pub source_host: Option<(&'a str, Option<bool>)>,
+    /// The server's disk is still being copied from the snapshot store (an
+    /// instant restore whose background copy has not finished).
+    pub restoring: bool,
+}
+
+/// `true`: the default of a request's flag that is on unless asked otherwise.
+pub fn default_true() -> bool {
+    true
 }
 
 /// One row of the action table.
@@ -460,6 +471,15 @@ pub enum ActionDenied {
         /// The host.
         host: String,
     },
+    /// The server's disk is still being copied from the snapshot store (instant
+    /// restore), and the action needs the whole disk on the host.
+    #[error("{action} is not possible on server {server_id} until its instant restore has copied its disk from the snapshot store")]
+    Restoring {
+        /// The refused action.
+        action: Action,
+        /// Server id.
+        server_id: String,
+    },
     /// A host or zone was asked for, which only a shelved-offloaded server accepts.
     #[error("server {server_id} in {vm_state} cannot be unshelved to a host or zone")]
     NotOffloaded {
@@ -533,7 +553,7 @@ pub fn check_with(
         });
     }
     for g in r.guards {
-        guard(*g, Some(server), actor, ask)?;
+        guard(action, *g, Some(server), actor, ask)?;
     }
     Ok(r)
 }
@@ -548,7 +568,7 @@ pub fn check_new(
     let r = action.rule();
     check_role(r, actor)?;
     for g in r.guards {
-        guard(*g, None, actor, ask)?;
+        guard(action, *g, None, actor, ask)?;
     }
     Ok(r)
 }
@@ -570,6 +590,7 @@ fn check_role(r: &ActionRule, actor: &Actor) -> Result<(), ActionDenied> {
 
 /// One named predicate.
 fn guard(
+    action: Action,
     g: Guard,
     server: Option<&Server>,
     actor: &Actor,
@@ -607,6 +628,14 @@ fn guard(
         Guard::SourceHostDown => {
             if let Some((host, Some(true))) = ask.source_host {
                 return Err(ActionDenied::HostUp { host: host.into() });
+            }
+        }
+        Guard::DiskLocal => {
+            if let (Some(s), true) = (server, ask.restoring) {
+                return Err(ActionDenied::Restoring {
+                    action,
+                    server_id: s.id.clone(),
+                });
             }
         }
     }

@@ -111,6 +111,8 @@ string_enum!(
         Maintaining = "maintaining",
         /// Reading the VM's state from its host (Lifeboat's own).
         SyncingPowerState = "syncing_power_state",
+        /// Replacing the VM with one restored from a store snapshot (Lifeboat's own).
+        RestoringBackup = "restoring_backup",
     }
 );
 

@@ -101,6 +101,8 @@ pub enum Resource {
     Port,
     /// A workflow.
     Workflow,
+    /// A snapshot in the snapshot store.
+    Snapshot,
 }
 
 impl std::fmt::Display for Resource {
@@ -125,6 +127,7 @@ impl std::fmt::Display for Resource {
             Resource::FloatingIpAddress => "Floating IP address",
             Resource::Port => "Port",
             Resource::Workflow => "Workflow",
+            Resource::Snapshot => "Snapshot",
         })
     }
 }
@@ -321,6 +324,27 @@ pub enum Reason {
         /// The name.
         name: String,
     },
+    /// A store snapshot of another server (or of none) asked to restore a server.
+    #[error("snapshot {snapshot} is not a snapshot of server {server}")]
+    SnapshotOfAnotherServer {
+        /// The snapshot.
+        snapshot: String,
+        /// The server being restored.
+        server: String,
+    },
+    /// A store snapshot that is not a backup or image snapshot with a disk
+    /// (a shelved disk, a DR point, an uploaded image).
+    #[error("snapshot {snapshot} is not a backup or image snapshot with a disk")]
+    SnapshotNotRestorable {
+        /// The snapshot (or image) asked for.
+        snapshot: String,
+    },
+    /// A store snapshot whose manifest fails its checks.
+    #[error("snapshot {snapshot} is damaged")]
+    SnapshotDamaged {
+        /// The snapshot.
+        snapshot: String,
+    },
     /// Access granted to a public flavor.
     #[error("a public flavor takes no access list")]
     FlavorIsPublic,
@@ -343,7 +367,8 @@ impl Reason {
             | Reason::KeyPairExists { .. }
             | Reason::NameTaken { .. }
             | Reason::FlavorIsPublic
-            | Reason::FlavorAccessExists { .. } => Class::Conflict,
+            | Reason::FlavorAccessExists { .. }
+            | Reason::SnapshotDamaged { .. } => Class::Conflict,
             _ => Class::Invalid,
         }
     }

@@ -25,12 +25,14 @@ pub use catalog::flavor_access::FlavorAccess;
 pub use catalog::image_upload::{NewImage, CONTAINER_FORMATS, DISK_FORMATS};
 pub use catalog::{GuestImage, DEFAULT_IMAGE_ID};
 pub use compute::quota::{Limits, QuotaTarget, QuotaUsage, QUOTA_DEFAULTS};
+pub use compute::restore::InstantRestore;
 pub use console::ConsoleTarget;
 pub use error::{Class, ComputeError, Field, OverQuota, QuotaExceeded, Reason, Resource};
 pub use identity::{
     hash_password, hash_rounds, verify_password, write_private, AdminCredentials, Authenticated,
     PBKDF2_ROUNDS,
 };
+pub use lifeboat_hypervisor::RestoreProgress;
 pub use network::neutron;
 pub use requests::*;
 pub use server_groups::ServerGroup;

@@ -11,6 +11,11 @@
 //!   fail with [`HvError::Injected`] (ops are the trait method names). A test
 //!   hook: honoured only with `LIFEBOAT_ENABLE_TEST_HOOKS=1` (or the CLI's
 //!   `--enable-test-hooks`), ignored with a warning otherwise.
+//! - `LIFEBOAT_FAKE_HOLD_RESTORES=1` (test hook, as above): an instant
+//!   restore's background copy does not finish until
+//!   [`FakeDriver::hold_restores`] releases it (by default it finishes at the
+//!   first `restore_status`). While it runs, `backup_disk`, `resize`,
+//!   `offload` and `migrate_to` are refused as the QEMU driver refuses them.
 //!
 //! With a `state_file`, every change is kept on disk and read back at
 //! start, the way a real host keeps its VMs running while the manager
@@ -49,6 +54,9 @@ pub struct FakeConfig {
     pub state_file: Option<PathBuf>,
     /// Capacity offered (vcpus, ram MiB, disk GiB).
     pub capacity: (u32, u64, u64),
+    /// Instant restores do not finish their copy until released
+    /// ([`FakeDriver::hold_restores`]).
+    pub hold_restores: bool,
 }
 
 /// Environment variable that turns the test hooks on (shared with the engine's).
@@ -87,12 +95,18 @@ impl FakeConfig {
             }
             Err(_) => HashMap::new(),
         };
+        let hold_restores = test_hooks
+            && matches!(
+                std::env::var("LIFEBOAT_FAKE_HOLD_RESTORES").as_deref(),
+                Ok("1") | Ok("true") | Ok("yes")
+            );
         FakeConfig {
             hostname: hostname.to_string(),
             delay,
             failures,
             state_file: None,
             capacity: (100_000, 1 << 40, 1 << 30),
+            hold_restores,
         }
     }
 }
@@ -118,6 +132,9 @@ struct FakeVm {
     incoming: bool,
     console: Vec<String>,
     boots: u32,
+    /// An instant restore's copy has not finished.
+    #[serde(default)]
+    restoring: bool,
 }
 
 impl FakeVm {
@@ -194,6 +211,15 @@ impl FakeDriver {
             .unwrap()
             .failures
             .insert(op.to_string(), count);
+    }
+
+    /// Holds (true) or releases (false) every instant restore's background copy.
+    pub fn hold_restores(&self, hold: bool) {
+        self.cfg.lock().unwrap().hold_restores = hold;
+    }
+
+    fn held(&self) -> bool {
+        self.cfg.lock().unwrap().hold_restores
     }
 
     /// Sets the per-operation delay.
@@ -390,6 +416,17 @@ fn need(vm: &FakeVm, ok: &[PowerState], what: &str) -> HvResult<()> {
     }
 }
 
+fn not_restoring(vm: &FakeVm, what: &str) -> HvResult<()> {
+    if vm.restoring {
+        return Err(HvError::InvalidState(format!(
+            "{} is being restored (instant restore: its disk is still being copied from the \
+             snapshot store) and cannot {what} until the copy is done",
+            vm.spec.name
+        )));
+    }
+    Ok(())
+}
+
 fn not_offloaded(vm: &FakeVm) -> HvResult<()> {
     if vm.offloaded {
         Err(HvError::InvalidState(format!(
@@ -453,6 +490,7 @@ impl Hypervisor for FakeDriver {
                         incoming: false,
                         console: vec![],
                         boots: 0,
+                        restoring: spec.root_from.as_ref().is_some_and(|d| d.instant),
                     },
                 );
             }
@@ -580,6 +618,7 @@ impl Hypervisor for FakeDriver {
     async fn resize(&self, name: &str, size: &VmSize) -> HvResult<()> {
         self.enter("resize").await?;
         self.with_vm(name, |vm| {
+            not_restoring(vm, "be resized")?;
             if size.disk_gb < vm.spec.size.disk_gb {
                 return Err(HvError::InvalidState("disks cannot shrink".into()));
             }
@@ -627,7 +666,10 @@ impl Hypervisor for FakeDriver {
         req: &crate::DiskBackupRequest,
     ) -> HvResult<crate::DiskBackupInfo> {
         self.enter("backup_disk").await?;
-        let spec = self.read_vm(name, |vm| Ok(vm.spec.clone()))?;
+        let spec = self.read_vm(name, |vm| {
+            not_restoring(vm, "be backed up")?;
+            Ok(vm.spec.clone())
+        })?;
         let req = req.clone();
         tokio::task::spawn_blocking(move || fake_backup(&spec, &req))
             .await
@@ -636,8 +678,15 @@ impl Hypervisor for FakeDriver {
 
     async fn restore_status(&self, name: &str) -> HvResult<Option<crate::RestoreProgress>> {
         self.enter("restore_status").await?;
-        // The fake copies nothing: an instant restore is complete at once.
+        // The fake copies nothing: an instant restore is complete at its first status,
+        // unless the test holds it.
+        let held = self.held();
         self.with_vm(name, |vm| {
+            if vm.restoring && !held {
+                vm.restoring = false;
+            }
+            let running = vm.power == Running;
+            let restoring = vm.restoring;
             Ok(vm
                 .spec
                 .root_from
@@ -646,7 +695,10 @@ impl Hypervisor for FakeDriver {
                 .map(|d| crate::RestoreProgress {
                     snapshot: d.snapshot.clone(),
                     disk: d.disk.clone(),
-                    done: true,
+                    done: !restoring,
+                    copying: restoring && running,
+                    copied: if restoring { 0 } else { 64 << 10 },
+                    total: 64 << 10,
                     jobs: 1,
                     ..Default::default()
                 }))
@@ -696,6 +748,7 @@ impl Hypervisor for FakeDriver {
     async fn offload(&self, name: &str) -> HvResult<()> {
         self.enter("offload").await?;
         self.with_vm(name, |vm| {
+            not_restoring(vm, "be offloaded")?;
             need(vm, &[Shutdown, PowerState::Crashed], "be offloaded")?;
             vm.offloaded = true;
             Ok(())
@@ -727,6 +780,7 @@ impl Hypervisor for FakeDriver {
             incoming: true,
             console: vec![],
             boots: 0,
+            restoring: false,
         });
         drop(vms);
         self.persist(&spec.name);
@@ -742,6 +796,7 @@ impl Hypervisor for FakeDriver {
         // The fake cannot reach another process's memory: the destination
         // learns the power state in finish_incoming from the manager.
         let _ = target;
+        self.read_vm(name, |vm| not_restoring(vm, "migrate"))?;
         self.vms.lock().unwrap().remove(name);
         self.persist(name);
         Ok(())

@@ -109,6 +109,7 @@ macro_rules! server_actions {
                 forgets_old_state: true,
                 clears_fault: true,
                 on_failure: OnFailure::Error,
+                guards: &[Guard::DiskLocal],
             } request Rebuild {
                 image: String,
                 name: Option<String>,
@@ -129,6 +130,7 @@ macro_rules! server_actions {
                 outcome: Outcome::To(V::Resized),
                 remember: Remember::State,
                 needs_host: true,
+                guards: &[Guard::DiskLocal],
             } request Resize { flavor: String } => compute::actions::resize
               params {
                 flavor: FlavorSnapshot,
@@ -155,6 +157,7 @@ macro_rules! server_actions {
                 vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
                 task_state: Some(T::ImageSnapshotPending),
                 checks_lock: false,
+                guards: &[Guard::DiskLocal],
             } request CreateImage {
                 name: String,
                 #[serde(default)]
@@ -166,6 +169,7 @@ macro_rules! server_actions {
                 vm_states: Only(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
                 task_state: Some(T::ImageBackup),
                 checks_lock: false,
+                guards: &[Guard::DiskLocal],
             } request CreateBackup {
                 name: String,
                 backup_type: String,
@@ -287,6 +291,7 @@ macro_rules! server_actions {
                 task_state: Some(T::Shelving),
                 outcome: Outcome::Shelved,
                 power: Some(P::Shutdown),
+                guards: &[Guard::DiskLocal],
             } request Shelve => compute::actions::shelve
               params {
                 /// Offload at once (`shelved_offload_time` 0).
@@ -298,6 +303,7 @@ macro_rules! server_actions {
                 task_state: Some(T::ShelvingOffloading),
                 outcome: Outcome::To(V::ShelvedOffloaded),
                 policy: Policy::Admin,
+                guards: &[Guard::DiskLocal],
             } request ShelveOffload => compute::actions::workflow
               steps [SHELVE_SNAPSHOT, OFFLOAD],
             Unshelve = "unshelve" {
@@ -325,6 +331,7 @@ macro_rules! server_actions {
                 remember: Remember::State,
                 needs_host: true,
                 policy: Policy::Admin,
+                guards: &[Guard::DiskLocal],
             } request Migrate { host: Option<String> } => compute::actions::migrate
               params {
                 /// Requested destination (admin).
@@ -339,6 +346,7 @@ macro_rules! server_actions {
                 task_state: Some(T::Migrating),
                 needs_host: true,
                 policy: Policy::Admin,
+                guards: &[Guard::DiskLocal],
             } request LiveMigrate { host: Option<String> } => compute::actions::migrate
               params {
                 /// Requested destination (admin).
@@ -419,6 +427,40 @@ macro_rules! server_actions {
               RunMaintenance { procedure: String } => maintenance::start
               params { procedure: String }
               steps [maintenance::MAINTENANCE],
+            /// Replaces the server's VM with one made from a backup or image snapshot of it
+            /// in the snapshot store (AWS OpsWorks CM's RestoreServer): the old VM and its
+            /// disks go, the new one keeps the server's id and ports (MAC, fixed and
+            /// floating IPs), on its host or the one placement picks. `instant` boots it at
+            /// once from the store while the disk is copied in the background.
+            RestoreBackup = "restore_backup" {
+                vm_states: Only(&[V::Active, V::Stopped, V::Error]),
+                task_state: Some(T::RestoringBackup),
+                outcome: Outcome::To(V::Active),
+                power: Some(P::Running),
+                launches: true,
+                clears_fault: true,
+                on_failure: OnFailure::Error,
+            } request
+              /// Restores the server from store snapshot `snapshot` (a backup or image
+              /// snapshot of this server, or the image id of one); `instant` (default
+              /// true) boots it at once from the store, false restores the whole disk first.
+              RestoreBackup {
+                snapshot: String,
+                #[serde(default = "crate::actions::default_true")]
+                instant: bool,
+            } => compute::restore::start
+              params {
+                /// Store snapshot restored from.
+                snapshot: String,
+                /// Its disk (`root`).
+                disk: String,
+                /// Boot from the store at once, copy in the background.
+                instant: bool,
+                /// Chosen by `schedule_dest` (the server's host when it has room).
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                dest: Option<String>,
+              }
+              steps [SCHEDULE_DEST, compute::restore::DESTROY_OLD, compute::restore::RESTORE_DEFINE, POWER_ON, READY],
             /// Reads the server's VM state from its host now and records it
             /// (the periodic power sync, for one server on demand). The worked
             /// example of docs/ARCHITECTURE.md.

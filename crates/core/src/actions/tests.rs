@@ -110,6 +110,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "error",
         ],
     ),
+    ("restore_backup", &["active", "stopped", "error"]),
 ];
 
 #[test]
@@ -118,6 +119,40 @@ fn table_has_one_rule_per_action() {
         assert_eq!(TABLE.iter().filter(|r| r.action == *a).count(), 1, "{a}");
     }
     assert_eq!(EXPECTED.len(), Action::ALL.len());
+}
+
+/// The actions that need the whole disk on the host are refused while an
+/// instant restore copies it; the others are not.
+#[test]
+fn disk_local_guard_refuses_while_restoring() {
+    let admin = actor(Role::Admin);
+    let s = server(VmState::Active, None);
+    let restoring = Ask {
+        restoring: true,
+        ..Ask::default()
+    };
+    for a in [
+        Action::CreateBackup,
+        Action::CreateImage,
+        Action::Resize,
+        Action::Migrate,
+        Action::LiveMigrate,
+        Action::Shelve,
+        Action::Rebuild,
+    ] {
+        assert!(a.rule().guards.contains(&Guard::DiskLocal), "{a}");
+        assert_eq!(
+            check_with(a, &s, &admin, &restoring).unwrap_err(),
+            ActionDenied::Restoring {
+                action: a,
+                server_id: s.id.clone(),
+            }
+        );
+        assert!(check_with(a, &s, &admin, &Ask::default()).is_ok(), "{a}");
+    }
+    for a in [Action::RebootSoft, Action::Stop, Action::RestoreBackup] {
+        assert!(check_with(a, &s, &admin, &restoring).is_ok(), "{a}");
+    }
 }
 
 #[test]

@@ -115,8 +115,11 @@ impl Engine {
             (Some(h), true) => Some((h.as_str(), self.host_up(h).await)),
             _ => None,
         };
+        let restoring =
+            action.rule().guards.contains(&Guard::DiskLocal) && self.disk_restoring(&s).await;
         let ask = Ask {
             source_host: up,
+            restoring,
             ..req.ask()
         };
         actions::check_with(action, &s, actor, &ask)?;

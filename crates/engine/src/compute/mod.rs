@@ -2,12 +2,14 @@
 //! tags, instance actions), their creation (`create`) and their actions
 //! (`actions`: the action table's check, then a record update or a workflow),
 //! their workflow kinds (`workflows`), the power-state sync action
-//! (`power_sync`) and the project quotas (`quota`).
+//! (`power_sync`), restore from a backup (`restore`) and the project quotas
+//! (`quota`).
 
 pub(crate) mod actions;
 mod create;
 pub(crate) mod power_sync;
 pub(crate) mod quota;
+pub(crate) mod restore;
 mod servers;
 pub(crate) mod workflows;
 

@@ -169,5 +169,9 @@ async fn destroy(cx: &mut Cx<'_>) -> StepResult<()> {
     if let Err(err) = e.forget_shelved(id).await {
         tracing::warn!(server = %id, "shelved disk not deleted: {err}");
     }
+    e.inner
+        .store
+        .delete::<crate::compute::restore::InstantRestore>(id)
+        .await?;
     Ok(())
 }

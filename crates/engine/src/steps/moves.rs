@@ -64,8 +64,9 @@ async fn schedule_dest(cx: &mut Cx<'_>) -> StepResult<()> {
         };
         let current = s.host.clone();
         let dest = match k {
-            // Resizing prefers the same host (allow_resize_to_same_host).
-            WorkflowKind::Resize(_) => {
+            // Resizing prefers the same host (allow_resize_to_same_host), and so
+            // does a restore from a backup.
+            WorkflowKind::Resize(_) | WorkflowKind::RestoreBackup(_) => {
                 let same = match current.as_deref() {
                     Some(h) => e
                         .host_fits(h, &need, &s.flavor.resources())
