@@ -403,6 +403,12 @@ def test_server_interfaces(alice, bob):
     r = alice.compute.post(url, json={"interfaceAttachment": {"port_id": p.id, "net_id": net.id}})
     assert r.status_code == 400, r.text
     assert r.json()["badRequest"]["message"] == "Must not input both network_id and port_id"
+    r = alice.compute.post(url, json={"interfaceAttachment": {
+        "net_id": net.id, "fixed_ips": [{"ip_address": "10.99.99.9"}]}})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"badRequest": {"code": 400, "message": (
+        f"Invalid input received: Fixed IP 10.99.99.9 is not a valid ip address for network "
+        f"{net.id}.")}}
     r = alice.compute.post(url, json={"interfaceAttachment": {"net_id": "not-a-uuid"}})
     assert r.status_code == 400, r.text
     r = bob.compute.post(url, json={"interfaceAttachment": {"net_id": net.id}})

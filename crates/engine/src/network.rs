@@ -151,6 +151,9 @@ impl Engine {
         fixed: Option<&str>,
         id: &str,
     ) -> Result<Port, ComputeError> {
+        if let Some(f) = fixed {
+            self.check_fixed_ip(net, f).await?;
+        }
         // Addresses come from a per-network counter; the unique index on
         // (network, address) settles races and skips addresses in use.
         for _ in 0..host_count(&net.cidr).clamp(1, 4096) {
@@ -182,6 +185,30 @@ impl Engine {
         }
         Err(ComputeError::Conflict(format!(
             "No more IP addresses available on network {}.",
+            net.id
+        )))
+    }
+
+    /// A requested fixed IP must be a host address of one of the network's subnets (its
+    /// core CIDR when it has no Neutron subnet); else Nova's answer to Neutron's
+    /// `InvalidIpForNetwork` (`InvalidInput`, 400).
+    async fn check_fixed_ip(&self, net: &Network, ip: &str) -> Result<(), ComputeError> {
+        let subnets: Vec<neutron::Subnet> = self.inner.store.list_by_owner(&net.id).await?;
+        let mut cidrs: Vec<String> = subnets.into_iter().map(|s| s.cidr).collect();
+        if cidrs.is_empty() {
+            cidrs.push(net.cidr.clone());
+        }
+        let host_of = |c: &str| {
+            let c = neutron::parse_cidr(c).ok()?;
+            let (a, v) = neutron::ip_num(ip)?;
+            let edge = c.version == 4 && c.len < 31 && (a == c.net || a == c.last());
+            (v == c.version && c.contains(a) && !edge).then_some(())
+        };
+        if cidrs.iter().any(|c| host_of(c).is_some()) {
+            return Ok(());
+        }
+        Err(ComputeError::BadRequest(format!(
+            "Invalid input received: Fixed IP {ip} is not a valid ip address for network {}.",
             net.id
         )))
     }

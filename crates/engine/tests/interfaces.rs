@@ -663,3 +663,67 @@ async fn fixed_ips_are_added_to_and_removed_from_the_servers_port() {
         );
     }
 }
+
+/// A fixed IP outside the network's subnets is refused as Nova refuses Neutron's
+/// `InvalidIpForNetwork`: an attach answers 400 "Invalid input received: Fixed IP X is not a
+/// valid ip address for network N." and makes no port; a create asking for one fails its
+/// build (the server goes to ERROR with that fault) and leaves no port with the address.
+/// The network and broadcast addresses of a subnet are refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_ip_outside_the_networks_subnets_is_refused() {
+    let env = env().await;
+    let (e, a, net2) = (&env.engine, &env.admin, env.net2.as_str());
+    let s = env.server("vm", "host1", vec![]).await;
+    for bad in ["192.168.99.9", "10.1.0.0", "10.1.0.255"] {
+        let err = e
+            .server_action(a, &s.id, attach(Some(net2), None, Some(bad)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ComputeError::BadRequest(_)), "{bad}: {err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Invalid input received: Fixed IP {bad} is not a valid ip address for network {net2}."
+            )
+        );
+    }
+    assert_eq!(nova_ports(e, a, net2).await, Vec::<String>::new());
+    let got = e.store().get_server(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.attachments.len(), 1);
+    // Inside the subnet it is taken.
+    e.server_action(a, &s.id, attach(Some(net2), None, Some("10.1.0.9")))
+        .await
+        .unwrap();
+
+    let c = e
+        .create_servers(
+            a,
+            CreateServer {
+                name: "outside".into(),
+                flavor: "m1.nano".into(),
+                availability_zone: Some("nova:host1".into()),
+                networks: vec![NetworkRequest {
+                    network_id: Some(net2.into()),
+                    fixed_ip: Some("192.168.99.10".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bad = settle(e, &c[0].server.id).await;
+    assert_eq!(bad.vm_state, VmState::Error, "{bad:?}");
+    let fault = format!("{:?}", bad.fault);
+    assert!(
+        fault.contains(&format!(
+            "Fixed IP 192.168.99.10 is not a valid ip address for network {net2}."
+        )),
+        "{fault}"
+    );
+    let ports = e.port_list(a).await.unwrap();
+    assert!(
+        ports.iter().all(|p| p.port.fixed_ip != "192.168.99.10"),
+        "a port has the address outside the network"
+    );
+}
