@@ -18,7 +18,8 @@ use crate::extract::Body;
 
 type R<T> = Result<T, ApiError>;
 
-/// A server with its derived status.
+/// A server with its derived status (`Server` in the document, see
+/// [`crate::document`]).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerView {
     /// The server.
@@ -293,9 +294,13 @@ pub async fn delete_server(
     ))
 }
 
-/// Run an action (reboot, stop, resize, ...).
+/// Run an action (reboot, stop, resize, ...): 202 when it started a
+/// workflow, 200 when it is done at once (console output, a remote console,
+/// lock, tags, ...).
 #[utoipa::path(post, path = "/api/v1/servers/{id}/actions", params(("id" = String, Path, description = "Resource id")), request_body = ServerAction,
-    responses((status = 200, body = ActionOutcome), (status = 202, body = ActionOutcome), (status = 409, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 202, body = ActionOutcome, description = "A workflow was started"),
+        (status = 200, body = ActionOutcome, description = "Done at once"),
+        (status = 409, body = ErrorBody)), security(("token" = [])))]
 pub async fn server_action(
     State(e): State<Engine>,
     Caller(a): Caller,
@@ -467,7 +472,7 @@ pub async fn list_images(State(e): State<Engine>, Caller(a): Caller) -> R<Json<V
     Ok(Json(e.images(&a).await?))
 }
 
-/// Delete an image.
+/// Delete an image (the default image is protected: 403).
 #[utoipa::path(delete, path = "/api/v1/images/{id}", params(("id" = String, Path, description = "Resource id")),
     responses((status = 204)), security(("token" = [])))]
 pub async fn delete_image(

@@ -136,8 +136,45 @@ impl utoipa::Modify for ErrorResponses {
 /// use them.
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document is JSON");
+    name_server_schemas(&mut doc);
     links::add(&mut doc);
     doc
+}
+
+/// Names the server object every server operation takes and returns
+/// ([`handlers::ServerView`]) `Server`, and the stored record it flattens
+/// (`lifeboat_core::Server`) `ServerRecord`, so a client (or a fuzzer)
+/// binds the ids of `/servers/{id}/...` to servers, not to server groups.
+fn name_server_schemas(doc: &mut serde_json::Value) {
+    const PREFIX: &str = "#/components/schemas/";
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "$ref" {
+                        let to = match x.as_str().and_then(|r| r.strip_prefix(PREFIX)) {
+                            Some("Server") => "ServerRecord",
+                            Some("ServerView") => "Server",
+                            _ => continue,
+                        };
+                        *x = serde_json::Value::String(format!("{PREFIX}{to}"));
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(doc);
+    let schemas = doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("the document has schemas");
+    let record = schemas.remove("Server").expect("a Server schema");
+    let view = schemas.remove("ServerView").expect("a ServerView schema");
+    schemas.insert("ServerRecord".into(), record);
+    schemas.insert("Server".into(), view);
 }
 
 /// The native API router (mount at the root; routes start with `/api/v1`).
@@ -278,12 +315,15 @@ mod tests {
     fn openapi_document_is_true() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let schemas = &doc["components"]["schemas"];
-        let mut all = vec![];
-        refs(&doc, &mut all);
-        assert!(!all.is_empty());
-        for r in &all {
-            let name = r.strip_prefix("#/components/schemas/").expect(r);
-            assert!(schemas.get(name).is_some(), "dangling $ref {r}");
+        for d in [&doc, &document()] {
+            let mut all = vec![];
+            refs(d, &mut all);
+            assert!(!all.is_empty());
+            for r in &all {
+                let name = r.strip_prefix("#/components/schemas/").expect(r);
+                let schemas = &d["components"]["schemas"];
+                assert!(schemas.get(name).is_some(), "dangling $ref {r}");
+            }
         }
         // Enums as sent on the wire.
         let vm = serde_json::to_value(lifeboat_core::VmState::Active).unwrap();
@@ -304,6 +344,36 @@ mod tests {
         let create = &doc["paths"]["/api/v1/servers"]["post"]["responses"];
         for code in ["400", "403", "413", "415"] {
             assert!(create.get(code).is_some(), "POST /servers lacks {code}");
+        }
+    }
+    #[test]
+    fn served_document_names_servers_and_says_what_interfaces_take() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        // The server object is `Server` (its stored record `ServerRecord`),
+        // so `/servers/{id}/...` ids bind to servers, not server groups.
+        assert!(
+            schemas["Server"]["allOf"].is_array(),
+            "{}",
+            schemas["Server"]
+        );
+        assert_eq!(
+            schemas["Server"]["allOf"][0]["$ref"],
+            "#/components/schemas/ServerRecord"
+        );
+        assert!(schemas.get("ServerView").is_none());
+        let show = &doc["paths"]["/api/v1/servers/{id}"]["get"]["responses"]["200"];
+        assert_eq!(
+            show["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Server"
+        );
+        // A router interface takes exactly one of a subnet and a port.
+        let iface = &schemas["RouterInterfaceIn"];
+        let branches = iface["oneOf"].as_array().expect("oneOf");
+        let required: Vec<&Value> = branches.iter().map(|b| &b["required"][0]).collect();
+        assert_eq!(required, [&Value::from("subnet"), &Value::from("port")]);
+        for b in branches {
+            assert_eq!(b["additionalProperties"], false, "{b}");
         }
     }
 }

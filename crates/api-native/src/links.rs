@@ -50,6 +50,20 @@ const LINKS: &[Link] = &[
         "show_workflow",
         &[("id", "$response.body#/0/workflow_id")],
     ),
+    to(
+        "/api/v1/servers/{id}/actions",
+        "post",
+        "202",
+        "delete_image",
+        &[("id", "$response.body#/image_id")],
+    ),
+    to(
+        "/api/v1/servers/{id}/actions",
+        "post",
+        "202",
+        "server_workflows",
+        &[("id", "$request.path.id")],
+    ),
     to("/api/v1/workflows", "get", "200", "show_workflow", LISTED),
     to(
         "/api/v1/servers/{id}/workflows",
@@ -88,11 +102,14 @@ const LINKS: &[Link] = &[
         MADE,
     ),
     to(
-        "/api/v1/routers",
+        "/api/v1/routers/{id}/interfaces",
         "post",
-        "201",
+        "200",
         "remove_router_interface",
-        MADE,
+        &[
+            ("id", "$response.body#/id"),
+            ("key", "$response.body#/interfaces/0/subnet_id"),
+        ],
     ),
     to("/api/v1/ports", "post", "201", "show_port", MADE),
     to("/api/v1/ports", "post", "201", "update_port", MADE),

@@ -260,3 +260,145 @@ async fn non_admins_do_not_see_admin_fields() {
         .await;
     assert!(v[0]["host"].is_null());
 }
+
+impl Env {
+    async fn json(&self, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            vec![]
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        let ct = (!body.is_empty()).then_some("application/json");
+        self.send(token, method, path, ct, body).await
+    }
+}
+
+/// What the native fuzz (compat/native) found: the default image could be
+/// deleted (then every create without an image failed), a floating IP with
+/// no external network was a 400 though the body was fine, and router
+/// interfaces take exactly one of a subnet and a port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_refusals_are_not_body_errors() {
+    let (env, admin, _) = start().await;
+    let image = lifeboat_engine::DEFAULT_IMAGE_ID;
+    let (s, v) = env
+        .json(
+            &admin,
+            "DELETE",
+            &format!("/api/v1/images/{image}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (
+            403,
+            Some(format!("Image {image} is protected and cannot be deleted.").as_str())
+        )
+    );
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "after", "flavor": "m1.nano"}),
+        )
+        .await;
+    assert_eq!(s, 202, "a create without an image still works: {v}");
+
+    // Floating IPs: the only external network gives one; without it, 409.
+    let (s, v) = env
+        .json(&admin, "POST", "/api/v1/floating-ips", json!({}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let fip = v["id"].as_str().unwrap().to_string();
+    let (s, v) = env
+        .json(
+            &admin,
+            "DELETE",
+            &format!("/api/v1/floating-ips/{fip}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = env
+        .json(&admin, "DELETE", "/api/v1/networks/public", Value::Null)
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = env
+        .json(&admin, "POST", "/api/v1/floating-ips", json!({}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{v}"
+    );
+    for external in ["ext-a", "ext-b"] {
+        let (s, v) = env
+            .json(
+                &admin,
+                "POST",
+                "/api/v1/networks",
+                json!({"name": external, "external": true}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = env
+        .json(&admin, "POST", "/api/v1/floating-ips", json!({}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (
+            409,
+            Some("there are several external networks: give \"network\"")
+        ),
+        "{v}"
+    );
+
+    // Router interfaces: the documented example (router1, private-subnet)
+    // works on a fresh deployment; neither or both is a 400.
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/routers",
+            json!({"name": "router1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    for body in [
+        json!({}),
+        json!({"subnet": null}),
+        json!({"subnet": "private-subnet", "port": "x"}),
+    ] {
+        let (s, v) = env
+            .json(
+                &admin,
+                "POST",
+                "/api/v1/routers/router1/interfaces",
+                body.clone(),
+            )
+            .await;
+        assert_eq!(s, 400, "{body}: {v}");
+    }
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/routers/router1/interfaces",
+            json!({"subnet": "private-subnet"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["interfaces"][0]["ip_address"], "10.0.0.1", "{v}");
+    let (s, v) = env
+        .json(
+            &admin,
+            "DELETE",
+            "/api/v1/routers/router1/interfaces/private-subnet",
+            Value::Null,
+        )
+        .await;
+    assert_eq!((s, v["interfaces"].clone()), (200, json!([])), "{v}");
+}

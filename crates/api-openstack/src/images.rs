@@ -56,7 +56,7 @@ pub fn glance_image(i: &Image) -> Value {
         "name": i.name,
         "status": glance_status(i.status),
         "visibility": i.visibility,
-        "protected": false,
+        "protected": i.id == lifeboat_engine::DEFAULT_IMAGE_ID,
         "os_hidden": false,
         "checksum": i.checksum,
         "os_hash_algo": i.os_hash_value.as_ref().map(|_| "sha512"),

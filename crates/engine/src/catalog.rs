@@ -167,7 +167,8 @@ impl Engine {
         }
     }
 
-    /// Deletes an image the actor owns (or any, for admins).
+    /// Deletes an image the actor owns (or any, for admins); the default
+    /// image is protected (403, as Glance answers for a protected image).
     pub async fn delete_image(&self, actor: &Actor, id: &str) -> Result<(), ComputeError> {
         let img = self.image(actor, id).await?;
         // Glance's delete_image: admin, or a member of the owning project.
@@ -178,6 +179,14 @@ impl Engine {
             return Err(ComputeError::Forbidden(
                 "You are not authorized to complete delete_image action.".into(),
             ));
+        }
+        // The default image is protected (Glance's ProtectedImageDelete):
+        // creates without an image and every snapshot boot from it.
+        if img.id == DEFAULT_IMAGE_ID {
+            return Err(ComputeError::Forbidden(format!(
+                "Image {} is protected and cannot be deleted.",
+                img.id
+            )));
         }
         if img.kind != ImageKind::Base {
             let _ = std::fs::remove_file(self.image_path(&img.id));

@@ -48,6 +48,15 @@ pub(super) fn not_found(what: &str, key: &str) -> ApiError {
     }
 }
 
+/// A 409 for a request the current state refuses.
+pub(super) fn conflict(message: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::CONFLICT,
+        code: "conflict",
+        message: message.into(),
+    }
+}
+
 pub(super) fn ambiguous(what: &str, key: &str) -> ApiError {
     ApiError {
         status: StatusCode::CONFLICT,

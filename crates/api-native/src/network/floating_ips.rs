@@ -93,7 +93,7 @@ pub async fn list_floating_ips(
 }
 
 /// Allocate a floating IP (an empty body takes a free address of the
-/// external network).
+/// external network; 409 when there is no external network, or several).
 #[utoipa::path(post, path = "/api/v1/floating-ips", request_body = FloatingIpCreate,
     responses((status = 201, body = FloatingIpOut)), security(("token" = [])))]
 pub async fn create_floating_ip(
@@ -110,15 +110,17 @@ pub async fn create_floating_ip(
                 .into_iter()
                 .filter(|n| n.network.external)
                 .collect();
+            // The deployment's state, not the body, decides these two: 409
+            // (as Neutron answers when a network has no address left).
             match ext.len() {
                 1 => ext.into_iter().next().expect("one"),
                 0 => {
-                    return Err(ApiError::bad_request(
+                    return Err(conflict(
                         "there is no external network to allocate a floating IP from",
                     ))
                 }
                 _ => {
-                    return Err(ApiError::bad_request(
+                    return Err(conflict(
                         "there are several external networks: give \"network\"",
                     ))
                 }

@@ -113,6 +113,7 @@ pub(super) async fn gateway(
 #[serde(deny_unknown_fields)]
 pub struct RouterCreate {
     /// Name.
+    #[schema(example = "router1")]
     pub name: String,
     /// Description.
     pub description: Option<String>,
@@ -138,14 +139,52 @@ pub struct RouterUpdate {
     pub enable_snat: Option<bool>,
 }
 
-/// An interface to add: a subnet (the router takes its gateway address) or a port.
-#[derive(Debug, Deserialize, ToSchema)]
+/// An interface to add: a subnet (the router takes its gateway address) or
+/// a port, exactly one of the two (documented so: `oneOf`, see the
+/// [`utoipa::ToSchema`] impl).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterInterfaceIn {
     /// Subnet id or name.
     pub subnet: Option<String>,
     /// Port id or name.
     pub port: Option<String>,
+}
+
+impl<'s> ToSchema<'s> for RouterInterfaceIn {
+    fn schema() -> (
+        &'s str,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    ) {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder};
+        use utoipa::openapi::SchemaType;
+        // `{}`, `{"subnet": null}` and both at once are refused (Neutron's
+        // "Either subnet_id or port_id must be specified." and "Cannot
+        // specify both"), so each branch takes one non-null string.
+        let one = |field: &str, description: &str| {
+            ObjectBuilder::new()
+                .property(
+                    field,
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::String)
+                        .description(Some(description)),
+                )
+                .required(field)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let schema = OneOfBuilder::new()
+            .item(one("subnet", "Subnet id or name."))
+            .item(one("port", "Port id or name."))
+            .description(Some(
+                "An interface to add: a subnet (the router takes its gateway address) or a port, exactly one.",
+            ))
+            .example(Some(serde_json::json!({"subnet": "private-subnet"})))
+            .build();
+        (
+            "RouterInterfaceIn",
+            utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::OneOf(schema)),
+        )
+    }
 }
 
 /// Routers visible to the caller.
@@ -260,7 +299,7 @@ pub async fn delete_router(
 }
 
 /// Add an interface on a subnet (the router takes the subnet's gateway address) or on a port.
-#[utoipa::path(post, path = "/api/v1/routers/{id}/interfaces", params(("id" = String, Path, description = "Id or name")),
+#[utoipa::path(post, path = "/api/v1/routers/{id}/interfaces", params(("id" = String, Path, description = "Id or name", example = "router1")),
     request_body = RouterInterfaceIn, responses((status = 200, body = RouterOut)), security(("token" = [])))]
 pub async fn add_router_interface(
     State(e): State<Engine>,
@@ -269,6 +308,11 @@ pub async fn add_router_interface(
     Body(r): Body<RouterInterfaceIn>,
 ) -> R<Json<RouterOut>> {
     let id = router_id(&e, &a, &id).await?;
+    // The body's shape is checked before its names are looked up.
+    if r.subnet.is_some() == r.port.is_some() {
+        e.router_add_interface(&a, &id, r.subnet.clone(), r.port.clone())
+            .await?;
+    }
     let subnet = match &r.subnet {
         Some(s) => Some(subnet_id(&e, &a, s).await?),
         None => None,
@@ -285,8 +329,8 @@ pub async fn add_router_interface(
 /// Remove the router's interface on a subnet or port (`key`: a subnet id or name, or the
 /// interface's port id).
 #[utoipa::path(delete, path = "/api/v1/routers/{id}/interfaces/{key}", params(
-    ("id" = String, Path, description = "Router id or name"),
-    ("key" = String, Path, description = "Subnet id or name, or the interface's port id")),
+    ("id" = String, Path, description = "Router id or name", example = "router1"),
+    ("key" = String, Path, description = "Subnet id or name, or the interface's port id", example = "private-subnet")),
     responses((status = 200, body = RouterOut)), security(("token" = [])))]
 pub async fn remove_router_interface(
     State(e): State<Engine>,
