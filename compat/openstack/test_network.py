@@ -270,6 +270,15 @@ def test_nova_ports_on_neutron_networks(alice):
     assert ports[0].device_owner == "compute:nova"
     addr = alice.compute.get_server(s).addresses["net-nova"][0]["addr"]
     assert ports[0].fixed_ips[0]["ip_address"] == addr
+    # Nova's validate_networks: a fixed IP some port has is refused before the server is made
+    image = alice.image.find_image("lifeboat-guest")
+    flavor = alice.compute.find_flavor("m1.nano")
+    r = alice.compute.post("/servers", json={"server": {
+        "name": "same-ip", "imageRef": image.id, "flavorRef": flavor.id,
+        "networks": [{"uuid": net.id, "fixed_ip": addr}]}})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"badRequest": {"code": 400, "message": (
+        f"Fixed IP address {addr} is already in use on instance {s.id}.")}}
     # a port made with the networking API is taken by a server create
     p = alice.network.create_port(network_id=net.id)
     s2 = boot(alice, "with-port", networks=[{"port": p.id}])

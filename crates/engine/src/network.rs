@@ -125,6 +125,13 @@ impl Engine {
                         "Network {n} is external and cannot be attached directly."
                     )));
                 }
+                if let Some(ip) = &r.fixed_ip {
+                    if let Some(device) = self.device_with_ip(&net.id, ip).await? {
+                        return Err(ComputeError::BadRequest(format!(
+                            "Fixed IP address {ip} is already in use on instance {device}."
+                        )));
+                    }
+                }
             }
             if let Some(p) = &r.port_id {
                 let port: Option<Port> = self.inner.store.get(p).await?;
@@ -187,6 +194,27 @@ impl Engine {
             "No more IP addresses available on network {}.",
             net.id
         )))
+    }
+
+    /// The device (server id, or the port's Neutron device) of the port on `net_id` that has
+    /// `ip`, if one has it (its first or a further fixed IP).
+    async fn device_with_ip(&self, net_id: &str, ip: &str) -> Result<Option<String>, ComputeError> {
+        let ports: Vec<Port> = self.inner.store.list_by_owner(net_id).await?;
+        for p in ports {
+            let attrs: Option<neutron::PortAttrs> = self.inner.store.get(&p.id).await?;
+            let extra = attrs
+                .as_ref()
+                .is_some_and(|a| a.extra_ips.iter().any(|f| f.ip_address == ip));
+            if p.fixed_ip == ip || extra {
+                let device = p
+                    .server_id
+                    .clone()
+                    .or_else(|| attrs.map(|a| a.device_id))
+                    .unwrap_or_default();
+                return Ok(Some(device));
+            }
+        }
+        Ok(None)
     }
 
     /// A requested fixed IP must be a host address of one of the network's subnets (its

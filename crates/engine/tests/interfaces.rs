@@ -727,3 +727,61 @@ async fn a_fixed_ip_outside_the_networks_subnets_is_refused() {
         "a port has the address outside the network"
     );
 }
+
+/// A create asking for a fixed IP some port on the network has is refused before the server
+/// is accepted, as Nova's `validate_networks` does: 400 "Fixed IP address X is already in use
+/// on instance Y." (Y the port's device), and nothing is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_asking_for_a_fixed_ip_in_use_is_refused() {
+    let env = env().await;
+    let (e, a, net2) = (&env.engine, &env.admin, env.net2.as_str());
+    let first = env
+        .server(
+            "first",
+            "host1",
+            vec![NetworkRequest {
+                network_id: Some(net2.into()),
+                fixed_ip: Some("10.1.0.40".into()),
+                ..Default::default()
+            }],
+        )
+        .await;
+    let before = e
+        .store()
+        .list_servers(&Default::default())
+        .await
+        .unwrap()
+        .len();
+    let err = e
+        .create_servers(
+            a,
+            CreateServer {
+                name: "second".into(),
+                flavor: "m1.nano".into(),
+                networks: vec![NetworkRequest {
+                    network_id: Some(net2.into()),
+                    fixed_ip: Some("10.1.0.40".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ComputeError::BadRequest(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Fixed IP address 10.1.0.40 is already in use on instance {}.",
+            first.id
+        )
+    );
+    assert_eq!(
+        e.store()
+            .list_servers(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+}
