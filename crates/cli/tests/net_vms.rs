@@ -1032,3 +1032,121 @@ echo ADD-IP-TIMEOUT
     );
     assert_eq!(p["port"]["fixed_ips"].as_array().unwrap().len(), 1, "{p}");
 }
+
+/// An os-interface attach interrupted by SIGKILL of serve right after the NIC was hot-plugged
+/// into the running guest is undone at the next start, on a real VM: the guest sees eth1 go
+/// again (QMP unplug), the tap leaves the host's data plane, the port the attach made is
+/// deleted, and the server lists only its first interface.
+#[test]
+fn an_attach_killed_after_the_hot_plug_is_undone_in_the_running_guest() {
+    let guest = guest_dir();
+    let mut g = Cleanup::new();
+    let dp = unique("ik");
+    g.dataplanes.push(dp.clone());
+    let _ = lifeboat_hostnet::cleanup_host(&dp);
+    let dir = tempfile::tempdir().unwrap();
+    g.data_dirs.push(dir.path().to_path_buf());
+    let port = free_port();
+    let hang = "attach_interface:plugged:after";
+    let args = ["--guest-dir", guest.to_str().unwrap(), "--dataplane", &dp];
+    let envs = [
+        ("LIFEBOAT_ACCEL", "tcg"),
+        ("RUST_LOG", "warn"),
+        ("LIFEBOAT_ENABLE_TEST_HOOKS", "1"),
+        ("LIFEBOAT_TEST_HANG_AT", hang),
+    ];
+    let mut serve = Serve::start_full(dir.path(), port, "qemu", &envs, &args);
+    serve.wait_ready_line();
+    let login = |s: &Serve| {
+        let c = s.credentials();
+        Api::keystone(
+            &s.url,
+            c["username"].as_str().unwrap(),
+            c["password"].as_str().unwrap(),
+        )
+    };
+    let api = login(&serve);
+    let net2 = ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "net2"}})),
+    )["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &api,
+        Method::POST,
+        "/network/v2.0/subnets",
+        Some(json!({"subnet": {"network_id": net2, "ip_version": 4,
+            "cidr": "10.1.0.0/24", "name": "sub2"}})),
+    );
+    let (private, _) = network(&api, "private");
+    let a = create_server(
+        &api,
+        json!({"name": "killed-attach", "flavorRef": "1", "imageRef": IMAGE,
+            "networks": [{"uuid": private}]}),
+    );
+    active(&api, &a);
+    console_has(&api, &a, "LIFEBOAT-READY", 120);
+    let ifaces = format!("/compute/v2.1/servers/{a}/os-interface");
+
+    // The attach hangs after the hot-plug; serve is killed there.
+    let (url, token, path) = (api.url.clone(), api.token.clone(), ifaces.clone());
+    let body = json!({"interfaceAttachment": {"net_id": net2}});
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // The connection drops with the server: no answer is expected.
+            let _ = reqwest::Client::new()
+                .post(format!("{url}{path}"))
+                .header("X-Auth-Token", token)
+                .json(&body)
+                .send()
+                .await;
+        })
+    });
+    serve.wait_stderr(&format!("LIFEBOAT-HANG {hang}"), Duration::from_secs(120));
+    let con = console_has(&api, &a, "lifeboat-net: eth1 ", 120);
+    let made = ok(
+        &api,
+        Method::GET,
+        &format!("/network/v2.0/ports?network_id={net2}&device_owner=compute:nova"),
+        None,
+    )["ports"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tap = names::tap(&made);
+    assert!(
+        netns::run_command(&names::host_ns(&dp), "ip", &["link", "show", "dev", &tap]).is_ok(),
+        "no tap {tap} at the kill:\n{con}"
+    );
+    serve.kill9();
+
+    // Restarted: the attach is undone in the running guest.
+    let envs = [("LIFEBOAT_ACCEL", "tcg"), ("RUST_LOG", "warn")];
+    let mut serve = Serve::start_full(dir.path(), port, "qemu", &envs, &args);
+    serve.wait_ready_line();
+    let api = login(&serve);
+    console_has(&api, &a, "lifeboat-net: eth1 removed", 120);
+    wait_for("the attach's tap leaves the host", 60, || {
+        netns::run_command(&names::host_ns(&dp), "ip", &["link", "show", "dev", &tap])
+            .is_err()
+            .then_some(())
+    });
+    let (st, _) = api.req(Method::GET, &format!("/network/v2.0/ports/{made}"), None);
+    assert_eq!(st, 404, "the port the attach made is deleted");
+    let list = ok(&api, Method::GET, &ifaces, None);
+    assert_eq!(
+        list["interfaceAttachments"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    let s = active(&api, &a);
+    assert!(s["addresses"].get("net2").is_none(), "{s}");
+}
