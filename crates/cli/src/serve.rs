@@ -160,6 +160,10 @@ pub struct ServeArgs {
     /// RAM (MiB) the in-process qemu host keeps for itself and does not offer to VMs.
     #[arg(long, default_value_t = 0)]
     pub reserved_host_memory_mb: u64,
+    /// Speed limit (bytes/s, 0: none) of the background copy of an instant restore
+    /// (`restore_backup`) on the qemu host.
+    #[arg(long, default_value_t = 0, env = "LIFEBOAT_RESTORE_COPY_SPEED")]
+    pub restore_copy_speed: u64,
     /// The snapshot store.
     #[command(flatten)]
     pub snapstore: SnapstoreArgs,
@@ -216,6 +220,10 @@ pub struct AgentArgs {
     /// RAM (MiB) this qemu host keeps for itself and does not offer to VMs.
     #[arg(long, default_value_t = 0)]
     pub reserved_host_memory_mb: u64,
+    /// Speed limit (bytes/s, 0: none) of the background copy of an instant restore
+    /// (`restore_backup`) on the qemu host.
+    #[arg(long, default_value_t = 0, env = "LIFEBOAT_RESTORE_COPY_SPEED")]
+    pub restore_copy_speed: u64,
     /// Put the VMs' NICs on the network data plane: the namespace `lbh-<NAME>` holds this
     /// host's bridges, taps, DHCP, metadata service and routers (needs root, dnsmasq and
     /// nftables). Without it NICs are user-mode with no network (see docs/ARCHITECTURE.md).
@@ -319,6 +327,8 @@ struct QemuOptions {
     migration_address: std::net::IpAddr,
     /// RAM (MiB) not offered to VMs.
     reserved_ram_mb: u64,
+    /// Speed limit of instant restores' background copy (bytes/s, 0: none).
+    restore_copy_speed: u64,
     /// Honour `LIFEBOAT_FAKE_FAIL` (fake driver).
     test_hooks: bool,
     /// This host's own snapshot store location (overrides the manager's).
@@ -361,6 +371,7 @@ async fn make_driver(
             cfg.probe_image = q.guest_dir.as_deref().and_then(ProbeImage::in_dir);
             cfg.migration_address = q.migration_address.to_string();
             cfg.reserved_ram_mb = q.reserved_ram_mb;
+            cfg.restore_copy_speed = q.restore_copy_speed;
             cfg.snapstore = q.snapstore.clone();
             cfg.dataplane = q.dataplane.clone();
             let d = QemuDriver::new(cfg)
@@ -539,6 +550,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             guest_dir: guest_dir.clone(),
             migration_address: a.migration_address,
             reserved_ram_mb: a.reserved_host_memory_mb,
+            restore_copy_speed: a.restore_copy_speed,
             test_hooks: a.enable_test_hooks,
             snapstore: None,
             dataplane: dataplane_of(&a.dataplane, &a.fabric),
@@ -627,6 +639,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         guest_dir: a.guest_dir.clone().or_else(default_guest_dir),
         migration_address,
         reserved_ram_mb: a.reserved_host_memory_mb,
+        restore_copy_speed: a.restore_copy_speed,
         test_hooks: a.enable_test_hooks,
         snapstore: a.snapstore.location()?,
         dataplane: dataplane_of(&a.dataplane, &a.fabric),
