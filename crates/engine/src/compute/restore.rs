@@ -173,6 +173,16 @@ impl Engine {
         };
         let p = match agent.restore_status(&rec.instance_name).await {
             Ok(Some(p)) => p,
+            // The restore's own workflow is defining the VM: not there yet.
+            Ok(None) | Err(HvError::NotFound(_))
+                if s.task_workflow.as_deref() == Some(rec.workflow_id.as_str()) =>
+            {
+                return Some(RestoreProgress {
+                    snapshot: rec.snapshot.clone(),
+                    disk: rec.disk.clone(),
+                    ..Default::default()
+                });
+            }
             // The VM is not restoring from the store (any more): nothing to wait for.
             Ok(None) | Err(HvError::NotFound(_)) => {
                 let _ = self.inner.store.delete::<InstantRestore>(&s.id).await;
