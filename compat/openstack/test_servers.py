@@ -216,6 +216,12 @@ def test_fixed_and_floating_ips(lb, alice):
     assert len(addrs) == 2
     c.remove_fixed_ip_from_server(s, addrs[1])
     assert len(alice.compute.get_server(s).addresses["private"]) == 1
+    # An address the server does not have: Nova's FixedIpNotFoundForSpecificInstance.
+    r = c.post(f"/servers/{s.id}/action", json={"removeFixedIp": {"address": addrs[1]}},
+               microversion="2.43")
+    assert r.status_code == 400, r.text
+    assert r.json()["badRequest"]["message"] == (
+        f"Instance {s.id} doesn't have fixed IP '{addrs[1]}'.")
     # A floating IP allocated to the project (Neutron's job: native API).
     tok = lb.native("POST", "/api/v1/auth/tokens", {
         "username": "alice", "password": lb.clouds["alice"]["auth"]["password"],

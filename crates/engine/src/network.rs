@@ -639,8 +639,9 @@ impl Engine {
                 .await
                 .map_err(|e| ComputeError::BadRequest(e.message));
         }
+        // Nova's FixedIpNotFoundForSpecificInstance.
         Err(ComputeError::BadRequest(format!(
-            "Instance {} has zero fixed IPs.",
+            "Instance {} doesn't have fixed IP '{address}'.",
             s.id
         )))
     }

@@ -645,7 +645,9 @@ async fn fixed_ips_are_added_to_and_removed_from_the_servers_port() {
                 }
             )
             .await),
-        format!("Instance {} has zero fixed IPs.", s.id)
+        // FixedIpNotFoundForSpecificInstance, as Nova's remove_fixed_ip_from_instance raises
+        // it for an address none of the server's ports has.
+        format!("Instance {} doesn't have fixed IP '10.9.9.9'.", s.id)
     );
     for net in ["nosuch", env.net2.as_str()] {
         assert_eq!(
