@@ -58,6 +58,17 @@ impl From<ComputeError> for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
             ComputeError::Denied(_) => (StatusCode::CONFLICT, "invalid_state"),
+            // A body naming what does not exist (a flavor, image, key pair,
+            // zone, host or server group) is a 404 here, as the native
+            // networking bodies answer (`no network with id or name ...`);
+            // the OpenStack front keeps Nova's 400.
+            ComputeError::Rejected(
+                Reason::BadReference { .. } | Reason::BadKeyName | Reason::NoSuchZone,
+            ) => (StatusCode::NOT_FOUND, "not_found"),
+            // The network exists; the deployment's state refuses it.
+            ComputeError::Rejected(Reason::NetworkWithoutSubnet { .. }) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
             ComputeError::Rejected(r) => match r.class() {
                 Class::Invalid => (StatusCode::BAD_REQUEST, "bad_request"),
                 Class::Conflict => (StatusCode::CONFLICT, "conflict"),

@@ -375,5 +375,19 @@ mod tests {
         for b in branches {
             assert_eq!(b["additionalProperties"], false, "{b}");
         }
+        // A fixed IP takes a subnet, an address or both; ip_version 4 or 6;
+        // a floating IP's address is an IP.
+        assert_eq!(schemas["FixedIpIn"]["anyOf"].as_array().unwrap().len(), 2);
+        let subnet = &schemas["SubnetCreate"]["properties"];
+        assert_eq!(subnet["ip_version"]["enum"], serde_json::json!([4, 6]));
+        assert_eq!(subnet["network"]["example"], "private");
+        let fip = &schemas["FloatingIpCreate"]["properties"]["address"];
+        let formats: Vec<&Value> = fip["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| &b["format"])
+            .collect();
+        assert_eq!(formats, [&Value::from("ipv4"), &Value::from("ipv6")]);
     }
 }

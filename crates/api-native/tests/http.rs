@@ -305,6 +305,65 @@ async fn state_refusals_are_not_body_errors() {
         )
         .await;
     assert_eq!(s, 202, "a create without an image still works: {v}");
+    // A body naming what does not exist is a 404, as in the networking bodies.
+    for (body, message) in [
+        (
+            json!({"name": "x", "flavor": "bogus"}),
+            "Flavor bogus could not be found.",
+        ),
+        (
+            json!({"name": "x", "flavor": "m1.nano", "image": "bogus"}),
+            "Image bogus could not be found.",
+        ),
+        (
+            json!({"name": "x", "flavor": "m1.nano", "key_name": "bogus"}),
+            "no such key pair",
+        ),
+    ] {
+        let (s, v) = env.json(&admin, "POST", "/api/v1/servers", body).await;
+        assert_eq!(
+            (
+                s,
+                v["error"]["code"].as_str(),
+                v["error"]["message"].as_str()
+            ),
+            (404, Some("not_found"), Some(message)),
+            "{v}"
+        );
+    }
+
+    // A network with no subnet is the deployment's state (409), not the body's.
+    let (s, v) = env
+        .json(&admin, "POST", "/api/v1/networks", json!({"name": "bare"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let bare = v["id"].as_str().unwrap().to_string();
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "x", "flavor": "m1.nano", "networks": [{"network_id": bare}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{v}"
+    );
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "x", "flavor": "m1.nano", "networks": [{"network_id": "nope"}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (404, Some("Network nope could not be found.")),
+        "{v}"
+    );
 
     // Floating IPs: the only external network gives one; without it, 409.
     let (s, v) = env
@@ -312,6 +371,23 @@ async fn state_refusals_are_not_body_errors() {
         .await;
     assert_eq!(s, 201, "{v}");
     let fip = v["id"].as_str().unwrap().to_string();
+    // An address is an IP (400 otherwise) in the network's subnets (409).
+    for (address, status) in [
+        ("", 400),
+        ("nope", 400),
+        ("10.9.9.9", 409),
+        ("fd00::1", 409),
+    ] {
+        let (s, v) = env
+            .json(
+                &admin,
+                "POST",
+                "/api/v1/floating-ips",
+                json!({"address": address}),
+            )
+            .await;
+        assert_eq!(s, status, "{address}: {v}");
+    }
     let (s, v) = env
         .json(
             &admin,
@@ -321,6 +397,19 @@ async fn state_refusals_are_not_body_errors() {
         )
         .await;
     assert_eq!(s, 204, "{v}");
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/floating-ips",
+            json!({"network": "private"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (404, Some("no external network with id or name private")),
+        "{v}"
+    );
     let (s, v) = env
         .json(&admin, "DELETE", "/api/v1/networks/public", Value::Null)
         .await;
@@ -392,6 +481,43 @@ async fn state_refusals_are_not_body_errors() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["interfaces"][0]["ip_address"], "10.0.0.1", "{v}");
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/routers/router1/interfaces",
+            json!({"subnet": "private-subnet"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "again: {v}"
+    );
+    // A CIDR overlapping a subnet of the network is a 409 too; ip_version
+    // is 4 or 6 only.
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/subnets",
+            json!({"network": "private", "cidr": "10.0.5.0/24"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{v}"
+    );
+    let (s, v) = env
+        .json(
+            &admin,
+            "POST",
+            "/api/v1/subnets",
+            json!({"network": "private", "cidr": "10.1.0.0/24"}),
+        )
+        .await;
+    assert_eq!(s, 201, "the documented example: {v}");
     let (s, v) = env
         .json(
             &admin,

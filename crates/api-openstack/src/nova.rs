@@ -323,6 +323,9 @@ pub fn reason_message(r: &Reason) -> String {
         R::FlavorRamTooSmall => "Flavor's memory is too small for requested image.".into(),
         R::FlavorDiskTooSmall => "Flavor's disk is too small for requested image.".into(),
         R::BadKeyName => "Invalid key_name provided.".into(),
+        R::NetworkWithoutSubnet { network } => {
+            format!("Network {network} requires a subnet in order to boot instances on.")
+        }
         R::NoSuchZone => "The requested availability zone is not available".into(),
         R::SharedPort => {
             "Multiple instances cannot be created with a specific port or fixed IP.".into()

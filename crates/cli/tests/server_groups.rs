@@ -684,7 +684,7 @@ fn native_api_and_cli_manage_server_groups() {
         "/api/v1/servers",
         json!({"name": "sneak", "flavor": "m1.nano", "scheduler_hints": {"group": id}}),
     );
-    assert_eq!(st, 400, "{v}");
+    assert_eq!(st, 404, "another project's group is not found: {v}");
     assert_eq!(
         v["error"]["message"],
         format!("Instance group {id} could not be found.")

@@ -199,6 +199,12 @@ pub enum Reason {
     /// The key pair named is not the caller's.
     #[error("no such key pair")]
     BadKeyName,
+    /// A network asked for at create has no subnet to take an address from.
+    #[error("network {network} has no subnet to boot a server on")]
+    NetworkWithoutSubnet {
+        /// The network, as given.
+        network: String,
+    },
     /// No host is in the availability zone asked for.
     #[error("no host is in the availability zone asked for")]
     NoSuchZone,

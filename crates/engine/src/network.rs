@@ -113,12 +113,13 @@ impl Engine {
         for r in reqs {
             if let Some(n) = &r.network_id {
                 let net = self.network_by_id_or_name(n).await.map_err(|_| {
-                    ComputeError::BadRequest(format!("Network {n} could not be found."))
+                    crate::Reason::BadReference {
+                        kind: Resource::Network,
+                        id: n.clone(),
+                    }
                 })?;
                 if net.cidr.is_empty() {
-                    return Err(ComputeError::BadRequest(format!(
-                        "Network {n} requires a subnet in order to boot instances on."
-                    )));
+                    return Err(crate::Reason::NetworkWithoutSubnet { network: n.clone() }.into());
                 }
                 if net.external {
                     return Err(ComputeError::BadRequest(format!(

@@ -134,3 +134,29 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Whether `addr` is in the CIDR `cidr` (both already well formed).
+pub(super) fn in_cidr(addr: std::net::IpAddr, cidr: &str) -> bool {
+    use std::net::IpAddr;
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let (a, n, bits) = match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a) as u128, u32::from(n) as u128, 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    if len > bits {
+        return false;
+    }
+    let shift = bits - len;
+    shift >= 128 || (a >> shift) == (n >> shift)
+}
+
+/// The network address of a well-formed CIDR (`10.1.0.0/24` -> 10.1.0.0).
+pub(super) fn cidr_addr(cidr: &str) -> Option<std::net::IpAddr> {
+    cidr.split_once('/')?.0.parse().ok()
+}

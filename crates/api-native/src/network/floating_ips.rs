@@ -46,8 +46,11 @@ impl From<FloatingIpView> for FloatingIpOut {
 #[serde(deny_unknown_fields)]
 pub struct FloatingIpCreate {
     /// External network id or name (default: the only external network).
+    #[schema(example = "public")]
     pub network: Option<String>,
-    /// Address wanted (default: a free one).
+    /// Address wanted (default: a free one): an IPv4 or IPv6 address in a
+    /// subnet of the external network (409 when it is in none).
+    #[schema(schema_with = ip_address)]
     pub address: Option<String>,
     /// Port id or name to associate at once.
     pub port: Option<String>,
@@ -69,6 +72,24 @@ pub struct FloatingIpUpdate {
     pub fixed_ip_address: Option<String>,
     /// Description.
     pub description: Option<String>,
+}
+
+/// An IPv4 or IPv6 address, or null.
+fn ip_address() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaFormat};
+    use utoipa::openapi::SchemaType;
+    let ip = |format: &str| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::String)
+            .format(Some(SchemaFormat::Custom(format.into())))
+    };
+    OneOfBuilder::new()
+        .item(ip("ipv4"))
+        .item(ip("ipv6"))
+        .nullable(true)
+        .description(Some("An IPv4 or IPv6 address."))
+        .build()
+        .into()
 }
 
 pub(super) async fn fip_id(e: &Engine, a: &lifeboat_core::Actor, key: &str) -> R<String> {
@@ -102,7 +123,24 @@ pub async fn create_floating_ip(
     Body(r): Body<FloatingIpCreate>,
 ) -> R<(StatusCode, Json<FloatingIpOut>)> {
     let net = match &r.network {
-        Some(k) => network_view(&e, &a, k).await?,
+        // Only an external network can be named ("no external network with
+        // id or name ...", 404, like any other name that names nothing).
+        Some(k) => {
+            let ext: Vec<NetworkView> = e
+                .net_list(&a)
+                .await?
+                .into_iter()
+                .filter(|n| n.network.external)
+                .collect();
+            pick(
+                &ext,
+                k,
+                |n| &n.network.id,
+                |n| &n.network.name,
+                "external network",
+            )?
+            .clone()
+        }
         None => {
             let ext: Vec<NetworkView> = e
                 .net_list(&a)
@@ -127,6 +165,21 @@ pub async fn create_floating_ip(
             }
         }
     };
+    if let Some(addr) = &r.address {
+        let ip: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("address {addr} is not an IP address")))?;
+        let subnets = e.subnet_list(&a).await?;
+        if !subnets
+            .iter()
+            .any(|s| s.network_id == net.network.id && in_cidr(ip, &s.cidr))
+        {
+            return Err(conflict(&format!(
+                "address {addr} is in no subnet of external network {}",
+                net.network.id
+            )));
+        }
+    }
     let port = match &r.port {
         Some(p) => Some(Some(port_id(&e, &a, p).await?)),
         None => None,

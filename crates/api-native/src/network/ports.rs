@@ -71,8 +71,9 @@ impl From<PortView> for PortOut {
     }
 }
 
-/// An address wanted on a port: a subnet, an address, or both.
-#[derive(Debug, Deserialize, ToSchema)]
+/// An address wanted on a port: a subnet, an address, or both (at least
+/// one: documented as `anyOf`, see the [`utoipa::ToSchema`] impl).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedIpIn {
     /// Subnet id or name.
@@ -81,11 +82,48 @@ pub struct FixedIpIn {
     pub ip_address: Option<String>,
 }
 
+impl<'s> ToSchema<'s> for FixedIpIn {
+    fn schema() -> (
+        &'s str,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    ) {
+        use utoipa::openapi::schema::{AdditionalProperties, AnyOfBuilder, ObjectBuilder};
+        use utoipa::openapi::SchemaType;
+        // `{}` and all-null are refused ("Exactly one of 'subnet_id' or
+        // 'ip_address' must be specified."): one of them is a string.
+        let field = |description: &str, nullable: bool| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::String)
+                .nullable(nullable)
+                .description(Some(description))
+        };
+        let branch = |required: &str| {
+            ObjectBuilder::new()
+                .property("subnet", field("Subnet id or name.", required != "subnet"))
+                .property("ip_address", field("Address.", required != "ip_address"))
+                .required(required)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let schema = AnyOfBuilder::new()
+            .item(branch("subnet"))
+            .item(branch("ip_address"))
+            .description(Some(
+                "An address wanted on a port: a subnet, an address, or both.",
+            ))
+            .build();
+        (
+            "FixedIpIn",
+            utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::AnyOf(schema)),
+        )
+    }
+}
+
 /// A port to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortCreate {
     /// Network id or name.
+    #[schema(example = "private")]
     pub network: String,
     /// Name.
     pub name: Option<String>,

@@ -317,6 +317,19 @@ pub async fn add_router_interface(
         Some(s) => Some(subnet_id(&e, &a, s).await?),
         None => None,
     };
+    // An interface the router already has on the subnet is the state's
+    // refusal, not the body's: 409 (Neutron's words).
+    if let Some(sid) = &subnet {
+        let ports = e.router_interfaces(&a, &id).await?;
+        if ports
+            .iter()
+            .any(|p| p.fixed_ips.iter().any(|f| &f.subnet_id == sid))
+        {
+            return Err(conflict(&format!(
+                "Bad router request: Router already has a port on subnet {sid}."
+            )));
+        }
+    }
     let port = match &r.port {
         Some(p) => Some(port_id(&e, &a, p).await?),
         None => None,

@@ -70,12 +70,15 @@ impl From<Subnet> for SubnetOut {
 #[serde(deny_unknown_fields)]
 pub struct SubnetCreate {
     /// Network id or name.
+    #[schema(example = "private")]
     pub network: String,
     /// CIDR (`10.1.0.0/24`, `fd00::/64`).
+    #[schema(example = "10.1.0.0/24")]
     pub cidr: String,
     /// Name.
     pub name: Option<String>,
     /// 4 or 6 (default: from the CIDR).
+    #[schema(schema_with = ip_version)]
     pub ip_version: Option<u8>,
     /// Gateway; null for none; absent for the first address.
     #[serde(default, deserialize_with = "present")]
@@ -87,6 +90,19 @@ pub struct SubnetCreate {
     pub dns_nameservers: Option<Vec<String>>,
     /// DHCP (default on).
     pub enable_dhcp: Option<bool>,
+}
+
+/// 4 or 6, or null.
+fn ip_version() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::ObjectBuilder;
+    use utoipa::openapi::SchemaType;
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Integer)
+        .enum_values(Some([4, 6]))
+        .nullable(true)
+        .description(Some("4 or 6 (default: from the CIDR)."))
+        .build()
+        .into()
 }
 
 /// Subnets visible to the caller.
@@ -110,6 +126,24 @@ pub async fn create_subnet(
     Body(r): Body<SubnetCreate>,
 ) -> R<(StatusCode, Json<SubnetOut>)> {
     let net = network_view(&e, &a, &r.network).await?;
+    // A CIDR overlapping one of the network's subnets is refused by the
+    // state, not the body: 409 (Neutron's words, its 400 in the Networking
+    // front).
+    if let Some(new) = cidr_addr(&r.cidr) {
+        for s in e.subnet_list(&a).await? {
+            if s.network_id != net.network.id {
+                continue;
+            }
+            let overlaps = in_cidr(new, &s.cidr)
+                || cidr_addr(&s.cidr).is_some_and(|old| in_cidr(old, &r.cidr));
+            if overlaps {
+                return Err(conflict(&format!(
+                    "Requested subnet with cidr: {} for network: {} overlaps with another subnet.",
+                    r.cidr, net.network.id
+                )));
+            }
+        }
+    }
     let ip_version = r
         .ip_version
         .unwrap_or(if r.cidr.contains(':') { 6 } else { 4 });
