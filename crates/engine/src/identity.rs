@@ -105,6 +105,46 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// How long a validated token is answered from memory at most (writes made
+/// through this process's store end it at once; this bounds writes made by
+/// another process on the same database).
+pub(crate) const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tokens kept at most in the cache (it is emptied when full).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// A validated token's actor, as of an identity generation.
+#[derive(Clone)]
+pub(crate) struct TokenCacheEntry {
+    actor: Actor,
+    issued_at: Time,
+    expires_at: Time,
+    generation: u64,
+    at: std::time::Instant,
+}
+
+/// Validated tokens by token hash ([`Engine::validate_token`]).
+#[derive(Default)]
+pub(crate) struct TokenCache(std::sync::Mutex<std::collections::HashMap<String, TokenCacheEntry>>);
+
+impl TokenCache {
+    /// The entry of `key` if it is of `generation` and younger than the TTL.
+    fn lookup(&self, key: &str, generation: u64) -> Option<TokenCacheEntry> {
+        let map = self.0.lock().unwrap();
+        map.get(key)
+            .filter(|c| c.generation == generation && c.at.elapsed() < TOKEN_CACHE_TTL)
+            .cloned()
+    }
+
+    fn keep(&self, key: String, e: TokenCacheEntry) {
+        let mut map = self.0.lock().unwrap();
+        if map.len() >= TOKEN_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, e);
+    }
+}
+
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -430,8 +470,40 @@ impl Engine {
         })
     }
 
-    /// The actor of a valid token.
+    /// The actor of a valid token. A token validated in the last
+    /// [`TOKEN_CACHE_TTL`] is answered from memory, unless a user, role,
+    /// token, project or access key was written since (the store's
+    /// identity generation), so a request does not read the token, its
+    /// user and its roles again each time.
     pub async fn validate_token(&self, token: &str) -> Result<Authenticated, ComputeError> {
+        let key = token_hash(token);
+        let generation = self.inner.store.identity_generation();
+        if let Some(c) = self.inner.token_cache.lookup(&key, generation) {
+            if c.expires_at > now() {
+                return Ok(Authenticated {
+                    actor: c.actor,
+                    token: token.into(),
+                    issued_at: c.issued_at,
+                    expires_at: c.expires_at,
+                });
+            }
+        }
+        let found = self.validate_token_in_store(token).await?;
+        self.inner.token_cache.keep(
+            key,
+            TokenCacheEntry {
+                actor: found.actor.clone(),
+                issued_at: found.issued_at,
+                expires_at: found.expires_at,
+                generation,
+                at: std::time::Instant::now(),
+            },
+        );
+        Ok(found)
+    }
+
+    /// [`Engine::validate_token`] read from the store.
+    async fn validate_token_in_store(&self, token: &str) -> Result<Authenticated, ComputeError> {
         let t: Token = self
             .inner
             .store

@@ -142,6 +142,10 @@ pub(crate) struct Inner {
     pub hosts: RwLock<HashMap<String, HostHandle>>,
     pub events: broadcast::Sender<lifeboat_core::Event>,
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Woken each time a workflow run of this process ends (`workflow.rs`).
+    pub run_ended: tokio::sync::Notify,
+    /// Tokens validated in the last seconds (`identity.rs`).
+    pub token_cache: identity::TokenCache,
     /// Serialises "pick a host, then claim it" so concurrent builds cannot
     /// overcommit a host (one manager; several managers need a DB lock).
     pub placement: tokio::sync::Mutex<()>,
@@ -174,6 +178,8 @@ impl Engine {
                 hosts: RwLock::new(HashMap::new()),
                 events: tx,
                 running: Default::default(),
+                run_ended: tokio::sync::Notify::new(),
+                token_cache: Default::default(),
                 placement: tokio::sync::Mutex::new(()),
                 consoles: Default::default(),
                 vault_key: Default::default(),

@@ -146,7 +146,25 @@ impl Engine {
                 tracing::error!(workflow = %id, "workflow runner: {e}");
             }
             me.inner.running.lock().unwrap().remove(&id);
+            me.inner.run_ended.notify_waiters();
         });
+    }
+
+    /// Waits until workflow `id` is no longer run by this process, or until
+    /// `deadline`: woken when a run ends, not polled.
+    pub(crate) async fn wait_not_running(&self, id: &str, deadline: tokio::time::Instant) {
+        loop {
+            let ended = self.inner.run_ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check, so an end in between still wakes it.
+            ended.as_mut().enable();
+            if !self.is_running(id) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Test hook `kind:step:after`: parks the runner for good once the
@@ -201,8 +219,9 @@ impl Engine {
     /// Runs the workflow from its first step not done. A step is persisted
     /// as `running` (with its event) before it runs; its `done` (and event)
     /// is written in the same transaction as the next step's `running`, or
-    /// with the workflow's end: one commit per step boundary. A crash in
-    /// between only re-runs that (idempotent) step.
+    /// with the workflow's end: one commit per step boundary. The server
+    /// update a step leaves ([`steps::Cx::after`]) goes in that transaction
+    /// too. A crash in between only re-runs that (idempotent) step.
     async fn run(&self, id: &str) -> StepResult<()> {
         let slots = &self.inner.slots;
         let mut slot = Some(slots.acquire().await.map_err(closed)?);
@@ -214,12 +233,30 @@ impl Engine {
             .ok_or_else(|| ComputeError::Internal(format!("workflow {id} vanished")))?;
         // Events of a finished step, written with the next persist.
         let mut pending: Vec<NewEvent> = vec![];
+        // The server update of a finished step, written with the next persist.
+        let mut update: Option<steps::ServerUpdate> = None;
         while wf.state == WorkflowState::Running {
+            // The server is read once per step: for this check, as the
+            // base of the finished step's update and as the next step's
+            // starting point.
+            let mut server = match &wf.server_id {
+                Some(sid) => self.inner.store.get_server(sid).await?,
+                None => None,
+            };
             // A workflow whose server task was taken over (delete during
             // build) stops at the next step boundary.
             if let Some(sid) = &wf.server_id {
-                let owner = self.inner.store.server_task_workflow(sid).await?;
-                if owner.as_deref() != Some(wf.id.as_str()) {
+                let owner = server.as_ref().and_then(|s| s.task_workflow.as_deref());
+                if owner != Some(wf.id.as_str()) {
+                    if let Some(mut u) = update.take() {
+                        if server.is_some() {
+                            self.mutate_server(sid, |s| {
+                                u(s);
+                                Ok(())
+                            })
+                            .await?;
+                        }
+                    }
                     wf.state = WorkflowState::RolledBack;
                     wf.error = Some("superseded by another request".into());
                     steps::scrub_secrets(&mut wf.params);
@@ -237,7 +274,7 @@ impl Engine {
                 }
             }
             let Some(i) = wf.steps.iter().position(|s| s.state != StepState::Done) else {
-                return self.complete(&mut wf, pending).await;
+                return self.complete(&mut wf, pending, update).await;
             };
             let name = wf.steps[i].name.clone();
             wf.steps[i].state = StepState::Running;
@@ -252,8 +289,16 @@ impl Engine {
                     wf.kind, name, wf.steps[i].attempts
                 ),
             ));
-            self.persist_with(&mut wf, std::mem::take(&mut pending))
-                .await?;
+            let events = std::mem::take(&mut pending);
+            match (update.take(), server.take()) {
+                (Some(u), Some(s)) => {
+                    server = Some(self.persist_with_server(&mut wf, events, s, u).await?);
+                }
+                (_, s) => {
+                    server = s;
+                    self.persist_with(&mut wf, events).await?;
+                }
+            }
             if self.inner.cfg.hang_at.as_deref() == Some(&format!("{}:{}", wf.kind, name)) {
                 eprintln!("LIFEBOAT-HANG {}:{} {}", wf.kind, name, wf.id);
                 std::future::pending::<()>().await;
@@ -261,13 +306,14 @@ impl Engine {
             if name == WAIT_SUPERSEDED {
                 slot = None;
             }
-            let ran = steps::run(self, &mut wf, &name).await;
+            let ran = steps::run(self, &mut wf, &name, server).await;
             if slot.is_none() {
                 slot = Some(slots.acquire().await.map_err(closed)?);
             }
             match ran {
-                Ok(()) => {
+                Ok(after) => {
                     self.hang_after(&wf, &name).await;
+                    update = after;
                     wf.steps[i].state = StepState::Done;
                     wf.steps[i].finished_at = Some(now());
                     pending.push(Self::step_event(
@@ -301,6 +347,53 @@ impl Engine {
         }
         drop(slot);
         Ok(())
+    }
+
+    /// [`Engine::persist_with`] and a finished step's server update in one
+    /// transaction: `u` is applied to `s` (as read before) and written
+    /// with compare-and-set, re-read and applied again on a conflict.
+    /// Returns the server as written.
+    async fn persist_with_server(
+        &self,
+        wf: &mut Workflow,
+        events: Vec<NewEvent>,
+        mut s: Server,
+        mut u: steps::ServerUpdate,
+    ) -> StepResult<Server> {
+        wf.updated_at = now();
+        let extras = lifeboat_store::WorkflowExtras {
+            events,
+            ..Default::default()
+        };
+        for _ in 0..50 {
+            let mut next = s.clone();
+            u(&mut next);
+            match self
+                .inner
+                .store
+                .cas_server_with_workflow(&next, wf, &extras)
+                .await
+            {
+                Ok((saved, ids)) => {
+                    self.announce(ids, extras);
+                    return Ok(saved);
+                }
+                Err(lifeboat_store::StoreError::Conflict(_)) => {
+                    tokio::task::yield_now().await;
+                    s = self.inner.store.get_server(&s.id).await?.ok_or_else(|| {
+                        ComputeError::NotFound {
+                            kind: Resource::Server,
+                            id: s.id.clone(),
+                        }
+                    })?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ComputeError::Conflict(format!(
+            "server {} is too busy; retry",
+            s.id
+        )))
     }
 
     async fn rollback(&self, wf: &mut Workflow) -> StepResult<()> {
@@ -353,8 +446,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn complete(&self, wf: &mut Workflow, mut pending: Vec<NewEvent>) -> StepResult<()> {
-        steps::complete(self, wf).await?;
+    async fn complete(
+        &self,
+        wf: &mut Workflow,
+        mut pending: Vec<NewEvent>,
+        update: Option<steps::ServerUpdate>,
+    ) -> StepResult<()> {
+        steps::complete(self, wf, update).await?;
         wf.state = WorkflowState::Completed;
         steps::scrub_secrets(&mut wf.params);
         pending.push(Self::step_event(

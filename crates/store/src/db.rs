@@ -19,6 +19,11 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// Connections for reads outside a transaction. With a SQLite file these
+    /// are their own (`PRAGMA query_only`), so reads (the API's GETs above
+    /// all) never wait behind the writer's connections; WAL lets them read
+    /// while it writes. Otherwise (PostgreSQL, in-memory SQLite) `pool`.
+    pub(crate) reader: AnyPool,
     backend: Backend,
     sqlite_file: Option<std::path::PathBuf>,
     /// SQLite writes one transaction at a time; a second connection that
@@ -27,6 +32,10 @@ pub struct Store {
     /// (first come, first served) and each is woken the moment the one
     /// before it commits. Unused with PostgreSQL (row locks).
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Bumped by every write of a record that authentication reads
+    /// ([`crate::IDENTITY_KINDS`]) through this store (see
+    /// [`Store::identity_generation`]).
+    pub(crate) identity_gen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Held while this process writes to a SQLite store (see `Store::writer`).
@@ -39,6 +48,9 @@ pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 /// crash may be lost. That is the failure a manager restart must survive;
 /// a host losing power also loses its VMs' state.
 pub const SQLITE_SYNCHRONOUS: &str = "NORMAL";
+
+/// Read-only connections beside the writer's, for a SQLite file.
+const SQLITE_READERS: u32 = 4;
 
 /// Key of the PostgreSQL session advisory lock the one manager holds.
 const MANAGER_LOCK_KEY: i64 = 7243602;
@@ -117,11 +129,30 @@ impl Store {
             Backend::Sqlite => sqlite_path(&url),
             Backend::Postgres => None,
         };
+        let reader = match &sqlite_file {
+            Some(_) => {
+                AnyPoolOptions::new()
+                    .max_connections(SQLITE_READERS)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA query_only = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
+                    .await?
+            }
+            None => pool.clone(),
+        };
         let store = Store {
             pool,
+            reader,
             backend,
             sqlite_file,
             writer: Default::default(),
+            identity_gen: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -286,8 +317,26 @@ impl Store {
         Ok(v)
     }
 
+    /// A number that changes whenever this store writes a record that
+    /// authentication reads (users, role assignments, tokens, projects,
+    /// access keys): a cache of validated tokens keyed on it is never stale
+    /// for writes made through this store.
+    pub fn identity_generation(&self) -> u64 {
+        self.identity_gen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Marks identity records as changed (after a write of `kind`).
+    pub(crate) fn identity_written(&self, kind: &str) {
+        if crate::IDENTITY_KINDS.contains(&kind) {
+            self.identity_gen
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Deletes every row (tests only).
     pub async fn wipe_for_tests(&self) -> StoreResult<()> {
+        self.identity_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for t in [
             "servers",
             "records",

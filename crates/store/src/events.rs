@@ -75,7 +75,7 @@ impl Store {
             query = query.bind(a);
         }
         let mut out = query
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .into_iter()
             .map(|r| {

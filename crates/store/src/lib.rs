@@ -13,6 +13,10 @@ mod servers;
 pub mod testing;
 mod workflows;
 
+/// Record kinds that authentication reads: a write of one changes
+/// [`Store::identity_generation`].
+pub const IDENTITY_KINDS: &[&str] = &["user", "role_assignment", "token", "project", "access_key"];
+
 pub use db::{Backend, ManagerLock, Store, SQLITE_SYNCHRONOUS};
 pub use events::EventQuery;
 pub use records::{Record, RecordRow, Setting};

@@ -234,6 +234,11 @@ impl RecordRow {
         })
     }
 
+    /// The record's kind.
+    pub(crate) fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     pub(crate) async fn insert(&self, conn: &mut sqlx::AnyConnection) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO records (kind, id, owner, name, ref_id, created_at, data)
@@ -264,7 +269,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         };
         let _turn = self.write_turn().await;
-        sqlx::query(sql)
+        let res = sqlx::query(sql)
             .bind(R::KIND)
             .bind(r.id())
             .bind(r.owner())
@@ -273,7 +278,9 @@ impl Store {
             .bind(ts(&r.created()))
             .bind(serde_json::to_string(r)?)
             .execute(&self.pool)
-            .await?;
+            .await;
+        self.identity_written(R::KIND);
+        res?;
         Ok(())
     }
 
@@ -292,7 +299,7 @@ impl Store {
         let rows = sqlx::query("SELECT data FROM records WHERE kind = $1 AND id = $2")
             .bind(R::KIND)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         Ok(decode(rows)?.pop())
     }
@@ -311,15 +318,16 @@ impl Store {
             .bind(R::KIND)
             .bind(id)
             .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+            .await;
+        self.identity_written(R::KIND);
+        Ok(r?.rows_affected() > 0)
     }
 
     /// Every record of a kind, oldest first.
     pub async fn list<R: Record>(&self) -> StoreResult<Vec<R>> {
         let rows = sqlx::query("SELECT data FROM records WHERE kind = $1 ORDER BY created_at, id")
             .bind(R::KIND)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         decode(rows)
     }
@@ -331,7 +339,7 @@ impl Store {
         )
         .bind(R::KIND)
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         decode(rows)
     }
@@ -343,7 +351,7 @@ impl Store {
         )
         .bind(R::KIND)
         .bind(ref_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         decode(rows)
     }
@@ -355,7 +363,7 @@ impl Store {
                 .bind(R::KIND)
                 .bind(owner)
                 .bind(name)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?;
         Ok(decode(rows)?.pop())
     }

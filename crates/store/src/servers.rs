@@ -160,6 +160,9 @@ impl Store {
         crate::workflows::put(&mut tx, w).await?;
         let ids = crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
+        for r in &extras.records {
+            self.identity_written(r.kind());
+        }
         Ok((out, ids))
     }
 
@@ -186,6 +189,9 @@ impl Store {
         crate::workflows::put(&mut tx, w).await?;
         let ids = crate::workflows::put_extras(&mut tx, w, extras).await?;
         tx.commit().await?;
+        for r in &extras.records {
+            self.identity_written(r.kind());
+        }
         Ok((out, ids))
     }
 
@@ -193,7 +199,7 @@ impl Store {
     pub async fn get_server(&self, id: &str) -> StoreResult<Option<Server>> {
         let rows = sqlx::query("SELECT data, version FROM servers WHERE id = $1")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         Ok(decode(rows)?.pop())
     }
@@ -211,7 +217,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            out.extend(decode(q.fetch_all(&self.pool).await?)?);
+            out.extend(decode(q.fetch_all(&self.reader).await?)?);
         }
         Ok(out)
     }
@@ -229,7 +235,7 @@ impl Store {
         };
         let v: Option<Option<String>> = sqlx::query_scalar(sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         Ok(v.flatten())
     }
@@ -291,7 +297,7 @@ impl Store {
         if let Some(m) = &q.marker {
             let row = sqlx::query("SELECT created_at FROM servers WHERE id = $1")
                 .bind(m)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("marker {m}")))?;
             let created: String = row.try_get("created_at")?;
@@ -307,7 +313,7 @@ impl Store {
         for a in &args {
             query = query.bind(a);
         }
-        decode(query.fetch_all(&self.pool).await?)
+        decode(query.fetch_all(&self.reader).await?)
     }
 
     /// Resources allocated per host (servers on it plus resize/migration
@@ -319,7 +325,7 @@ impl Store {
     ) -> StoreResult<std::collections::HashMap<String, (i64, i64, i64)>> {
         let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
         for row in sqlx::query("SELECT host, vcpus, ram_mb, disk_gb FROM host_usage")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
         {
             let h: String = row.try_get("host")?;
@@ -334,7 +340,7 @@ impl Store {
     /// Servers with a task in progress (crash recovery).
     pub async fn servers_with_tasks(&self) -> StoreResult<Vec<Server>> {
         let rows = sqlx::query("SELECT data, version FROM servers WHERE task_state IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         decode(rows)
     }
@@ -347,11 +353,11 @@ impl Store {
                     "SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted' AND project_id = $1",
                 )
                 .bind(p)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reader)
                 .await?,
                 None => {
                     sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE vm_state <> 'deleted'")
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.reader)
                         .await?
                 }
             };

@@ -93,7 +93,7 @@ impl Store {
         )
         .bind(workflow_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?)
     }
 
@@ -170,7 +170,7 @@ impl Store {
     pub async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
         let rows = sqlx::query("SELECT data FROM workflows WHERE id = $1")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         Ok(decode(rows)?.pop())
     }
@@ -182,7 +182,7 @@ impl Store {
         )
         .bind(WorkflowState::Running.as_str())
         .bind(WorkflowState::RollingBack.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         decode(rows)
     }
@@ -201,13 +201,13 @@ impl Store {
                 )
                 .bind(s)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?
             }
             None => {
                 sqlx::query("SELECT data FROM workflows ORDER BY created_at DESC, id DESC LIMIT $1")
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await?
             }
         };

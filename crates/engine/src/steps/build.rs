@@ -76,18 +76,11 @@ async fn unschedule(cx: &mut Cx<'_>) -> StepResult<()> {
 
 /// Allocates the server's ports.
 async fn allocate_ports(cx: &mut Cx<'_>) -> StepResult<()> {
-    let e = cx.e;
-    let step = cx.step;
-    let Cx { wf, id, .. } = cx;
-
-    e.allocate_ports(wf).await?;
-    e.hang_after(wf, step).await;
-    e.mutate_server(id, |s| {
+    cx.e.allocate_ports(cx.wf).await?;
+    cx.after = Some(Box::new(|s| {
         set_task(s, TaskState::BlockDeviceMapping);
         s.progress = 30;
-        Ok(())
-    })
-    .await?;
+    }));
     Ok(())
 }
 
@@ -109,8 +102,7 @@ async fn release_ports(cx: &mut Cx<'_>) -> StepResult<()> {
 /// Defines the VM on its host (an unshelve's disk comes back from the store).
 async fn define(cx: &mut Cx<'_>) -> StepResult<()> {
     let e = cx.e;
-    let step = cx.step;
-    let Cx { wf, s, id, k, .. } = cx;
+    let Cx { s, k, .. } = cx;
 
     // The ports' taps exist before the VM is defined (network/dataplane.rs).
     if let Some(h) = &s.host {
@@ -122,13 +114,10 @@ async fn define(cx: &mut Cx<'_>) -> StepResult<()> {
         spec.root_from = e.shelved_root(s).await?;
     }
     e.server_agent(s).await?.define(&spec).await?;
-    e.hang_after(wf, step).await;
-    e.mutate_server(id, |s| {
+    cx.after = Some(Box::new(|s| {
         set_task(s, TaskState::Spawning);
         s.progress = 50;
-        Ok(())
-    })
-    .await?;
+    }));
     Ok(())
 }
 

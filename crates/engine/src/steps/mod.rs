@@ -17,7 +17,7 @@ mod power;
 pub(crate) mod step;
 
 pub(crate) use plans::steps_of;
-pub(crate) use step::{step, wrong_kind, Cx, Step};
+pub(crate) use step::{step, wrong_kind, Cx, ServerUpdate, Step};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,10 +114,20 @@ impl Engine {
     }
 }
 
-/// Runs one step: the step of that name in the workflow's plan.
-pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult<()> {
+/// Runs one step: the step of that name in the workflow's plan, on the
+/// server as the runner read it before the step (`loaded`), or as read now.
+/// Returns the server update the step leaves to the runner ([`Cx::after`]).
+pub(crate) async fn run(
+    e: &Engine,
+    wf: &mut Workflow,
+    step: &str,
+    loaded: Option<Server>,
+) -> StepResult<Option<ServerUpdate>> {
     let id = sid(wf)?;
-    let s = e.must_server(&id).await?;
+    let s = match loaded.filter(|s| s.id == id) {
+        Some(s) => s,
+        None => e.must_server(&id).await?,
+    };
     let k = WorkflowKind::load(&wf.kind, &wf.params)?;
     let Some(st) = find(&k, step) else {
         return Err(ComputeError::Internal(format!(
@@ -132,8 +142,10 @@ pub(crate) async fn run(e: &Engine, wf: &mut Workflow, step: &str) -> StepResult
         id,
         k,
         step: st.name,
+        after: None,
     };
-    (st.run)(&mut cx).await
+    (st.run)(&mut cx).await?;
+    Ok(cx.after.take())
 }
 
 /// Undoes one step during rollback (nothing when the step has no undo or
@@ -154,8 +166,18 @@ pub(crate) async fn undo(e: &Engine, wf: &mut Workflow, step: &str) -> StepResul
         id,
         k,
         step: name,
+        after: None,
     };
-    undo(&mut cx).await
+    undo(&mut cx).await?;
+    // An undo writes its own updates.
+    if let Some(mut u) = cx.after.take() {
+        e.mutate_server(&cx.id, |s| {
+            u(s);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The image a rebuild or snapshot step works on.
@@ -183,7 +205,11 @@ fn size_of(f: &lifeboat_core::FlavorSnapshot) -> VmSize {
 }
 /// Ends a successful workflow: the action table's end of its action (its
 /// row's outcome, power state and stamps), nothing overridden here.
-pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
+pub(crate) async fn complete(
+    e: &Engine,
+    wf: &mut Workflow,
+    mut update: Option<ServerUpdate>,
+) -> StepResult<()> {
     let Some(id) = wf.server_id.clone() else {
         return Ok(());
     };
@@ -195,6 +221,9 @@ pub(crate) async fn complete(e: &Engine, wf: &mut Workflow) -> StepResult<()> {
     }
     let wf_id = wf.id.clone();
     e.mutate_server(&id, |s| {
+        if let Some(u) = update.as_mut() {
+            u(s);
+        }
         if s.task_workflow.as_deref() != Some(wf_id.as_str()) {
             return Ok(());
         }

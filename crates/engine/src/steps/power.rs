@@ -2,7 +2,7 @@
 //! reboot, pause, suspend, rescue and their reverses, waiting for the guest
 //! agent, the admin password, and waiting for a superseded workflow.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lifeboat_core::{PowerState, TaskState};
 
@@ -32,19 +32,16 @@ step!(UNRESCUE = "unrescue", unrescue);
 /// Powers the VM on.
 async fn power_on(cx: &mut Cx<'_>) -> StepResult<()> {
     let e = cx.e;
-    let step = cx.step;
-    let Cx { wf, s, id, .. } = cx;
-
-    e.server_agent(s).await?.start(&s.instance_name).await?;
-    e.hang_after(wf, step).await;
-    e.mutate_server(id, |s| {
+    e.server_agent(&cx.s)
+        .await?
+        .start(&cx.s.instance_name)
+        .await?;
+    cx.after = Some(Box::new(|s| {
         s.power_state = PowerState::Running;
         if s.progress < 90 {
             s.progress = 90;
         }
-        Ok(())
-    })
-    .await?;
+    }));
     Ok(())
 }
 
@@ -118,13 +115,11 @@ async fn wait_superseded(cx: &mut Cx<'_>) -> StepResult<()> {
     // superseded a create still inside its define step; waiting for
     // the first delete alone let the create define its VM after the
     // destroy (a VM of a deleted server, seen under load).
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     let mut next = cx.k.supersedes().map(str::to_string);
     let mut hops = 0;
     while let Some(old) = next.take() {
-        while e.is_running(&old) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        e.wait_not_running(&old, deadline).await;
         hops += 1;
         if hops > 64 {
             break;

@@ -25,7 +25,14 @@ pub(crate) struct Cx<'a> {
     pub k: WorkflowKind,
     /// The step's name.
     pub step: &'static str,
+    /// The server update a step leaves to the runner: applied with the
+    /// step's `done` in one transaction (instead of a write of its own).
+    pub after: Option<ServerUpdate>,
 }
+
+/// A change to the server that records a step's side effect (its task
+/// state, progress or power state), written with the step's `done`.
+pub(crate) type ServerUpdate = Box<dyn FnMut(&mut Server) + Send>;
 
 /// A step's run or undo.
 pub(crate) type StepFn =
