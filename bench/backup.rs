@@ -218,7 +218,7 @@ fn instant_first_reads(
     let srv =
         lifeboat_datastore::nbd_server::NbdServer::start(ds.clone(), snap, disk, &sock, "root")?;
     let backing = format!(
-        r#"json:{{"driver":"nbd","server":{{"type":"unix","path":"{}"}},"export":"root"}}"#,
+        r#"json:{{"file":{{"driver":"nbd","server":{{"type":"unix","path":"{}"}},"export":"root"}}}}"#,
         sock.display()
     );
     run(Command::new("qemu-img")
