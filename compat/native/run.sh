@@ -46,8 +46,8 @@ grep -q "serving on" "$tmp/serve.log" || { echo "FAIL: lifeboat serve did not st
 # Log in as admin and lift the default quotas so creates are exercised.
 # Seed what no link can make in a few steps: an image that may be deleted
 # (a snapshot of a server; the default image is protected) and floating
-# IPs, so DELETE /images/{id} and /floating-ips/{id} meet real ones through
-# GET /images and GET /floating-ips (the fuzz may delete the external
+# IPs and unused subnets, so DELETE /images/{id}, /floating-ips/{id} and
+# /subnets/{id} meet real ones through their lists (the fuzz may delete the external
 # network's subnet before its own floating IP creates run).
 token="$("$py" - "$url" "$tmp/data/admin-credentials.json" <<'PY'
 import json, sys, time, urllib.request
@@ -77,6 +77,9 @@ wait("snapshot active", lambda: any(i["id"] == image and i["status"] == "active"
                                     for i in call("GET", "/api/v1/images", None, tok)))
 for _ in range(3):
     call("POST", "/api/v1/floating-ips", {}, tok)
+for n in range(2):
+    net = call("POST", "/api/v1/networks", {"name": f"seed-{n}"}, tok)["id"]
+    call("POST", "/api/v1/subnets", {"network": net, "cidr": f"10.9{n}.0.0/24"}, tok)
 print(tok)
 PY
 )"
