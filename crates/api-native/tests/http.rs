@@ -521,6 +521,15 @@ async fn state_refusals_are_not_body_errors() {
     let (s, v) = env
         .json(
             &admin,
+            "POST",
+            "/api/v1/subnets",
+            json!({"network": "private", "cidr": "10.0.0.0/33"}),
+        )
+        .await;
+    assert_eq!(s, 400, "a malformed CIDR is the body's fault: {v}");
+    let (s, v) = env
+        .json(
+            &admin,
             "DELETE",
             "/api/v1/routers/router1/interfaces/private-subnet",
             Value::Null,

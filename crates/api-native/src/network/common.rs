@@ -156,7 +156,12 @@ pub(super) fn in_cidr(addr: std::net::IpAddr, cidr: &str) -> bool {
     shift >= 128 || (a >> shift) == (n >> shift)
 }
 
-/// The network address of a well-formed CIDR (`10.1.0.0/24` -> 10.1.0.0).
+/// The network address of a well-formed CIDR (`10.1.0.0/24` -> 10.1.0.0);
+/// None for a malformed one (`10.1.0.0/33`), which the engine refuses.
 pub(super) fn cidr_addr(cidr: &str) -> Option<std::net::IpAddr> {
-    cidr.split_once('/')?.0.parse().ok()
+    let (addr, len) = cidr.split_once('/')?;
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= bits).then_some(addr)
 }
