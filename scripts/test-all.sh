@@ -19,9 +19,9 @@ export LIFEBOAT_ENABLE_TEST_HOOKS=1
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast -- --test-threads=2
-
 status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 || status=1
+
 for suite in compat/*/run.sh; do
   [ -f "$suite" ] || continue
   echo "== $suite"
