@@ -205,7 +205,12 @@ impl Engine {
     }
 
     /// An event of a workflow's step (or of the workflow when `step` is None).
-    fn step_event(wf: &Workflow, level: Level, step: Option<&str>, message: String) -> NewEvent {
+    pub(crate) fn step_event(
+        wf: &Workflow,
+        level: Level,
+        step: Option<&str>,
+        message: String,
+    ) -> NewEvent {
         NewEvent {
             level,
             server_id: wf.server_id.clone(),

@@ -5,7 +5,7 @@
 //! `lifeboat_core::server_actions!` (columns, request, steps), this file
 //! (its handler and its step) and its front rendering.
 
-use lifeboat_core::{Action, Actor, Level, NewEvent, PowerState, Server, VmState};
+use lifeboat_core::{Action, Actor, Level, PowerState, Server, VmState};
 use serde_json::json;
 
 use crate::error::StepResult;
@@ -51,13 +51,11 @@ async fn sync_power(cx: &mut Cx<'_>) -> StepResult<()> {
         Ok(())
     })
     .await?;
-    cx.e.event(NewEvent {
-        level: if stopped { Level::Warn } else { Level::Info },
-        server_id: Some(cx.s.id.clone()),
-        project_id: Some(cx.s.project_id.clone()),
-        workflow_id: Some(cx.wf.id.clone()),
-        step: Some(cx.step.to_string()),
-        message: format!(
+    cx.e.event(Engine::step_event(
+        cx.wf,
+        if stopped { Level::Warn } else { Level::Info },
+        Some(cx.step),
+        format!(
             "power state {} -> {}{}",
             was.name(),
             actual.name(),
@@ -67,7 +65,7 @@ async fn sync_power(cx: &mut Cx<'_>) -> StepResult<()> {
                 ""
             }
         ),
-    })
+    ))
     .await;
     Ok(())
 }

@@ -238,14 +238,12 @@ async fn destroy_old(cx: &mut Cx<'_>) -> StepResult<()> {
             Ok(()) | Err(HvError::NotFound(_)) => {}
             Err(err) => return Err(err.into()),
         }
-        e.event(NewEvent {
-            level: Level::Info,
-            server_id: Some(cx.id.clone()),
-            project_id: Some(cx.s.project_id.clone()),
-            workflow_id: Some(cx.wf.id.clone()),
-            step: Some(cx.step.into()),
-            message: format!("the server's old VM and its disks are removed from {h}"),
-        })
+        e.event(Engine::step_event(
+            cx.wf,
+            Level::Info,
+            Some(cx.step),
+            format!("the server's old VM and its disks are removed from {h}"),
+        ))
         .await;
     }
     // What an earlier instant restore of it recorded went with its VM.
@@ -294,13 +292,7 @@ async fn restore_define(cx: &mut Cx<'_>) -> StepResult<()> {
     }
     let started = std::time::Instant::now();
     e.agent_for(&dest).await?.define(&spec).await?;
-    e.event(NewEvent {
-        level: Level::Info,
-        server_id: Some(cx.id.clone()),
-        project_id: Some(cx.s.project_id.clone()),
-        workflow_id: Some(cx.wf.id.clone()),
-        step: Some(cx.step.into()),
-        message: if p.instant {
+    e.event(Engine::step_event(cx.wf, Level::Info, Some(cx.step), if p.instant {
             format!(
                 "VM defined on {dest} from snapshot {} disk {} (instant: it boots from the store, the disk is copied in the background)",
                 p.snapshot, p.disk
@@ -313,7 +305,7 @@ async fn restore_define(cx: &mut Cx<'_>) -> StepResult<()> {
                 started.elapsed().as_secs_f64()
             )
         },
-    })
+    ))
     .await;
     e.hang_after(cx.wf, cx.step).await;
     e.mutate_server(&cx.id, |s| {
